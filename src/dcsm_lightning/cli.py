@@ -1,0 +1,88 @@
+"""The ``dcsm-lightning`` command: LightningCLI's fit / validate / test / predict, plus ``compare``
+(validate + :class:`~dcsm_lightning.comparison.ComparisonReport`) and ``synth`` (export the
+built-in dataset in the PASCAL VOC layout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from lightning.pytorch import LightningDataModule, LightningModule
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from dcsm_lightning.comparison import ComparisonReport
+
+
+class DCSMLightningCLI(LightningCLI):
+    """LightningCLI whose datamodule's ``num_classes`` and ``class_names`` feed the model."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        for field in ("num_classes", "class_names"):
+            parser.link_arguments(f"data.{field}", f"model.init_args.{field}", apply_on="instantiate")
+
+
+def _pop_option(args: list[str], name: str) -> str | None:
+    """Remove ``name VALUE`` or ``name=VALUE`` from ``args``; return VALUE (None if absent)."""
+    for i, arg in enumerate(args):
+        if arg == name:
+            if i + 1 >= len(args):
+                raise SystemExit(f"{name} needs a value")
+            value = args[i + 1]
+            del args[i : i + 2]
+            return value
+        if arg.startswith(name + "="):
+            del args[i]
+            return arg.split("=", 1)[1]
+    return None
+
+
+def synth_main(args: list[str]) -> None:
+    """``dcsm-lightning synth --out DIR --num-train N --num-val M --seed S``."""
+    from dcsm_lightning.data.synthetic import export_voc
+
+    parser = argparse.ArgumentParser(
+        prog="dcsm-lightning synth",
+        description="Export the built-in synthetic scenes in the PASCAL VOC 2012 folder layout.",
+    )
+    parser.add_argument("--out", required=True, help="output folder (must be empty or absent)")
+    parser.add_argument("--num-train", type=int, default=800)
+    parser.add_argument("--num-val", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--size", type=int, default=96, help="image side in pixels")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing export")
+    ns = parser.parse_args(args)
+    root = export_voc(ns.out, ns.num_train, ns.num_val, ns.seed, size=ns.size, overwrite=ns.overwrite)
+    print(f"wrote {ns.num_train} train and {ns.num_val} val images to {root}")
+
+
+def main(args: list[str] | None = None) -> DCSMLightningCLI | None:
+    """Entry point of ``dcsm-lightning``; ``args`` defaults to ``sys.argv[1:]``.
+
+    ``compare`` takes the arguments of ``validate`` plus ``--output_dir DIR`` (default: the
+    run's log directory) and writes ``comparison.md``, ``comparison.csv`` and ``comparison.png``.
+    """
+    args = list(sys.argv[1:] if args is None else args)
+    if args and args[0] == "synth":
+        synth_main(args[1:])
+        return None
+    trainer_defaults: dict[str, Any] = {}
+    if args and args[0] == "compare":
+        args[0] = "validate"
+        trainer_defaults["callbacks"] = [ComparisonReport(output_dir=_pop_option(args, "--output_dir"))]
+    return DCSMLightningCLI(
+        LightningModule,
+        LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        seed_everything_default=0,
+        save_config_kwargs={"overwrite": True},
+        parser_kwargs={"parser_mode": "omegaconf"},
+        trainer_defaults=trainer_defaults,
+        args=args,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""Datasets and datamodules: the built-in synthetic scenes, PASCAL VOC from disk, and the
+letterbox / normalisation transforms that produce the batch contract (``docs/contracts.md``)."""
+
+from __future__ import annotations
+
+from dcsm_lightning.data.classes import SYNTHETIC_CLASSES, VOC_CLASSES, check_class_names
+from dcsm_lightning.data.datamodule import (
+    SegmentationDataModule,
+    SyntheticDataModule,
+    VOCDataModule,
+    collate_batch,
+    prepare_sample,
+)
+from dcsm_lightning.data.scenes import render_scene
+from dcsm_lightning.data.synthetic import SyntheticScenes, export_voc, labels_from_mask
+from dcsm_lightning.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    PAD_RGB,
+    ImageModeWarning,
+    letterbox,
+    load_rgb,
+    normalize,
+)
+from dcsm_lightning.data.voc import VOCSegmentation, load_label_map, resolve_voc_root
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "PAD_RGB",
+    "SYNTHETIC_CLASSES",
+    "VOC_CLASSES",
+    "ImageModeWarning",
+    "SegmentationDataModule",
+    "SyntheticDataModule",
+    "SyntheticScenes",
+    "VOCDataModule",
+    "VOCSegmentation",
+    "check_class_names",
+    "collate_batch",
+    "export_voc",
+    "labels_from_mask",
+    "letterbox",
+    "load_label_map",
+    "load_rgb",
+    "normalize",
+    "prepare_sample",
+    "render_scene",
+    "resolve_voc_root",
+]

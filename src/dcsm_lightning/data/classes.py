@@ -1,0 +1,88 @@
+"""Class name lists and their validation.
+
+Class ``k`` of a name list (0-based) is label ``k + 1`` in the masks; 0 is background and 255
+is void, so a list holds at most 254 names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+#: The 20 PASCAL VOC foreground classes, in the order of the VOC label ids 1..20.
+VOC_CLASSES: tuple[str, ...] = (
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
+)
+
+#: The classes of :class:`~dcsm_lightning.data.synthetic.SyntheticScenes`: each is a shape
+#: drawn with its own texture (disc/stripes, square/checker, triangle/dots, ring/plain,
+#: cross/grid, star/radial shading, ellipse/waves, crescent/speckle).
+SYNTHETIC_CLASSES: tuple[str, ...] = (
+    "disc",
+    "square",
+    "triangle",
+    "ring",
+    "cross",
+    "star",
+    "ellipse",
+    "crescent",
+)
+
+MAX_CLASSES = 254  # labels 1..254; 0 is background and 255 void
+
+
+def check_class_names(names: Sequence[str], field: str = "class_names") -> tuple[str, ...]:
+    """Validate a list of foreground class names and return it as a tuple.
+
+    A valid name is a non-empty string without surrounding whitespace or control characters
+    (names are written one per line to ``class_names.txt``) and is not ``background``, which
+    is the implicit label 0.
+
+    Args:
+        names: the K foreground names, in label order (name ``k`` is mask value ``k + 1``).
+        field: the argument name used in error messages.
+
+    Raises:
+        ValueError: ``names`` is a plain string, empty, longer than 254, or holds a non-string,
+            blank, padded, control-character, ``background`` or duplicate name; the message
+            names ``field``.
+    """
+    if isinstance(names, (str, bytes)) or not isinstance(names, Sequence):
+        raise ValueError(f"{field} must be a list of class names, got {type(names).__name__}")
+    if not names:
+        raise ValueError(f"{field} is empty; give at least one foreground class name")
+    if len(names) > MAX_CLASSES:
+        raise ValueError(f"{field} has {len(names)} names; masks allow at most {MAX_CLASSES}")
+    seen: set[str] = set()
+    for index, name in enumerate(names):
+        where = f"{field}[{index}]"
+        if not isinstance(name, str):
+            raise ValueError(f"{where} must be a string, got {type(name).__name__} {name!r}")
+        if not name or name != name.strip():
+            raise ValueError(f"{where} = {name!r} is blank or has surrounding whitespace")
+        if any(not ch.isprintable() for ch in name):
+            raise ValueError(f"{where} = {name!r} contains control characters")
+        if name.lower() == "background":
+            raise ValueError(f"{where} = {name!r}: background is label 0 and must not be listed")
+        if name in seen:
+            raise ValueError(f"{field} lists {name!r} twice")
+        seen.add(name)
+    return tuple(names)

@@ -1,0 +1,294 @@
+"""LightningDataModules that turn raw samples into batches of the batch contract.
+
+See ``docs/contracts.md``: every DataLoader yields a dict with ``image`` (float32 B x 3 x S x S,
+normalised, padding exactly 0), ``rgb`` (uint8 B x S x S x 3), ``labels`` (float32 B x K),
+``mask`` (int64 B x S x S, only when every sample has one), ``valid`` (bool B x S x S),
+``orig_size`` (int64 B x 2) and ``id`` (list of str).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader, Dataset
+
+from dcsm_lightning.data.classes import SYNTHETIC_CLASSES
+from dcsm_lightning.data.synthetic import SyntheticScenes
+from dcsm_lightning.data.transforms import letterbox, normalize
+from dcsm_lightning.data.voc import VOCSegmentation, resolve_class_names
+
+
+def prepare_sample(sample: dict[str, Any], size: int, hflip: bool = False) -> dict[str, Any]:
+    """Letterbox a raw sample (``rgb``, optional ``mask``, ``labels``, ``id``) to tensors.
+
+    Args:
+        sample: a raw sample; ``rgb`` uint8 H x W x 3, ``mask`` int H x W, ``labels`` K.
+        size: S, the letterbox side.
+        hflip: mirror the image (and mask) left-right before letterboxing.
+
+    Returns:
+        dict with ``rgb`` uint8 S x S x 3, ``mask`` int64 S x S (if the sample had one),
+        ``valid`` bool S x S, ``labels`` float32 K, ``orig_size`` int64 (2,), ``id`` str.
+    """
+    rgb, mask = sample["rgb"], sample.get("mask")
+    orig_size = torch.tensor(rgb.shape[:2], dtype=torch.int64)
+    if hflip:
+        rgb = rgb[:, ::-1]
+        mask = None if mask is None else mask[:, ::-1]
+    rgb, mask, valid = letterbox(rgb, mask, size)
+    out = {
+        "rgb": torch.from_numpy(rgb),
+        "valid": torch.from_numpy(valid),
+        "labels": torch.as_tensor(np.asarray(sample["labels"]), dtype=torch.float32),
+        "orig_size": orig_size,
+        "id": str(sample["id"]),
+    }
+    if mask is not None:
+        out["mask"] = torch.from_numpy(mask)
+    return out
+
+
+def collate_batch(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Stack prepared samples into a contract batch; adds the normalised ``image``.
+
+    ``mask`` is included only when every sample has one. Padding (``valid`` False) is set to
+    exactly 0 in ``image``.
+    """
+    if not samples:
+        raise ValueError("cannot collate an empty list of samples")
+    rgb = torch.stack([s["rgb"] for s in samples])
+    valid = torch.stack([s["valid"] for s in samples])
+    image = normalize(rgb)
+    image.masked_fill_(~valid[:, None], 0.0)
+    batch: dict[str, Any] = {
+        "image": image,
+        "rgb": rgb,
+        "labels": torch.stack([s["labels"] for s in samples]),
+        "valid": valid,
+        "orig_size": torch.stack([s["orig_size"] for s in samples]),
+        "id": [s["id"] for s in samples],
+    }
+    if all("mask" in s for s in samples):
+        batch["mask"] = torch.stack([s["mask"] for s in samples])
+    return batch
+
+
+class PreparedDataset(Dataset):
+    """Wrap a raw-sample dataset with :func:`prepare_sample` (random flips when ``hflip``)."""
+
+    def __init__(self, dataset: Dataset, size: int, hflip: bool = False) -> None:
+        self.dataset = dataset
+        self.size = size
+        self.hflip = hflip
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        flip = self.hflip and bool(torch.rand(()) < 0.5)
+        return prepare_sample(self.dataset[index], self.size, hflip=flip)
+
+
+class _InMemory(Dataset):
+    """The samples of a dataset, computed once."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.samples = [dataset[i] for i in range(len(dataset))]  # type: ignore[arg-type]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.samples[index]
+
+
+class SegmentationDataModule(LightningDataModule):
+    """Base datamodule: letterboxing, normalisation, collation and the four dataloaders.
+
+    Subclasses set ``class_names`` in ``__init__`` and implement :meth:`make_dataset`, which
+    returns a dataset of raw samples for a split name. Train batches are shuffled, flipped
+    left-right at random (``hflip``) and drop an incomplete last batch (BatchNorm); multi-scale
+    resizing is the model's job.
+
+    Args:
+        size: S, the letterbox side of every batch.
+        batch_size: samples per batch.
+        num_workers: DataLoader worker processes (0: load in the main process).
+        pin_memory: pin batches in page-locked memory (for GPU training).
+        hflip: random horizontal flips of training samples.
+        train_split, val_split: split names for fit / validate.
+        test_split: split for ``test``; None: ``val_split``.
+        predict_split: split for ``predict``; None: ``val_split``.
+    """
+
+    class_names: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        size: int,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        hflip: bool = True,
+        train_split: str = "train",
+        val_split: str = "val",
+        test_split: str | None = None,
+        predict_split: str | None = None,
+    ) -> None:
+        super().__init__()
+        for name, value, low in (("size", size, 1), ("batch_size", batch_size, 1), ("num_workers", num_workers, 0)):
+            if value < low:
+                raise ValueError(f"{name} must be >= {low}, got {value}")
+        self.size = size
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.hflip = hflip
+        self.splits = {
+            "train": train_split,
+            "val": val_split,
+            "test": test_split or val_split,
+            "predict": predict_split or val_split,
+        }
+        self._datasets: dict[str, Dataset] = {}
+
+    @property
+    def num_classes(self) -> int:
+        """K, the number of foreground classes (linked to ``model.num_classes`` by the CLI)."""
+        return len(self.class_names)
+
+    def make_dataset(self, split: str) -> Dataset:
+        """A dataset of raw samples (``rgb``, ``mask``, ``labels``, ``id``) for ``split``."""
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        wanted = {
+            "fit": ("train", "val"),
+            "validate": ("val",),
+            "test": ("test",),
+            "predict": ("predict",),
+        }.get(stage or "", ("train", "val", "test", "predict"))
+        for role in wanted:
+            if role not in self._datasets:
+                self._datasets[role] = self.make_dataset(self.splits[role])
+
+    def dataset(self, role: str) -> Dataset:
+        """The raw dataset for ``role`` (train / val / test / predict), built on first use."""
+        if role not in self._datasets:
+            self._datasets[role] = self.make_dataset(self.splits[role])
+        return self._datasets[role]
+
+    def _loader(self, role: str) -> DataLoader:
+        train = role == "train"
+        prepared = PreparedDataset(self.dataset(role), self.size, hflip=train and self.hflip)
+        return DataLoader(
+            prepared,
+            batch_size=self.batch_size,
+            shuffle=train,
+            drop_last=train and len(prepared) > self.batch_size,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+            collate_fn=collate_batch,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict")
+
+
+class SyntheticDataModule(SegmentationDataModule):
+    """The built-in :class:`~dcsm_lightning.data.synthetic.SyntheticScenes`, kept in memory.
+
+    Splits are ``"train"``, ``"val"`` and ``"test"`` (independent streams of the same seed);
+    ``test`` uses its own ``num_test`` images.
+
+    Args:
+        num_train, num_val, num_test: split sizes.
+        size: image side S (the scenes are drawn at this size, so no resampling happens).
+        seed: dataset seed (independent of the training seed).
+        batch_size, num_workers, pin_memory, hflip, predict_split: see
+            :class:`SegmentationDataModule`.
+    """
+
+    def __init__(
+        self,
+        num_train: int = 800,
+        num_val: int = 200,
+        num_test: int = 200,
+        size: int = 96,
+        seed: int = 0,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        hflip: bool = True,
+        predict_split: str | None = None,
+    ) -> None:
+        super().__init__(
+            size, batch_size, num_workers, pin_memory, hflip,
+            train_split="train", val_split="val", test_split="test", predict_split=predict_split,
+        )
+        if predict_split not in (None, "train", "val", "test"):
+            raise ValueError(f"predict_split must be 'train', 'val' or 'test', got {predict_split!r}")
+        self.save_hyperparameters()
+        self.class_names = SYNTHETIC_CLASSES
+        self.counts = {"train": num_train, "val": num_val, "test": num_test}
+        self.seed = seed
+        SyntheticScenes(0, size, seed)  # validate size and seed now
+
+    def make_dataset(self, split: str) -> Dataset:
+        return _InMemory(SyntheticScenes(self.counts[split], self.size, self.seed, split))
+
+
+class VOCDataModule(SegmentationDataModule):
+    """PASCAL VOC 2012 (+ SBD ``train_aug``) or any dataset in the VOC layout, from disk.
+
+    Args:
+        root: the VOC2012 folder or a VOCdevkit holding it (see
+            :class:`~dcsm_lightning.data.voc.VOCSegmentation`).
+        class_names: K names in label order; None: ``root/class_names.txt`` if present, else
+            the 20 VOC classes.
+        size: letterbox side S (the paper: 500).
+        batch_size, num_workers, pin_memory, hflip: see :class:`SegmentationDataModule`.
+        train_split, val_split, test_split, predict_split: names of lists in
+            ``ImageSets/Segmentation``; test / predict default to ``val_split``. A split
+            without masks (e.g. VOC ``test``) yields batches without ``mask``.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        class_names: list[str] | None = None,
+        size: int = 500,
+        batch_size: int = 2,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        hflip: bool = True,
+        train_split: str = "train_aug",
+        val_split: str = "val",
+        test_split: str | None = None,
+        predict_split: str | None = None,
+    ) -> None:
+        super().__init__(
+            size, batch_size, num_workers, pin_memory, hflip,
+            train_split=train_split, val_split=val_split, test_split=test_split,
+            predict_split=predict_split,
+        )
+        self.save_hyperparameters()
+        self.root = root
+        self.class_names = resolve_class_names(root, class_names)
+
+    def make_dataset(self, split: str) -> Dataset:
+        return VOCSegmentation(self.root, split, class_names=self.class_names)

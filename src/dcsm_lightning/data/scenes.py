@@ -1,0 +1,222 @@
+"""Procedural multi-object scenes: the renderer behind :class:`~.synthetic.SyntheticScenes`.
+
+A scene is a cluttered background (a two-colour gradient, low-frequency colour noise, thin
+lines and small blobs) with 1-4 objects drawn on top of each other. Each class is a SHAPE
+filled with its own TEXTURE; all colours come from one shared distribution, so colour says
+nothing about the class. Later objects occlude earlier ones and the mask shows only what is
+visible; every object keeps at least half of its area visible. As in PASCAL VOC, a void band
+(255) about two pixels wide runs along every object outline.
+"""
+
+from __future__ import annotations
+
+import colorsys
+from collections.abc import Callable
+
+import numpy as np
+
+from dcsm_lightning.data.classes import SYNTHETIC_CLASSES
+from dcsm_lightning.io import VOID_LABEL
+
+#: Probabilities of 1, 2, 3, 4 objects per image.
+OBJECT_COUNT_P = (0.15, 0.35, 0.30, 0.20)
+#: Object extent (2 x radius) as a fraction of the image side.
+EXTENT_RANGE = (0.32, 0.55)
+MIN_VISIBLE = 0.5  # an earlier object must keep this fraction of its pixels visible
+MIN_CONTRAST = 70.0  # RGB distance between an object's mean colour and what lies under it
+_PLACEMENT_TRIES = 8
+_COLOUR_TRIES = 8
+_REACH = 1.3  # every shape fits in a box of half-side _REACH * radius
+
+
+def _hsv(rng: np.random.Generator, sat: tuple[float, float], val: tuple[float, float]) -> np.ndarray:
+    """One RGB colour (float, 0-255) with uniform hue and saturation / value in the ranges."""
+    rgb = colorsys.hsv_to_rgb(rng.random(), rng.uniform(*sat), rng.uniform(*val))
+    return np.array(rgb, dtype=np.float32) * 255.0
+
+
+def object_colour(rng: np.random.Generator) -> np.ndarray:
+    """An object or distractor colour (float RGB 0-255); the same law for every class."""
+    return _hsv(rng, (0.45, 0.95), (0.45, 0.95))
+
+
+# Shapes: local coordinates (u, v) in units of the object radius -> inside mask.
+def _disc(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    return u * u + v * v <= 1.0
+
+
+def _square(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    return np.maximum(np.abs(u), np.abs(v)) <= 0.82
+
+
+def _triangle(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    s3 = np.sqrt(3.0)
+    return (v >= -0.625) & (s3 * u + v <= 1.25) & (-s3 * u + v <= 1.25)
+
+
+def _ring(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    rho2 = u * u + v * v
+    return (rho2 <= 1.05) & (rho2 >= 0.28)
+
+
+def _cross(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    au, av = np.abs(u), np.abs(v)
+    return ((au <= 0.34) & (av <= 1.1)) | ((av <= 0.34) & (au <= 1.1))
+
+
+def _star(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    phase = (np.arctan2(v, u) * (5 / (2 * np.pi))) % 1.0
+    return np.hypot(u, v) <= 0.5 + 0.72 * np.abs(2 * phase - 1) ** 1.5
+
+
+def _ellipse(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    return u * u + (v / 0.58) ** 2 <= 1.25
+
+
+def _crescent(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    return (u * u + v * v <= 1.1) & ((u - 0.55) ** 2 + v * v > 0.7)
+
+
+Shape = Callable[[np.ndarray, np.ndarray], np.ndarray]
+SHAPES: tuple[Shape, ...] = (_disc, _square, _triangle, _ring, _cross, _star, _ellipse, _crescent)
+
+
+# Textures: pixel-unit local coordinates (x, y), rho in radius units -> weight of the
+# second colour in [0, 1].
+def _texture(cls: int, x: np.ndarray, y: np.ndarray, rho: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    period = rng.uniform(6.0, 9.0)
+    phase = rng.uniform(0.0, period)
+    name = SYNTHETIC_CLASSES[cls]
+    if name == "disc":  # straight stripes
+        return ((x + phase) % period) < period / 2
+    if name == "square":  # checkerboard
+        cell = period * 0.7
+        return (np.floor((x + phase) / cell) + np.floor((y + phase) / cell)) % 2 == 1
+    if name == "triangle":  # polka dots
+        dx, dy = (x + phase) % period - period / 2, (y + phase) % period - period / 2
+        return dx * dx + dy * dy <= (0.3 * period) ** 2
+    if name == "ring":  # plain
+        return np.zeros(x.shape, dtype=bool)
+    if name == "cross":  # thin grid lines
+        return (((x + phase) % period) < 1.6) | (((y + phase) % period) < 1.6)
+    if name == "star":  # radial shading from the centre outwards
+        return np.clip(rho / 1.2, 0.0, 1.0)
+    if name == "ellipse":  # wavy stripes
+        return ((y + 2.2 * np.sin(x * (2 * np.pi / 9.0)) + phase) % period) < period / 2
+    # crescent: coarse speckle (2 x 2 pixel cells)
+    cells = rng.random((x.shape[0] // 2 + 1, x.shape[1] // 2 + 1)) < 0.5
+    return np.repeat(np.repeat(cells, 2, axis=0), 2, axis=1)[: x.shape[0], : x.shape[1]]
+
+
+def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Cluttered background, float H x W x 3 (0-255)."""
+    low, high = (_hsv(rng, (0.05, 0.45), (0.3, 0.95)) for _ in range(2))
+    angle = rng.uniform(0, 2 * np.pi)
+    axis = np.linspace(0.0, 1.0, size, dtype=np.float32)
+    ramp = np.cos(angle) * axis[None, :] + np.sin(angle) * axis[:, None]
+    ramp = (ramp - ramp.min()) / max(float(np.ptp(ramp)), 1e-6)
+    canvas = low + (high - low) * ramp[..., None]
+    # low-frequency colour noise: a 5 x 5 grid interpolated bilinearly
+    coarse = rng.normal(0.0, 15.0, (5, 5, 3)).astype(np.float32)
+    weights = np.clip(1 - np.abs(np.linspace(0, 4, size)[:, None] - np.arange(5)), 0, 1)
+    weights = weights.astype(np.float32)
+    rows = np.tensordot(weights, coarse, axes=(1, 0))  # S x 5 x 3
+    canvas += np.tensordot(weights, rows, axes=(1, 1)).transpose(1, 0, 2)
+    yy, xx = np.ogrid[0:size, 0:size]
+    for _ in range(rng.integers(1, 5)):  # thin lines
+        x0, y0 = rng.uniform(0, size, 2)
+        angle, length = rng.uniform(0, np.pi), rng.uniform(0.3, 1.0) * size
+        steps = np.linspace(0.0, length, int(2 * length) + 2)
+        px = np.round(x0 + steps * np.cos(angle)).astype(int)
+        py = np.round(y0 + steps * np.sin(angle)).astype(int)
+        keep = (px >= 0) & (px < size) & (py >= 0) & (py < size)
+        canvas[py[keep], px[keep]] = object_colour(rng)
+    for _ in range(rng.integers(2, 7)):  # small blobs
+        cx, cy = rng.uniform(0, size, 2)
+        radius = rng.uniform(1.5, 3.5)
+        y0, y1 = max(int(cy - radius), 0), min(int(cy + radius) + 2, size)
+        x0, x1 = max(int(cx - radius), 0), min(int(cx + radius) + 2, size)
+        blob = (yy[y0:y1] - cy) ** 2 + (xx[:, x0:x1] - cx) ** 2 <= radius**2
+        canvas[y0:y1, x0:x1][blob] = object_colour(rng)
+    return canvas
+
+
+def _outline(instances: np.ndarray) -> np.ndarray:
+    """Pixels with an 8-neighbour of another instance (a band ~2 px wide along each edge)."""
+    padded = np.pad(instances, 1, mode="edge")
+    height, width = instances.shape
+    band = np.zeros(instances.shape, dtype=bool)
+    for dy in (0, 1, 2):
+        for dx in (0, 1, 2):
+            if dy != 1 or dx != 1:
+                band |= padded[dy : dy + height, dx : dx + width] != instances
+    return band
+
+
+def render_scene(rng: np.random.Generator, size: int = 96) -> tuple[np.ndarray, np.ndarray]:
+    """Draw one scene with the random stream ``rng``.
+
+    Args:
+        rng: the generator that decides everything (same state -> same scene).
+        size: the image side S in pixels (>= 32).
+
+    Returns:
+        ``(rgb, mask)``: uint8 S x S x 3 and int64 S x S with 0 = background, class k -> k + 1
+        (k indexes :data:`~dcsm_lightning.data.classes.SYNTHETIC_CLASSES`), 255 = void.
+    """
+    if size < 32:
+        raise ValueError(f"size must be >= 32 pixels, got {size}")
+    canvas = _background(rng, size)
+    instances = np.zeros((size, size), dtype=np.int16)
+    classes: list[int] = []
+    visible = np.zeros(0, dtype=np.int64)  # visible pixels of each object drawn so far
+    areas = np.zeros(0, dtype=np.int64)
+    count = rng.choice(len(OBJECT_COUNT_P), p=OBJECT_COUNT_P) + 1
+    axis = np.arange(size, dtype=np.float32)
+    for cls in rng.integers(0, len(SHAPES), count):
+        for _ in range(_PLACEMENT_TRIES):
+            radius = rng.uniform(*EXTENT_RANGE) * size / 2
+            cx, cy = rng.uniform(0.65 * radius, size - 0.65 * radius, 2)
+            angle = rng.uniform(0, 2 * np.pi)
+            reach = _REACH * radius
+            y0, y1 = max(int(cy - reach), 0), min(int(np.ceil(cy + reach)) + 1, size)
+            x0, x1 = max(int(cx - reach), 0), min(int(np.ceil(cx + reach)) + 1, size)
+            dx, dy = axis[None, x0:x1] - cx, axis[y0:y1, None] - cy
+            x = np.cos(angle) * dx + np.sin(angle) * dy  # pixel units, object frame
+            y = -np.sin(angle) * dx + np.cos(angle) * dy
+            inside = SHAPES[cls](x / radius, y / radius)
+            if inside.sum() < 0.1 * radius * radius:
+                continue
+            covered = np.bincount(instances[y0:y1, x0:x1][inside], minlength=len(areas) + 1)[1:]
+            if np.all(visible - covered >= MIN_VISIBLE * areas):
+                break
+        else:
+            continue  # no placement keeps the others visible: drop this object
+        weight = _texture(int(cls), x, y, np.hypot(x, y) / radius, rng).astype(np.float32)
+        backdrop = canvas[y0:y1, x0:x1][inside].mean(axis=0)
+        mix = float(weight[inside].mean())
+        best, best_gap = None, -1.0
+        for _ in range(_COLOUR_TRIES):  # keep a visible colour edge to what lies beneath
+            base = object_colour(rng)
+            second = base * 0.3 if rng.random() < 0.5 else base + (255.0 - base) * 0.7
+            mean = base + (second - base) * mix
+            gap = float(np.linalg.norm(mean - backdrop))
+            if gap > best_gap:
+                best, best_gap = (base, second), gap
+            if gap >= MIN_CONTRAST:
+                break
+        base, second = best
+        shade = 1.0 + 0.12 * (x / reach)[..., None]  # a little directional lighting
+        fill = (base + (second - base) * weight[..., None]) * shade
+        canvas[y0:y1, x0:x1][inside] = fill[inside]
+        instances[y0:y1, x0:x1][inside] = len(areas) + 1
+        classes.append(int(cls))
+        area = int(inside.sum())
+        visible = np.append(visible - covered, area)
+        areas = np.append(areas, area)
+    canvas += rng.standard_normal(canvas.shape, dtype=np.float32) * 4.0
+    rgb = np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
+    lookup = np.array([0, *[c + 1 for c in classes]], dtype=np.int64)
+    mask = lookup[instances]
+    mask[_outline(instances)] = VOID_LABEL
+    return rgb, mask

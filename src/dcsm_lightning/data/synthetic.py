@@ -1,0 +1,168 @@
+"""The built-in synthetic segmentation dataset and its export in the PASCAL VOC 2012 layout.
+
+Images come from :func:`~dcsm_lightning.data.scenes.render_scene`; image ``index`` of split
+``split`` is drawn from its own generator ``numpy.random.default_rng([stream(split), seed,
+index])``, so any image can be rebuilt alone and the train, val and test splits are disjoint
+streams.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from torch.utils.data import Dataset
+
+from dcsm_lightning.data.classes import SYNTHETIC_CLASSES
+from dcsm_lightning.data.scenes import render_scene
+from dcsm_lightning.io import atomic_path, save_label_png, save_text
+
+SPLITS = ("train", "val", "test")
+JPEG_QUALITY = 95
+
+
+def _stream(split: str) -> int:
+    """A fixed 32-bit tag per split name, mixed into the seed (train / val / test differ)."""
+    return zlib.crc32(f"dcsm-lightning/synthetic/{split}".encode())
+
+
+def labels_from_mask(mask: np.ndarray, num_classes: int) -> np.ndarray:
+    """Multi-hot image tags from a label map: class k is present where ``mask == k + 1``.
+
+    Args:
+        mask: int H x W; 0 (background) and 255 (void) are ignored.
+        num_classes: K.
+
+    Returns:
+        float32 array of K values in {0, 1}.
+    """
+    present = np.bincount(np.asarray(mask, dtype=np.int64).ravel(), minlength=256)
+    return (present[1 : num_classes + 1] > 0).astype(np.float32)
+
+
+class SyntheticScenes(Dataset):
+    """Procedural scenes of textured shapes for weakly supervised segmentation.
+
+    Each image shows 1-4 objects of the :data:`SYNTHETIC_CLASSES` (a shape with its own
+    texture; colours are drawn from one law shared by all classes) over a cluttered
+    background, with occlusion and a 255 void band along the object outlines. Samples are
+    raw (not letterboxed); the datamodules add letterboxing and normalisation.
+
+    Each sample is a dict: ``rgb`` uint8 S x S x 3 (numpy), ``mask`` int64 S x S (0 =
+    background, class k -> k + 1, 255 = void), ``labels`` float32 K (multi-hot, from the mask),
+    ``id`` str (``"train_000012"``).
+
+    Args:
+        num_images: the length of the dataset.
+        size: the image side S in pixels (>= 32).
+        seed: non-negative seed; (seed, split, index) determines an image.
+        split: ``"train"``, ``"val"`` or ``"test"`` (independent streams).
+
+    Raises:
+        ValueError: negative ``num_images`` or ``seed``, ``size < 32``, unknown ``split``.
+    """
+
+    class_names: tuple[str, ...] = SYNTHETIC_CLASSES
+
+    def __init__(self, num_images: int, size: int = 96, seed: int = 0, split: str = "train") -> None:
+        if num_images < 0:
+            raise ValueError(f"num_images must be >= 0, got {num_images}")
+        if size < 32:
+            raise ValueError(f"size must be >= 32 pixels, got {size}")
+        if seed < 0:
+            raise ValueError(f"seed must be >= 0, got {seed}")
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        self.num_images = num_images
+        self.size = size
+        self.seed = seed
+        self.split = split
+
+    @property
+    def num_classes(self) -> int:
+        """K, the number of foreground classes."""
+        return len(self.class_names)
+
+    def __len__(self) -> int:
+        return self.num_images
+
+    def image_id(self, index: int) -> str:
+        """The id of image ``index``, e.g. ``"val_000003"``."""
+        return f"{self.split}_{index:06d}"
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not -self.num_images <= index < self.num_images:
+            raise IndexError(f"index {index} out of range for {self.num_images} images")
+        index %= self.num_images
+        rng = np.random.default_rng([_stream(self.split), self.seed, index])
+        rgb, mask = render_scene(rng, self.size)
+        return {
+            "rgb": rgb,
+            "mask": mask,
+            "labels": labels_from_mask(mask, self.num_classes),
+            "id": self.image_id(index),
+        }
+
+
+def export_voc(
+    out_dir: str | os.PathLike,
+    num_train: int,
+    num_val: int,
+    seed: int,
+    size: int = 96,
+    overwrite: bool = False,
+) -> Path:
+    """Write the synthetic train and val splits in the PASCAL VOC 2012 folder layout.
+
+    The result reads back with :class:`~dcsm_lightning.data.voc.VOCSegmentation` (which picks
+    up ``class_names.txt``) with exactly the masks and labels of :class:`SyntheticScenes`::
+
+        out_dir/
+          JPEGImages/<id>.jpg                  (JPEG, quality 95)
+          SegmentationClass/<id>.png           (VOC palette PNG: 0 bg, k + 1, 255 void)
+          ImageSets/Segmentation/train.txt     (one id per line)
+          ImageSets/Segmentation/val.txt
+          class_names.txt                      (the K names, one per line)
+
+    Every file is written atomically. With ``overwrite`` existing files of the same names are
+    replaced; other files already in ``out_dir`` are left alone.
+
+    Args:
+        out_dir: the folder to create (absent or empty unless ``overwrite``).
+        num_train, num_val: the split sizes (>= 0).
+        seed: the dataset seed (as in :class:`SyntheticScenes`).
+        size: image side in pixels.
+        overwrite: allow writing into a non-empty folder.
+
+    Returns:
+        ``out_dir`` as a Path (the ``root`` to give to the VOC loader).
+
+    Raises:
+        FileExistsError: ``out_dir`` exists and is not empty, and ``overwrite`` is False.
+        NotADirectoryError: ``out_dir`` is a file.
+    """
+    root = Path(out_dir)
+    if root.exists() and not root.is_dir():
+        raise NotADirectoryError(f"export folder {root} is a file, not a folder")
+    if root.is_dir() and any(root.iterdir()) and not overwrite:
+        raise FileExistsError(
+            f"export folder {root} is not empty; choose a new folder or pass overwrite=True "
+            "(--overwrite) to replace the files of the same names"
+        )
+    datasets = [SyntheticScenes(num_train, size, seed, "train"), SyntheticScenes(num_val, size, seed, "val")]
+    for dataset in datasets:
+        ids = []
+        for index in range(len(dataset)):
+            sample = dataset[index]
+            ids.append(sample["id"])
+            with atomic_path(root / "JPEGImages" / f"{sample['id']}.jpg", overwrite=overwrite) as tmp:
+                Image.fromarray(sample["rgb"]).save(tmp, format="JPEG", quality=JPEG_QUALITY)
+            save_label_png(root / "SegmentationClass" / f"{sample['id']}.png", sample["mask"], overwrite)
+        split_file = root / "ImageSets" / "Segmentation" / f"{dataset.split}.txt"
+        save_text(split_file, "".join(f"{i}\n" for i in ids), overwrite=overwrite)
+    save_text(root / "class_names.txt", "".join(f"{n}\n" for n in SYNTHETIC_CLASSES), overwrite)
+    return root

@@ -1,0 +1,309 @@
+"""File output that never leaves a half-written file: atomic writes, VOC palettes, overlays.
+
+Every ``save_*`` function writes to a temporary file beside the destination and renames it
+into place only once the file is complete (:func:`atomic_path`), so an interrupted run leaves
+either the old file, the new file, or nothing, never a truncated one.
+
+The pure array helpers (:func:`colorize_labels`, :func:`colorize_heatmap`,
+:func:`blend_overlay`) are shared with :mod:`dcsm_lightning.visualize`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import math
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+VOID_LABEL = 255
+
+
+def voc_palette(num_colors: int = 256) -> np.ndarray:
+    """The PASCAL VOC colour map (bit-interleaved label index).
+
+    Returns:
+        uint8 array of shape (num_colors, 3); entry 0 is black (background), 255 is the
+        VOC void colour (224, 224, 192).
+    """
+    palette = np.zeros((num_colors, 3), dtype=np.uint8)
+    for index in range(num_colors):
+        label, r, g, b = index, 0, 0, 0
+        for shift in range(7, -1, -1):
+            r |= (label & 1) << shift
+            g |= ((label >> 1) & 1) << shift
+            b |= ((label >> 2) & 1) << shift
+            label >>= 3
+        palette[index] = (r, g, b)
+    return palette
+
+
+_PALETTE = voc_palette()
+_TMP_ATTEMPTS = 16
+
+
+def _create_temp(target: Path) -> Path:
+    """Create an empty, hidden temporary file beside ``target`` (mode 0o666 minus umask).
+
+    ``tempfile.mkstemp`` would create it 0o600, and the rename would carry that mode to the
+    final file; ``os.open(..., 0o666)`` lets the user's umask decide, like a plain ``open``.
+    The name keeps ``target``'s suffix so writers that infer the format from it still work.
+    """
+    for _ in range(_TMP_ATTEMPTS):
+        tmp = target.with_name(f".{target.stem}.{secrets.token_hex(4)}.tmp{target.suffix}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+    raise FileExistsError(errno.EEXIST, f"could not create a temporary file beside {target}")
+
+
+def _commit(tmp: Path, target: Path, overwrite: bool) -> None:
+    """Move ``tmp`` onto ``target``; without ``overwrite`` never replace a file that appeared."""
+    if overwrite:
+        os.replace(tmp, target)
+        return
+    try:  # link() fails if target exists: an atomic "create if absent"
+        os.link(tmp, target)
+    except FileExistsError:
+        raise FileExistsError(
+            errno.EEXIST, f"{target} already exists; pass overwrite=True to replace it", str(target)
+        ) from None
+    except OSError:  # file system without hard links: check, then rename
+        if target.exists():
+            raise FileExistsError(
+                errno.EEXIST,
+                f"{target} already exists; pass overwrite=True to replace it",
+                str(target),
+            ) from None
+        os.replace(tmp, target)
+        return
+    tmp.unlink()
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; move it onto ``path`` only on success.
+
+    The body writes the complete file to the yielded path. If the body raises (or the process
+    is interrupted by an exception), the temporary file is removed and ``path`` is untouched.
+    Missing parent folders are created.
+
+    Raises:
+        FileExistsError: ``path`` exists and ``overwrite`` is False (checked before and again
+            at the final move, so a file created meanwhile is not clobbered either).
+        PermissionError / NotADirectoryError / OSError: the folder cannot be created or
+            written; the message names ``path`` and nothing is left behind.
+    """
+    target = Path(path)
+    if not overwrite and target.exists():
+        raise FileExistsError(
+            errno.EEXIST, f"{target} already exists; pass overwrite=True to replace it", str(target)
+        )
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp_path = _create_temp(target)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise type(exc)(exc.errno, f"cannot write {target}: {reason}", str(target)) from exc
+    try:
+        yield tmp_path
+        _commit(tmp_path, target, overwrite)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+
+
+def _check_labels(labels: Any) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise ValueError(f"labels must be H x W, got shape {labels.shape}")
+    if labels.size and (labels.min() < 0 or labels.max() > 255):
+        raise ValueError(f"labels must lie in [0, 255], got [{labels.min()}, {labels.max()}]")
+    return labels.astype(np.uint8)
+
+
+def colorize_labels(labels: Any) -> np.ndarray:
+    """VOC colours of a label map: int H x W in [0, 255] -> uint8 H x W x 3."""
+    return _PALETTE[_check_labels(labels)]
+
+
+def colorize_heatmap(heat: Any, cmap: str = "jet") -> np.ndarray:
+    """Colour a saliency map with a matplotlib colormap.
+
+    Args:
+        heat: float H x W with values in [0, 1] (tiny excursions from interpolation are clipped).
+        cmap: any registered matplotlib colormap name ("jet", "inferno", ...).
+
+    Returns:
+        uint8 H x W x 3 RGB.
+    """
+    import matplotlib  # deferred: only the heatmap paths need it
+
+    heat = np.asarray(heat, dtype=np.float64)
+    if heat.ndim != 2:
+        raise ValueError(f"heat must be H x W, got shape {heat.shape}")
+    if heat.size:
+        if not np.isfinite(heat).all():
+            raise ValueError("heat contains NaN or inf")
+        low, high = float(heat.min()), float(heat.max())
+        if low < -1e-3 or high > 1 + 1e-3:
+            raise ValueError(f"heat must lie in [0, 1], got [{low:.4g}, {high:.4g}]")
+    colors = matplotlib.colormaps[cmap](np.clip(heat, 0.0, 1.0), bytes=True)
+    return np.ascontiguousarray(colors[..., :3])
+
+
+def blend_overlay(
+    rgb: Any, labels: Any, alpha: float = 0.5, background_alpha: float = 0.0
+) -> np.ndarray:
+    """Blend VOC label colours over an image.
+
+    Class pixels get ``alpha`` of their palette colour, background (0) gets
+    ``background_alpha`` of black (0: the image shows through unchanged), void (255) gets
+    ``alpha / 3`` of the VOC void colour (a faint cream veil).
+
+    Args:
+        rgb: uint8 H x W x 3.
+        labels: int H x W in [0, 255].
+        alpha: opacity of class colours, in [0, 1].
+        background_alpha: opacity of the background colour, in [0, 1].
+
+    Returns:
+        uint8 H x W x 3.
+    """
+    rgb = np.asarray(rgb)
+    labels = _check_labels(labels)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[:2] != labels.shape:
+        raise ValueError(
+            f"rgb must be H x W x 3 matching labels {labels.shape}, got shape {rgb.shape}"
+        )
+    for name, value in (("alpha", alpha), ("background_alpha", background_alpha)):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} must lie in [0, 1], got {value}")
+    weight = np.full(labels.shape, alpha, dtype=np.float32)
+    weight[labels == 0] = background_alpha
+    weight[labels == VOID_LABEL] = alpha / 3
+    weight = weight[..., None]
+    out = rgb.astype(np.float32) * (1 - weight) + _PALETTE[labels].astype(np.float32) * weight
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def save_label_png(path: str | os.PathLike, labels: np.ndarray, overwrite: bool = False) -> Path:
+    """Write a label map as a VOC palette PNG, atomically.
+
+    Reading it back with PIL gives mode "P" with the same indices and the VOC palette.
+
+    Args:
+        path: destination ``.png``.
+        labels: integer array H x W with values in [0, 255] (255 = void).
+        overwrite: replace an existing file instead of raising ``FileExistsError``.
+    """
+    labels = _check_labels(labels)
+    # An "L" image given a palette becomes "P" with its indices untouched; this avoids
+    # Image.fromarray(..., mode="P"), whose mode argument Pillow 11.3 deprecated.
+    image = Image.fromarray(np.ascontiguousarray(labels))
+    image.putpalette(_PALETTE.reshape(-1).tolist())
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        image.save(tmp, format="PNG")
+    return Path(path)
+
+
+def save_rgb_png(path: str | os.PathLike, rgb: Any, overwrite: bool = False) -> Path:
+    """Write a uint8 H x W x 3 array as an RGB PNG, atomically."""
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"rgb must be uint8 H x W x 3, got {rgb.dtype} of shape {rgb.shape}")
+    image = Image.fromarray(np.ascontiguousarray(rgb))
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        image.save(tmp, format="PNG")
+    return Path(path)
+
+
+def save_heatmap_png(
+    path: str | os.PathLike, heat: Any, overwrite: bool = False, cmap: str = "jet"
+) -> Path:
+    """Write a saliency map (float H x W in [0, 1]) as a colour-mapped RGB PNG, atomically."""
+    return save_rgb_png(path, colorize_heatmap(heat, cmap=cmap), overwrite=overwrite)
+
+
+def save_overlay_png(
+    path: str | os.PathLike,
+    rgb: Any,
+    labels: Any,
+    alpha: float = 0.5,
+    overwrite: bool = False,
+) -> Path:
+    """Write ``labels`` (int H x W) blended over ``rgb`` (uint8 H x W x 3) as a PNG, atomically.
+
+    See :func:`blend_overlay` for the colours (background leaves the image unchanged).
+    """
+    return save_rgb_png(path, blend_overlay(rgb, labels, alpha=alpha), overwrite=overwrite)
+
+
+def _jsonable(obj: Any) -> Any:
+    """``json`` fallback for numpy / torch scalars and arrays and paths."""
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if hasattr(obj, "tolist"):  # numpy arrays and scalars, torch tensors
+        return obj.tolist()
+    raise TypeError(f"object of type {type(obj).__name__} is not JSON serializable")
+
+
+def _finite_or_none(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {key: _finite_or_none(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_or_none(value) for value in obj]
+    return obj
+
+
+def save_json(path: str | os.PathLike, obj: Any, overwrite: bool = False) -> Path:
+    """Write ``obj`` as indented UTF-8 JSON, atomically.
+
+    numpy / torch values are converted with ``.tolist()``; NaN and inf become ``null`` so the
+    file is strict JSON that any parser reads.
+    """
+    obj = json.loads(json.dumps(obj, default=_jsonable))  # normalise to plain Python first
+    text = json.dumps(_finite_or_none(obj), indent=2, allow_nan=False, ensure_ascii=False)
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        tmp.write_text(text + "\n", encoding="utf-8")
+    return Path(path)
+
+
+def save_text(path: str | os.PathLike, text: str, overwrite: bool = False) -> Path:
+    """Write ``text`` as UTF-8, atomically."""
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def check_writable_dir(path: str | os.PathLike) -> Path:
+    """Create ``path`` if needed and prove it is writable by creating and removing a file.
+
+    ``os.access`` is not enough (root, ACLs, read-only mounts), so this really writes.
+
+    Raises:
+        PermissionError / NotADirectoryError / OSError: naming ``path``.
+    """
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = _create_temp(folder / "write-test")
+        probe.unlink()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise type(exc)(
+            exc.errno, f"output folder {folder} is not writable: {reason}", str(folder)
+        ) from exc
+    return folder

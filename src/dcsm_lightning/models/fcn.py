@@ -1,0 +1,194 @@
+"""``MultiLabelFCN``: the paper's multi-label FCN classifier, and the saliency evaluation around it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torchmetrics.classification import MultilabelAveragePrecision, MultilabelF1Score
+
+from dcsm_lightning.models.backbones import create_backbone
+from dcsm_lightning.models.evaluation import SegmentationEvaluator
+from dcsm_lightning.models.pretrained import load_pretrained
+from dcsm_lightning.saliency import SaliencyStrategy, select_candidates
+
+
+def global_max_pool(score_map: torch.Tensor) -> torch.Tensor:
+    """Class score map B x K x h x w -> scores B x K (the paper's global max pooling)."""
+    return score_map.amax(dim=(2, 3))
+
+
+def multilabel_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Sigmoid cross-entropy summed over the K classes, averaged over the batch (Eq. 1-2).
+
+    Args:
+        logits: B x K raw scores. labels: B x K multi-hot in {0, 1}.
+    """
+    return F.binary_cross_entropy_with_logits(logits, labels, reduction="none").sum(1).mean()
+
+
+class MultiLabelFCN(LightningModule):
+    """Multi-label fully convolutional classifier with global max pooling (Sec. 3.2).
+
+    ``forward(image)`` returns the class score map B x K x h x w. Training resizes each batch by
+    a random ratio in ``scale_range``. Validation and test log multi-label mAP and F1 and, when
+    saliency strategies are given and the batch has masks, the mIoU of every strategy (see
+    :class:`~dcsm_lightning.models.evaluation.SegmentationEvaluator`).
+
+    Args:
+        num_classes: K (linked from the datamodule by the CLI).
+        backbone: a registered backbone name (``vgg16``, ``vgg_small``).
+        pretrained: weights file, ``"hub-cache"`` or None (random init).
+        allow_download: let torchvision download VGG-16 weights into the hub cache.
+        class_names: K names for logs and reports (linked from the datamodule by the CLI).
+        optimizer: optimizer factory; default the paper's SGD (lr 1e-5, momentum 0.9, wd 5e-4).
+        lr_scheduler: optional scheduler factory.
+        scale_range: (low, high) of the per-batch random resize ratio; (1, 1) switches it off.
+        saliency: one strategy or a list (names must differ); None disables segmentation.
+        candidates: ``"predicted"`` (score > threshold, topped up) or ``"labels"`` (oracle tags).
+        candidate_threshold: probability above which a class is a candidate.
+        min_candidates: top-up size N (0 disables it).
+        log_panels: log an image / map / mask grid per validation epoch (TensorBoard).
+        segment_in_fit: also compute maps and mIoU in the validation epochs of ``fit`` (slow);
+            by default ``fit`` validates the classifier only and ``validate`` / ``test`` segment.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 20,
+        backbone: str = "vgg16",
+        pretrained: str | None = None,
+        allow_download: bool = False,
+        class_names: list[str] | None = None,
+        optimizer: OptimizerCallable | None = None,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        scale_range: tuple[float, float] = (0.7, 1.4),
+        saliency: SaliencyStrategy | list[SaliencyStrategy] | None = None,
+        candidates: Literal["predicted", "labels"] = "predicted",
+        candidate_threshold: float = 0.5,
+        min_candidates: int = 3,
+        log_panels: bool = True,
+        segment_in_fit: bool = False,
+    ) -> None:
+        super().__init__()
+        low, high = scale_range
+        if not 0 < low <= high:
+            raise ValueError(f"scale_range must satisfy 0 < low <= high, got {scale_range}")
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(
+                f"class_names has {len(class_names)} names but num_classes is {num_classes}"
+            )
+        if candidates not in ("predicted", "labels"):
+            raise ValueError(f"candidates must be 'predicted' or 'labels', got {candidates!r}")
+        self.save_hyperparameters(ignore=["saliency", "optimizer", "lr_scheduler"])
+        self.backbone = create_backbone(backbone, num_classes)
+        if pretrained is not None:
+            load_pretrained(self.backbone, pretrained, allow_download)
+        self.class_names = list(class_names or [f"class_{k}" for k in range(num_classes)])
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = lr_scheduler
+        if isinstance(saliency, SaliencyStrategy):
+            saliency = [saliency]
+        self.evaluator = SegmentationEvaluator(list(saliency or []), self.class_names, log_panels)
+        self.val_map = MultilabelAveragePrecision(num_labels=num_classes)
+        self.val_f1 = MultilabelF1Score(num_labels=num_classes)
+        self.test_map = self.val_map.clone()
+        self.test_f1 = self.val_f1.clone()
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """Image B x 3 x H x W (normalised) -> class score map B x K x h x w."""
+        return self.backbone(image)
+
+    def predict_probs(self, image: torch.Tensor) -> torch.Tensor:
+        """Image B x 3 x H x W -> class probabilities B x K in [0, 1] (scale 1.0)."""
+        return torch.sigmoid(global_max_pool(self(image)))
+
+    def _rescale(self, image: torch.Tensor) -> torch.Tensor:
+        low, high = self.hparams.scale_range
+        ratio = float(torch.empty(()).uniform_(low, high)) if high > low else low
+        if ratio == 1.0:
+            return image
+        height, width = image.shape[-2:]
+        size = (max(1, round(height * ratio)), max(1, round(width * ratio)))
+        return F.interpolate(image, size=size, mode="bilinear", align_corners=False)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        logits = global_max_pool(self(self._rescale(batch["image"])))
+        loss = multilabel_loss(logits, batch["labels"])
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["labels"]))
+        return loss
+
+    def candidates_for(self, batch: dict[str, Any], probs: torch.Tensor) -> torch.Tensor:
+        """The candidate classes B x K (bool) for a batch, from scores or from its tags."""
+        if self.hparams.candidates == "labels":
+            if "labels" not in batch:
+                raise ValueError("candidates='labels' needs batch['labels'] (image-level tags)")
+            return batch["labels"] > 0.5
+        return select_candidates(probs, self.hparams.candidate_threshold, self.hparams.min_candidates)
+
+    def _evaluation_step(self, batch: dict[str, Any], stage: str) -> dict[str, Any]:
+        logits = global_max_pool(self(batch["image"]))
+        probs = torch.sigmoid(logits)
+        if "labels" in batch and stage != "predict":
+            labels = batch["labels"]
+            batch_size = len(labels)
+            loss = multilabel_loss(logits, labels)
+            self.log(f"{stage}/loss", loss, batch_size=batch_size, sync_dist=True)
+            mean_ap, f1 = (self.val_map, self.val_f1) if stage == "val" else (self.test_map, self.test_f1)
+            mean_ap.update(probs, labels.long())
+            f1.update(probs, labels.long())
+            self.log(f"{stage}/mAP", mean_ap, prog_bar=True, batch_size=batch_size)
+            self.log(f"{stage}/F1", f1, batch_size=batch_size)
+        outputs: dict[str, Any] = {"probs": probs}
+        if self._should_segment(batch, stage):
+            outputs.update(self.evaluator.segment(self, batch, self.candidates_for(batch, probs)))
+        return outputs
+
+    def _should_segment(self, batch: dict[str, Any], stage: str) -> bool:
+        if not self.evaluator.strategies:
+            return False
+        if stage == "predict":
+            return True
+        in_fit = self._trainer is not None and self.trainer.state.fn == "fit"
+        return "mask" in batch and (self.hparams.segment_in_fit or not in_fit)
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        return self._evaluation_step(batch, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        return self._evaluation_step(batch, "test")
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
+        return self._evaluation_step(batch, "predict")
+
+    def on_validation_batch_end(self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        # Callbacks (e.g. DenseCRF) run this hook before the module, so their masks are here too.
+        self.evaluator.update(self, "val", outputs, batch, batch_idx)
+
+    def on_test_batch_end(self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self.evaluator.update(self, "test", outputs, batch, batch_idx)
+
+    def on_validation_epoch_end(self) -> None:
+        self.evaluator.log_epoch(self, "val")
+
+    def on_test_epoch_end(self) -> None:
+        self.evaluator.log_epoch(self, "test")
+
+    def configure_optimizers(self) -> Any:
+        params = [p for p in self.parameters() if p.requires_grad]
+        if self.optimizer_factory is None:
+            optimizer = torch.optim.SGD(params, lr=1e-5, momentum=0.9, weight_decay=5e-4)
+        else:
+            optimizer = self.optimizer_factory(params)
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}
+
+    @property
+    def strategy_names(self) -> Sequence[str]:
+        """Names of the configured saliency strategies, in order."""
+        return [s.name for s in self.evaluator.strategies]

@@ -1,0 +1,85 @@
+"""Find and load ImageNet weights from the user's disk; download only when asked to."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from dcsm_lightning.models.backbones import VGGFCN, load_torchvision_vgg16
+
+#: File name torchvision gives VGG-16's ImageNet weights in torch's hub cache.
+VGG16_FILENAME = "vgg16-397923af.pth"
+VGG16_URL = f"https://download.pytorch.org/models/{VGG16_FILENAME}"
+
+_HOW_TO = (
+    "Supply VGG-16 ImageNet weights in one of these ways:\n"
+    f"  1. download {VGG16_URL} on a machine with internet and pass its path:\n"
+    "     --model.pretrained=/path/to/vgg16-397923af.pth\n"
+    f"  2. put that file in torch's hub cache ({{cache}}) and pass --model.pretrained=hub-cache\n"
+    "  3. let torchvision download it now: --model.allow_download=true"
+)
+
+
+def hub_cache_file(filename: str = VGG16_FILENAME) -> Path:
+    """Where torchvision keeps (or would keep) a weights file: ``$TORCH_HOME/hub/checkpoints``."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / filename
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle, zip and torch errors all mean "not a weights file"
+        raise ValueError(f"cannot read weights file {path}: {err}") from err
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path} does not hold a state dict (found {type(obj).__name__})")
+    return obj
+
+
+def resolve_weights(pretrained: str, allow_download: bool = False) -> dict[str, torch.Tensor]:
+    """Return a state dict for ``pretrained``: a file path or ``"hub-cache"``.
+
+    Raises:
+        FileNotFoundError: the file is absent; the message says how to supply it.
+    """
+    cache = hub_cache_file()
+    if pretrained == "hub-cache":
+        if cache.is_file():
+            return _read_state_dict(cache)
+        if allow_download:
+            from torchvision.models import VGG16_Weights
+
+            return VGG16_Weights.IMAGENET1K_V1.get_state_dict(progress=True)
+        raise FileNotFoundError(
+            f"pretrained='hub-cache' but {cache} does not exist.\n" + _HOW_TO.format(cache=cache)
+        )
+    path = Path(pretrained).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"pretrained weights file {path} does not exist.\n" + _HOW_TO.format(cache=cache)
+        )
+    return _read_state_dict(path)
+
+
+def load_pretrained(model: nn.Module, pretrained: str, allow_download: bool = False) -> None:
+    """Load ``pretrained`` into ``model``: torchvision VGG-16 keys are mapped, our own keys load as
+    they are (the class-score layer is kept random when its size differs).
+    """
+    state = resolve_weights(pretrained, allow_download)
+    if isinstance(model, VGGFCN) and any(k.startswith("classifier.") for k in state):
+        load_torchvision_vgg16(model, state)
+        return
+    prefix = "backbone."  # a MultiLabelFCN checkpoint holds the backbone under this name
+    if state and all(k.startswith(prefix) for k in state):
+        state = {k[len(prefix):]: v for k, v in state.items()}
+    own = model.state_dict()
+    unknown = [k for k in state if k not in own]
+    if unknown:
+        raise ValueError(
+            f"weights in {pretrained!r} do not fit this backbone; unexpected keys: {unknown[:5]}"
+        )
+    fitting = {k: v for k, v in state.items() if v.shape == own[k].shape or not k.startswith("score.")}
+    model.load_state_dict(fitting, strict=False)

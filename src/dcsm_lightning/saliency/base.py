@@ -1,0 +1,267 @@
+"""``SaliencyStrategy``: the base class that owns model state, inputs, candidates and scales.
+
+A strategy is called as ``maps = strategy(model, image, candidates)``. The base class checks
+the inputs, puts the model in the state saliency needs and restores it afterwards, selects
+candidates when none are given, loops over the scales and scatters the candidates' maps into
+a B x K x H x W tensor. A subclass only says what one scale contributes
+(:meth:`SaliencyStrategy._scale_maps`) and, when it is not the mean, how scales combine
+(:meth:`SaliencyStrategy._finish`).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dcsm_lightning.saliency.candidates import CandidateSlots, select_candidates
+
+Seed = Literal["sum", "max"]
+
+
+class SaliencyStrategy(ABC):
+    """Base class of class saliency strategies: ``maps = strategy(model, image, candidates)``.
+
+    As input to ``__call__`` a strategy accepts:
+
+    - ``model``: any ``nn.Module`` mapping an image B x 3 x H x W to class scores, either a
+      score map B x K x h x w (the paper's FCN) or scores B x K.
+    - ``image``: float B x 3 x H x W (may be an inference tensor; it is cloned).
+    - ``candidates``: bool B x K, the classes that get a map; None selects them with
+      :func:`~dcsm_lightning.saliency.select_candidates` (``threshold``, ``min_candidates``)
+      from the forward pass at scale 1.0.
+
+    As output it returns float B x K x H x W in [0, 1], exactly 0 for every non-candidate.
+
+    Model state: during the call the model is in eval mode (BatchNorm uses its running
+    statistics, Dropout is off) and its parameters do not require gradients (only the
+    feature maps or the image are differentiated, so no ``.grad`` is ever written). Every
+    module's ``training`` flag and every parameter's ``requires_grad`` are restored
+    afterwards, and all hooks removed, also when an error is raised.
+
+    Autograd: the call runs under ``torch.inference_mode(False)`` and ``torch.enable_grad()``
+    of its own, so it may be called from Lightning's validation / predict steps, which run
+    under inference mode. The model's parameters must be normal tensors (not created under
+    inference mode).
+
+    Scales: for each ``s`` in ``scales`` the image is resized to ``round(s*H) x round(s*W)``
+    (bilinear, ``align_corners=False``) and the scale's maps are brought back to H x W.
+
+    Args:
+        name: the name under which maps are logged (default: the registry name); two
+            configured instances of one strategy need different names.
+        scales: input scales whose maps are combined (averaged unless the strategy says
+            otherwise).
+        seed: backward seed of a class: ``"sum"`` (the paper: 1 at every position of the
+            class's score map) or ``"max"`` (the global-max-pooled score). Ignored for B x K
+            outputs, where both are the score itself.
+        threshold: candidate probability threshold when ``candidates`` is None.
+        min_candidates: candidate top-up size when ``candidates`` is None (0: no top-up).
+        batched_backward: send the candidates' seeds back through the shared graph as one
+            batched backward (``is_grads_batched=True``, True) or one by one (False); None
+            picks by device (see :meth:`use_batched_backward`).
+
+    Raises:
+        ValueError: bad options here; in ``__call__`` a bad ``image`` (not float B x C x H x W,
+            NaN / Inf), ``candidates`` (not bool B x K) or model output (not B x K or
+            B x K x h x w, NaN / Inf scores), or an unknown layer name.
+    """
+
+    #: Registry name, also the default ``name`` (set by ``register_saliency``).
+    default_name: ClassVar[str] = "saliency"
+
+    def __init__(
+        self,
+        name: str | None = None,
+        scales: Sequence[float] = (1.0,),
+        seed: Seed = "sum",
+        threshold: float = 0.5,
+        min_candidates: int = 3,
+        batched_backward: bool | None = None,
+    ) -> None:
+        self.name = self.default_name if name is None else str(name)
+        self.scales = tuple(float(s) for s in scales)
+        if not self.scales or not all(math.isfinite(s) and s > 0 for s in self.scales):
+            raise ValueError(
+                f"scales must be a non-empty sequence of positive numbers, got {scales!r}"
+            )
+        _check_choice("seed", seed, ("sum", "max"))
+        self.seed = seed
+        self.threshold = float(threshold)
+        if min_candidates < 0:
+            raise ValueError(f"min_candidates must be >= 0, got {min_candidates}")
+        self.min_candidates = int(min_candidates)
+        self.batched_backward = batched_backward
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({args})"
+
+    def use_batched_backward(self, device: torch.device) -> bool:
+        """Whether to use one batched backward on ``device``: the option, else by device.
+
+        Auto (None) uses the batched backward on CUDA and one backward per candidate slot on
+        the CPU, where ``benchmarks/saliency_speed.py`` measured the loop to be as fast or
+        faster (the CPU kernels gain little from the extra batch dimension).
+        """
+        if self.batched_backward is not None:
+            return bool(self.batched_backward)
+        return device.type == "cuda"
+
+    def __call__(
+        self, model: nn.Module, image: torch.Tensor, candidates: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Maps float B x K x H x W in [0, 1] of the candidate classes (see the class docstring)."""
+        check_image(image)
+        if candidates is not None:
+            check_candidates(candidates, image.shape[0])
+        with self.session(model):
+            image = image.detach().clone()
+            size = (image.shape[-2], image.shape[-1])
+            if candidates is None:
+                with torch.no_grad():
+                    probs = torch.sigmoid(max_pool_scores(checked_forward(model, image)))
+                candidates = select_candidates(probs, self.threshold, self.min_candidates)
+            slots = CandidateSlots.from_mask(candidates.to(image.device))
+            if slots.num_slots == 0:
+                with torch.no_grad():
+                    checked_forward(model, image, slots.num_classes)
+                return image.new_zeros(image.shape[0], slots.num_classes, *size)
+            total = None
+            for scale in self.scales:
+                part = self._scale_maps(model, rescale(image, scale), slots, size)
+                total = part if total is None else total + part
+            maps = self._finish(total, len(self.scales)).clamp(0, 1)
+        return slots.scatter(maps.detach())
+
+    @abstractmethod
+    def _scale_maps(
+        self, model: nn.Module, image: torch.Tensor, slots: CandidateSlots, size: tuple[int, int]
+    ) -> torch.Tensor:
+        """One scale's contribution B x N x H x W (``image`` already resized; ``size`` = H x W)."""
+
+    def _finish(self, total: torch.Tensor, num_scales: int) -> torch.Tensor:
+        """Combine the summed scale contributions B x N x H x W; default: their mean."""
+        return total / num_scales
+
+    @contextmanager
+    def session(self, model: nn.Module) -> Iterator[None]:
+        """Autograd on, inference mode off, model in eval mode without parameter gradients."""
+        if any(p.is_inference() for p in model.parameters()):
+            raise ValueError(
+                "model parameters are inference tensors (the model was built or loaded under "
+                "torch.inference_mode()); saliency needs autograd through them"
+            )
+        with torch.inference_mode(False), torch.enable_grad(), preserved_model_state(model):
+            yield
+
+
+@contextmanager
+def preserved_model_state(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode and ``requires_grad=False`` inside; every flag restored on exit, even on error."""
+    training = [(m, m.training) for m in model.modules()]
+    requires = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        model.eval()
+        for p, _ in requires:
+            p.requires_grad_(False)
+        yield model
+    finally:
+        for m, flag in training:
+            m.training = flag
+        for p, flag in requires:
+            p.requires_grad_(flag)
+
+
+def check_image(image: object) -> None:
+    """Raise ValueError unless ``image`` is a finite float tensor B x C x H x W with B >= 1."""
+    if not isinstance(image, torch.Tensor):
+        raise ValueError(f"image must be a float tensor B x 3 x H x W, got {type(image).__name__}")
+    if image.ndim != 4 or not image.is_floating_point() or image.shape[0] == 0:
+        raise ValueError(
+            f"image must be a float tensor B x 3 x H x W, got {image.dtype} "
+            f"of shape {tuple(image.shape)}"
+        )
+    if not torch.isfinite(image).all():
+        raise ValueError("image contains NaN or Inf")
+
+
+def check_candidates(candidates: object, batch: int, num_classes: int | None = None) -> None:
+    """Raise ValueError unless ``candidates`` is a bool tensor B x K (K checked when given)."""
+    if not isinstance(candidates, torch.Tensor) or candidates.dtype != torch.bool:
+        got = (
+            candidates.dtype if isinstance(candidates, torch.Tensor) else type(candidates).__name__
+        )
+        raise ValueError(f"candidates must be a bool tensor B x K, got {got}")
+    if candidates.ndim != 2 or candidates.shape[0] != batch:
+        raise ValueError(
+            f"candidates must have shape B x K with B = {batch} (the image batch), "
+            f"got {tuple(candidates.shape)}"
+        )
+    if num_classes is not None and candidates.shape[1] != num_classes:
+        raise ValueError(
+            f"candidates has K = {candidates.shape[1]} classes but the model outputs {num_classes}"
+        )
+
+
+def checked_forward(
+    model: nn.Module, image: torch.Tensor, num_classes: int | None = None
+) -> torch.Tensor:
+    """``model(image)``, checked to be finite scores B x K or a score map B x K x h x w.
+
+    Raises:
+        ValueError: the output is not a tensor of one of those shapes (K = ``num_classes``
+            when given; a mismatch is reported against ``candidates``) or has NaN / Inf.
+    """
+    out = model(image)
+    batch = image.shape[0]
+    if not isinstance(out, torch.Tensor) or out.ndim not in (2, 4) or out.shape[0] != batch:
+        got = f"shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(
+            f"model output must be class scores B x K or a score map B x K x h x w "
+            f"(B = {batch}), got {got}"
+        )
+    if num_classes is not None and out.shape[1] != num_classes:
+        raise ValueError(
+            f"candidates has K = {num_classes} classes but the model outputs {out.shape[1]}"
+        )
+    if not torch.isfinite(out).all():
+        raise ValueError("model output (class scores) contains NaN or Inf")
+    return out
+
+
+def pool_scores(output: torch.Tensor, seed: Seed) -> torch.Tensor:
+    """Scores B x K whose gradient is the backward seed: the sum (``"sum"``) or max over positions.
+
+    For a score map, the gradient of the sum of channel c is the paper's seed (1 at every
+    position of channel c); the gradient of the max puts 1 at the arg-max (shared among
+    ties). B x K outputs are returned as they are.
+    """
+    if output.ndim == 2:
+        return output
+    return output.sum(dim=(2, 3)) if seed == "sum" else output.amax(dim=(2, 3))
+
+
+def max_pool_scores(output: torch.Tensor) -> torch.Tensor:
+    """Global max pooling of a score map B x K x h x w to B x K (B x K passes through)."""
+    return output if output.ndim == 2 else output.amax(dim=(2, 3))
+
+
+def rescale(image: torch.Tensor, scale: float) -> torch.Tensor:
+    """Resize B x C x H x W to ``round(scale*H) x round(scale*W)`` bilinearly."""
+    height, width = image.shape[-2:]
+    size = (max(1, round(scale * height)), max(1, round(scale * width)))
+    if size == (height, width):
+        return image
+    return F.interpolate(image, size=size, mode="bilinear", align_corners=False)
+
+
+def _check_choice(arg: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{arg} must be one of {choices}, got {value!r}")

@@ -1,0 +1,158 @@
+"""Class activation maps (beyond the paper): ``CAM`` (classifier weights) and ``GradCAM``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from dcsm_lightning.saliency.backprop import At, capture_tensors, class_gradients
+from dcsm_lightning.saliency.base import SaliencyStrategy, Seed, _check_choice, checked_forward
+from dcsm_lightning.saliency.candidates import CandidateSlots
+from dcsm_lightning.saliency.equations import normalize_by_max, upsample_maps
+from dcsm_lightning.saliency.layers import resolve_layer
+from dcsm_lightning.saliency.registry import register_saliency
+
+
+def _spatial_mean(grad: torch.Tensor) -> torch.Tensor:
+    return grad.mean(dim=(-2, -1))
+
+
+def weighted_activation_map(weights: torch.Tensor, activations: torch.Tensor) -> torch.Tensor:
+    """``relu(sum_k w^c_k A_k)``: weights B x N x C, activations B x C x h x w -> B x N x h x w."""
+    return torch.einsum("bnc,bchw->bnhw", weights, activations).clamp(min=0)
+
+
+def _check_feature_map(path: str, features: torch.Tensor) -> None:
+    if features.ndim != 4:
+        raise ValueError(
+            f"layer {path!r} gives a tensor of shape {tuple(features.shape)}; class activation "
+            "maps "
+            "need a feature map B x C x h x w"
+        )
+
+
+@register_saliency("gradcam")
+class GradCAM(SaliencyStrategy):
+    """Grad-CAM (Selvaraju et al., ICCV 2017), as Captum's ``LayerGradCam``.
+
+    ``L^c = relu(sum_k w_k^c A_k)`` with ``w_k^c = mean_{x,y} dS_c / dA_k(x, y)`` for the
+    feature map A of ``layer``; bilinearly up-sampled to H x W, divided by its max (so in
+    [0, 1]) and averaged over ``scales``. One forward pass per scale for all candidates.
+
+    Args:
+        layer: layer name; default ``relu5_3``, the last conv feature map of the VGG
+            backbones (use e.g. ``layer4`` for a torchvision ResNet).
+        at: the layer's ``"output"`` (default) or ``"input"``.
+        (others): see :class:`~dcsm_lightning.saliency.SaliencyStrategy`.
+    """
+
+    def __init__(
+        self,
+        name: str | None = None,
+        layer: str = "relu5_3",
+        at: At = "output",
+        scales: Sequence[float] = (1.0,),
+        seed: Seed = "sum",
+        threshold: float = 0.5,
+        min_candidates: int = 3,
+        batched_backward: bool | None = None,
+    ) -> None:
+        super().__init__(name, scales, seed, threshold, min_candidates, batched_backward)
+        _check_choice("at", at, ("input", "output"))
+        self.layer = str(layer)
+        self.at = at
+
+    def _scale_maps(
+        self, model: nn.Module, image: torch.Tensor, slots: CandidateSlots, size: tuple[int, int]
+    ) -> torch.Tensor:
+        path, module = resolve_layer(model, self.layer)
+        result = class_gradients(
+            model,
+            image,
+            slots,
+            [(path, module)],
+            self.at,
+            self.seed,
+            "bp",
+            self.use_batched_backward(image.device),
+            reduce=_spatial_mean,
+        )
+        features = result.activations[0]
+        _check_feature_map(path, features)
+        cam = weighted_activation_map(result.grads[0].transpose(0, 1), features)
+        return normalize_by_max(upsample_maps(cam, size))
+
+
+@register_saliency("cam")
+class CAM(SaliencyStrategy):
+    """Class activation maps (Zhou et al., CVPR 2016) from the classifier's weights.
+
+    ``M^c = relu(sum_k W[c, k] A_k)`` where W (K x C) is the weight of the ``classifier``
+    layer (an ``nn.Linear`` or a 1 x 1 ``nn.Conv2d``, bias left out) and A the feature map it
+    is applied to: by default what the classifier reads (the FCN backbones' ``score`` layer
+    reads fc7's map), else the output of ``layer`` (e.g. ``layer4`` for a ResNet whose ``fc``
+    reads pooled features). Up-sampled to H x W, divided by its max and averaged over
+    ``scales``. No backward pass.
+
+    Args:
+        classifier: name of the K-way classifier layer (default ``score``).
+        layer: name of the feature layer whose output feeds the classifier after global
+            pooling; None (default) takes the classifier's own input.
+        (others): see :class:`~dcsm_lightning.saliency.SaliencyStrategy`.
+    """
+
+    def __init__(
+        self,
+        name: str | None = None,
+        classifier: str = "score",
+        layer: str | None = None,
+        scales: Sequence[float] = (1.0,),
+        threshold: float = 0.5,
+        min_candidates: int = 3,
+    ) -> None:
+        super().__init__(name, scales, "sum", threshold, min_candidates, None)
+        self.classifier = str(classifier)
+        self.layer = None if layer is None else str(layer)
+
+    def _scale_maps(
+        self, model: nn.Module, image: torch.Tensor, slots: CandidateSlots, size: tuple[int, int]
+    ) -> torch.Tensor:
+        cpath, cmodule = resolve_layer(model, self.classifier)
+        weight = classifier_weight(cpath, cmodule)
+        if weight.shape[0] != slots.num_classes:
+            raise ValueError(
+                f"classifier {cpath!r} has {weight.shape[0]} outputs but there are "
+                f"{slots.num_classes} classes"
+            )
+        path, module = (cpath, cmodule) if self.layer is None else resolve_layer(model, self.layer)
+        at = "input" if self.layer is None else "output"
+        with torch.no_grad():
+            with capture_tensors([(path, module)], at, requires_grad=False) as capture:
+                checked_forward(model, image, slots.num_classes)
+            features = capture.checked([path])[0]
+        _check_feature_map(path, features)
+        if features.shape[1] != weight.shape[1]:
+            raise ValueError(
+                f"layer {path!r} has {features.shape[1]} channels but classifier {cpath!r} "
+                f"takes {weight.shape[1]}"
+            )
+        cam = weighted_activation_map(weight[slots.classes], features)
+        return normalize_by_max(upsample_maps(cam, size))
+
+
+def classifier_weight(path: str, module: nn.Module) -> torch.Tensor:
+    """The K x C weight of a linear classifier: ``nn.Linear`` or a 1 x 1 ``nn.Conv2d``.
+
+    Raises:
+        ValueError: any other kind of layer.
+    """
+    if isinstance(module, nn.Linear):
+        return module.weight.detach()
+    if isinstance(module, nn.Conv2d) and module.kernel_size == (1, 1) and module.groups == 1:
+        return module.weight.detach()[:, :, 0, 0]
+    raise ValueError(
+        f"classifier {path!r} is a {type(module).__name__}; CAM needs an nn.Linear or a "
+        "1 x 1 nn.Conv2d"
+    )

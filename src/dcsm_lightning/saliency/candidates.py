@@ -1,0 +1,111 @@
+"""Candidate classes (Sec. 3.3): which classes of an image get a saliency map.
+
+:func:`select_candidates` picks them from class probabilities; :class:`CandidateSlots` packs
+a B x K candidate mask into "slots" (the j-th candidate of each image) so that the j-th
+backward pass can serve every image of a batch at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+def select_candidates(
+    probs: torch.Tensor, threshold: float = 0.5, min_candidates: int = 3
+) -> torch.Tensor:
+    """Classes with probability above ``threshold``, topped up by rank to ``min_candidates``.
+
+    The paper uses ``threshold=0.5`` and ``min_candidates=3`` (N = 3, Table 4): every class
+    whose sigmoid score exceeds 0.5 is a candidate, and when fewer than N are, the
+    highest-scoring others are added until there are N. Ties in rank go to the lower class
+    index. With K < ``min_candidates`` every class is a candidate; ``min_candidates=0``
+    disables the top-up. The probabilities should come from the forward pass at scale 1.0.
+
+    Args:
+        probs: float B x K class probabilities (sigmoid of the pooled scores).
+        threshold: a class is a candidate when its probability is strictly greater.
+        min_candidates: N, the minimum number of candidates per image (0: no top-up).
+
+    Returns:
+        bool B x K, True for candidates.
+
+    Raises:
+        ValueError: ``probs`` is not a finite floating B x K tensor, or ``min_candidates < 0``.
+
+    Example:
+        >>> probs = torch.tensor([[0.9, 0.2, 0.6, 0.1], [0.1, 0.3, 0.2, 0.05]])
+        >>> select_candidates(probs, 0.5, 3)
+        tensor([[ True,  True,  True, False],
+                [ True,  True,  True, False]])
+    """
+    if not isinstance(probs, torch.Tensor) or probs.ndim != 2 or not probs.is_floating_point():
+        got = (
+            f"{probs.dtype} tensor of shape {tuple(probs.shape)}"
+            if isinstance(probs, torch.Tensor)
+            else type(probs).__name__
+        )
+        raise ValueError(f"probs must be a float tensor of shape B x K, got {got}")
+    if not torch.isfinite(probs).all():
+        raise ValueError("probs contains NaN or Inf")
+    if min_candidates < 0:
+        raise ValueError(f"min_candidates must be >= 0, got {min_candidates}")
+    chosen = probs > threshold
+    top = min(int(min_candidates), probs.shape[1])
+    if top > 0:
+        order = torch.sort(probs, dim=1, descending=True, stable=True).indices[:, :top]
+        chosen = chosen.scatter(1, order, True)
+    return chosen
+
+
+@dataclass(frozen=True)
+class CandidateSlots:
+    """A B x K candidate mask packed into N slots per image (N = max candidates per image).
+
+    Slot j of image b holds its j-th candidate class (ascending class index); images with
+    fewer candidates have ``valid[b, j] = False`` there.
+
+    Attributes:
+        classes: int64 B x N, the class of each slot (0 where not valid).
+        valid: bool B x N.
+        num_classes: K.
+    """
+
+    classes: torch.Tensor
+    valid: torch.Tensor
+    num_classes: int
+
+    @classmethod
+    def from_mask(cls, candidates: torch.Tensor) -> CandidateSlots:
+        """Pack a bool B x K candidate mask."""
+        batch, num_classes = candidates.shape
+        counts = candidates.sum(1)
+        n = int(counts.max()) if batch else 0
+        # Stable sort puts the candidates first, in ascending class order.
+        order = torch.sort((~candidates).to(torch.uint8), dim=1, stable=True).indices[:, :n]
+        valid = torch.arange(n, device=candidates.device)[None, :] < counts[:, None]
+        return cls(torch.where(valid, order, torch.zeros_like(order)), valid, num_classes)
+
+    @property
+    def num_slots(self) -> int:
+        """N, the number of backward passes needed."""
+        return self.classes.shape[1]
+
+    def seeds(self, dtype: torch.dtype) -> torch.Tensor:
+        """One-hot backward seeds N x B x K: seed j picks each image's j-th candidate (or 0)."""
+        onehot = torch.nn.functional.one_hot(self.classes, self.num_classes).to(dtype)
+        return (onehot * self.valid[..., None]).transpose(0, 1)
+
+    def gather(self, per_class: torch.Tensor) -> torch.Tensor:
+        """Values B x K x ... -> B x N x ... of each slot's class."""
+        index = self.classes.reshape(*self.classes.shape, *([1] * (per_class.ndim - 2)))
+        return per_class.gather(1, index.expand(-1, -1, *per_class.shape[2:]))
+
+    def scatter(self, maps: torch.Tensor) -> torch.Tensor:
+        """Slot maps B x N x H x W -> class maps B x K x H x W, zero for non-candidates."""
+        batch = maps.shape[0]
+        out = maps.new_zeros(batch, self.num_classes, *maps.shape[2:])
+        rows = torch.arange(batch, device=maps.device)[:, None].expand_as(self.classes)
+        out[rows[self.valid], self.classes[self.valid]] = maps[self.valid]
+        return out

@@ -1,0 +1,192 @@
+"""Gradient saliency: ``Simonyan`` (w.r.t. the image), ``LayerGradient`` (Eq. 3 at named layers)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from dcsm_lightning.saliency.backprop import At, Backprop, class_gradients
+from dcsm_lightning.saliency.base import (
+    SaliencyStrategy,
+    Seed,
+    _check_choice,
+    check_candidates,
+    check_image,
+    rescale,
+)
+from dcsm_lightning.saliency.candidates import CandidateSlots
+from dcsm_lightning.saliency.equations import (
+    Normalize,
+    max_abs_over_channels,
+    subtract_other_candidates,
+    tanh_normalize,
+    upsample_maps,
+)
+from dcsm_lightning.saliency.layers import resolve_layers
+from dcsm_lightning.saliency.registry import register_saliency
+
+#: The conv layers of VGG-16 blocks 3-5, the paper's best layer set (Table 2).
+BLOCKS_3_TO_5: tuple[str, ...] = tuple(f"conv{b}_{j}" for b in (3, 4, 5) for j in (1, 2, 3))
+
+
+@register_saliency("simonyan")
+class Simonyan(SaliencyStrategy):
+    """Image-specific class saliency (Simonyan, Vedaldi & Zisserman, ICLR 2014 workshop).
+
+    ``M^c(x, y) = max_k |dS_c / dI(x, y, k)|`` (the derivative w.r.t. the input image, max of
+    absolute values over RGB, as Captum's ``Saliency``), then ``tanh(alpha * M / max M)``
+    (best ``alpha = 8`` in the paper's Table 1), averaged over ``scales`` like DCSM. No
+    candidate subtraction.
+
+    Args:
+        alpha: tanh gain.
+        normalize: ``"max"`` divides each map by its maximum before the tanh; ``"none"`` not.
+        (others): see :class:`~dcsm_lightning.saliency.SaliencyStrategy`.
+    """
+
+    def __init__(
+        self,
+        name: str | None = None,
+        scales: Sequence[float] = (1.0,),
+        alpha: float = 8.0,
+        normalize: Normalize = "max",
+        seed: Seed = "sum",
+        threshold: float = 0.5,
+        min_candidates: int = 3,
+        batched_backward: bool | None = None,
+    ) -> None:
+        super().__init__(name, scales, seed, threshold, min_candidates, batched_backward)
+        _check_alpha(alpha)
+        _check_choice("normalize", normalize, ("max", "none"))
+        self.alpha = float(alpha)
+        self.normalize = normalize
+
+    def _scale_maps(
+        self, model: nn.Module, image: torch.Tensor, slots: CandidateSlots, size: tuple[int, int]
+    ) -> torch.Tensor:
+        result = class_gradients(
+            model,
+            image,
+            slots,
+            None,
+            seed=self.seed,
+            backprop="bp",
+            batched=self.use_batched_backward(image.device),
+            reduce=max_abs_over_channels,
+        )
+        raw = upsample_maps(result.grads[0].transpose(0, 1), size)  # B x N x H x W
+        return tanh_normalize(raw, self.alpha, self.normalize)
+
+
+@register_saliency("layer_gradient")
+class LayerGradient(SaliencyStrategy):
+    """Class saliency from the derivative at intermediate layers (Shimoda & Yanai 2016, Eq. 3).
+
+    For class c and layer i: ``v_i^c = dS_c / dL_i`` (``at="input"``: the feature map the
+    layer reads, as in the authors' MatConvNet code; ``"output"``: the one it writes), back-
+    propagated with plain (``"bp"``) or guided (``"guided"``) ReLU gradients;
+    ``M_i^c = max_k |v_i^c(k)|`` at the layer's resolution, bilinearly up-sampled
+    (``align_corners=False``) to the image's H x W. The output is
+    ``mean_{scales, layers} tanh(alpha * Mtilde / max Mtilde)`` (Eq. 5), with ``Mtilde = M``
+    or, with ``subtract=True``, the candidate subtraction of Eq. 4.
+    :meth:`layer_maps` returns the raw per-layer maps ``M_i^c``.
+
+    Args:
+        layers: layer names (module paths or their tails); default the conv layers of
+            blocks 3-5 (``conv3_1`` ... ``conv5_3``), equal weight per layer.
+        at: derivative w.r.t. the layer's ``"input"`` or ``"output"``.
+        backprop: ``"bp"`` or ``"guided"`` (only positive gradients pass every ``nn.ReLU``).
+        alpha: tanh gain of Eq. 5.
+        subtract: apply Eq. 4 (subtract the other candidates' maps).
+        normalize: ``"max"`` or ``"none"``: divide each map by its own maximum before the tanh.
+        (others): see :class:`~dcsm_lightning.saliency.SaliencyStrategy`.
+    """
+
+    def __init__(
+        self,
+        name: str | None = None,
+        layers: Sequence[str] = BLOCKS_3_TO_5,
+        at: At = "input",
+        backprop: Backprop = "bp",
+        scales: Sequence[float] = (1.0,),
+        alpha: float = 3.0,
+        subtract: bool = False,
+        normalize: Normalize = "max",
+        seed: Seed = "sum",
+        threshold: float = 0.5,
+        min_candidates: int = 3,
+        batched_backward: bool | None = None,
+    ) -> None:
+        super().__init__(name, scales, seed, threshold, min_candidates, batched_backward)
+        if isinstance(layers, str) or not layers:
+            raise ValueError(f"layers must be a non-empty list of layer names, got {layers!r}")
+        _check_choice("at", at, ("input", "output"))
+        _check_choice("backprop", backprop, ("bp", "guided"))
+        _check_choice("normalize", normalize, ("max", "none"))
+        _check_alpha(alpha)
+        self.layers = tuple(str(name) for name in layers)
+        self.at = at
+        self.backprop = backprop
+        self.alpha = float(alpha)
+        self.subtract = bool(subtract)
+        self.normalize = normalize
+
+    def _raw_layer_maps(
+        self, model: nn.Module, image: torch.Tensor, slots: CandidateSlots, size: tuple[int, int]
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Eq. 3 maps B x N x H x W per layer at one scale, and the model output there."""
+        result = class_gradients(
+            model,
+            image,
+            slots,
+            resolve_layers(model, self.layers),
+            self.at,
+            self.seed,
+            self.backprop,
+            self.use_batched_backward(image.device),
+            reduce=max_abs_over_channels,
+        )
+        maps = [upsample_maps(g.transpose(0, 1), size) for g in result.grads]
+        return maps, result.output
+
+    def _scale_maps(
+        self, model: nn.Module, image: torch.Tensor, slots: CandidateSlots, size: tuple[int, int]
+    ) -> torch.Tensor:
+        maps, _ = self._raw_layer_maps(model, image, slots, size)
+        terms = [
+            tanh_normalize(self._subtracted(m, slots), self.alpha, self.normalize) for m in maps
+        ]
+        return torch.stack(terms).mean(0)
+
+    def _subtracted(self, maps: torch.Tensor, slots: CandidateSlots) -> torch.Tensor:
+        if self.subtract:
+            return subtract_other_candidates(maps, slots.valid)
+        return maps * slots.valid[..., None, None]
+
+    def layer_maps(
+        self, model: nn.Module, image: torch.Tensor, candidates: torch.Tensor, scale: float = 1.0
+    ) -> dict[str, torch.Tensor]:
+        """The raw Eq. 3 maps ``M_i^c`` per layer: name -> float B x K x H x W (0 off-candidate).
+
+        Args:
+            model: the model; image: float B x 3 x H x W; candidates: bool B x K.
+            scale: the input scale (maps are brought back to H x W).
+        """
+        check_image(image)
+        check_candidates(candidates, image.shape[0])
+        with self.session(model):
+            image = image.detach().clone()
+            slots = CandidateSlots.from_mask(candidates.to(image.device))
+            size = (image.shape[-2], image.shape[-1])
+            if slots.num_slots == 0:
+                zeros = image.new_zeros(image.shape[0], slots.num_classes, *size)
+                return {name: zeros.clone() for name in self.layers}
+            maps, _ = self._raw_layer_maps(model, rescale(image, scale), slots, size)
+        return {name: slots.scatter(m.detach()) for name, m in zip(self.layers, maps, strict=True)}
+
+
+def _check_alpha(alpha: float) -> None:
+    if not alpha > 0:
+        raise ValueError(f"alpha must be > 0, got {alpha!r}")

@@ -1,0 +1,143 @@
+"""Registry of saliency strategies: built-ins by decorator, third-party ones by entry point.
+
+A third-party package makes its strategy available with::
+
+    [project.entry-points."dcsm_lightning.saliency"]
+    my_method = "my_package.module:MyStrategy"
+
+``create_saliency("my_method", ...)`` then finds it. In YAML (LightningCLI) a strategy is chosen
+by ``class_path`` / ``init_args`` (the class only has to subclass ``SaliencyStrategy``).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import warnings
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from typing import Any, TypeVar
+
+from dcsm_lightning.saliency.base import SaliencyStrategy
+
+#: The entry-point group scanned for third-party strategies.
+ENTRY_POINT_GROUP = "dcsm_lightning.saliency"
+
+_REGISTRY: dict[str, type[SaliencyStrategy]] = {}
+_PLUGIN_NAMES: set[str] = set()
+_discovered = False
+
+S = TypeVar("S", bound=type[SaliencyStrategy])
+
+
+def register_saliency(name: str) -> Callable[[S], S]:
+    """Class decorator: register a :class:`SaliencyStrategy` subclass under ``name``.
+
+    The class's ``default_name`` (the default ``name`` of its instances) becomes ``name``
+    unless the class sets its own. Registering a name twice warns; the later class wins.
+    """
+
+    def decorator(cls: S) -> S:
+        if not (isinstance(cls, type) and issubclass(cls, SaliencyStrategy)):
+            raise TypeError(
+                f"register_saliency({name!r}) needs a SaliencyStrategy subclass, got {cls!r}"
+            )
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            warnings.warn(
+                f"saliency strategy {name!r} is registered twice ({_REGISTRY[name].__qualname__} "
+                f"and {cls.__qualname__}); the later one wins",
+                stacklevel=2,
+            )
+        if "default_name" not in cls.__dict__:
+            cls.default_name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorator
+
+
+def discover_plugins() -> None:
+    """Load the strategies of the entry-point group ``dcsm_lightning.saliency`` (once).
+
+    An entry point must name a :class:`SaliencyStrategy` subclass. One whose name is already
+    registered by another class is skipped with a warning (the registered class wins), and
+    so is one that fails to load.
+    """
+    global _discovered
+    if _discovered:
+        return
+    _discovered = True
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            cls = ep.load()
+        except Exception as err:  # a broken plugin must not break the library
+            warnings.warn(
+                f"could not load saliency plugin {ep.name!r} ({ep.value}): {err}", stacklevel=2
+            )
+            continue
+        if not (isinstance(cls, type) and issubclass(cls, SaliencyStrategy)):
+            warnings.warn(
+                f"saliency plugin {ep.name!r} ({ep.value}) is not a SaliencyStrategy subclass; "
+                "skipped",
+                stacklevel=2,
+            )
+            continue
+        known = _REGISTRY.get(ep.name)
+        if known is not None and known is not cls:
+            warnings.warn(
+                f"saliency plugin {ep.name!r} ({ep.value}) clashes with the registered "
+                f"{known.__module__}.{known.__qualname__}; the registered one is kept",
+                stacklevel=2,
+            )
+            continue
+        register_saliency(ep.name)(cls)
+        _PLUGIN_NAMES.add(ep.name)
+
+
+def clear_discovery_cache() -> None:
+    """Forget the plugins loaded so far and rescan the entry points on the next lookup.
+
+    Also invalidates ``importlib``'s caches, so packages put on ``sys.path`` since are seen.
+    """
+    global _discovered
+    for name in _PLUGIN_NAMES:
+        _REGISTRY.pop(name, None)
+    _PLUGIN_NAMES.clear()
+    _discovered = False
+    importlib.invalidate_caches()
+
+
+def list_saliency(pattern: str = "*") -> list[str]:
+    """Names of the known strategies (built-in and plugins) matching a glob ``pattern``, sorted."""
+    discover_plugins()
+    return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern))
+
+
+def get_saliency_class(name: str) -> type[SaliencyStrategy]:
+    """The class registered under ``name``.
+
+    Raises:
+        ValueError: unknown name (the message lists the known ones).
+    """
+    discover_plugins()
+    if name not in _REGISTRY:
+        raise ValueError(
+            f"Unknown saliency strategy {name!r}; known strategies: {', '.join(list_saliency())}"
+        )
+    return _REGISTRY[name]
+
+
+def create_saliency(name: str, /, **kwargs: Any) -> SaliencyStrategy:
+    """Build the strategy registered under ``name`` with its init arguments.
+
+    ``name`` is positional, so ``name=...`` among ``kwargs`` sets the instance's log name.
+
+    Example:
+        >>> from dcsm_lightning.saliency import create_saliency
+        >>> create_saliency("dcsm", scales=(1.0,), name="dcsm_1x").name
+        'dcsm_1x'
+
+    Raises:
+        ValueError: unknown name (the message lists the known ones) or a bad option.
+    """
+    return get_saliency_class(name)(**kwargs)

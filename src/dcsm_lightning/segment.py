@@ -1,0 +1,148 @@
+"""Class saliency maps -> label maps (Shimoda & Yanai 2016, Sec. 3.4, Eq. 7).
+
+The label set of an image is the background plus its candidate classes. The foreground
+probability of candidate class ``c`` is its map ``Mhat^c``; the background probability is
+
+    Mhat^BG(x, y) = 1 - max_{c in candidates} Mhat^c(x, y)            (Eq. 7)
+
+(1 everywhere when an image has no candidates). Without a CRF the label of a pixel is the
+argmax of these; :mod:`dcsm_lightning.crf` uses them as the CRF unaries instead.
+
+Label ids follow the dataset convention: 0 = background, class ``k`` -> ``k + 1``,
+:data:`VOID` (255) = ignored / padding.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["VOID", "labels_from_maps", "maps_to_probs"]
+
+#: Label id of ignored pixels (letterbox padding, VOC void).
+VOID = 255
+
+_RANGE_TOL = 1e-6
+
+
+def _check_maps(maps: Tensor, candidates: Tensor, valid: Tensor | None = None) -> None:
+    """Contract shared by the public functions; raises ``TypeError``/``ValueError``."""
+    if not isinstance(maps, Tensor):
+        raise TypeError(f"Expected `maps` to be a torch.Tensor, got {type(maps).__name__}.")
+    if not isinstance(candidates, Tensor):
+        raise TypeError(
+            f"Expected `candidates` to be a torch.Tensor, got {type(candidates).__name__}."
+        )
+    if maps.ndim not in (3, 4):
+        raise ValueError(
+            f"Expected `maps` of shape (K, H, W) or (B, K, H, W), got shape {tuple(maps.shape)}."
+        )
+    if not maps.is_floating_point():
+        raise ValueError(f"Expected `maps` to be a floating point tensor, got dtype {maps.dtype}.")
+    if maps.shape[-3] < 1:
+        raise ValueError(f"Expected `maps` to have K >= 1 classes, got shape {tuple(maps.shape)}.")
+    if candidates.dtype != torch.bool:
+        raise ValueError(f"Expected `candidates` of dtype torch.bool, got {candidates.dtype}.")
+    if tuple(candidates.shape) != tuple(maps.shape[:-2]):
+        raise ValueError(
+            f"Expected `candidates` of shape {tuple(maps.shape[:-2])} to match `maps` of shape "
+            f"{tuple(maps.shape)}, got shape {tuple(candidates.shape)}."
+        )
+    if valid is not None:
+        if not isinstance(valid, Tensor) or valid.dtype != torch.bool:
+            got = valid.dtype if isinstance(valid, Tensor) else type(valid).__name__
+            raise ValueError(f"Expected `valid` to be a torch.bool tensor, got {got}.")
+        expected = tuple(maps.shape[:-3]) + tuple(maps.shape[-2:])
+        if tuple(valid.shape) != expected:
+            raise ValueError(
+                f"Expected `valid` of shape {expected} to match `maps` of shape "
+                f"{tuple(maps.shape)}, got shape {tuple(valid.shape)}."
+            )
+    if maps.numel() == 0:
+        return
+    if torch.isnan(maps).any():
+        raise ValueError("Expected `maps` without NaN values, found NaN.")
+    lo, hi = maps.aminmax()
+    if lo < -_RANGE_TOL or hi > 1 + _RANGE_TOL:
+        raise ValueError(
+            f"Expected `maps` values in [0, 1], got values in [{lo.item():.6g}, {hi.item():.6g}]."
+        )
+
+
+def _background(maps: Tensor, candidates: Tensor) -> Tensor:
+    """Eq. 7: ``1 - max`` over the candidate maps; ``(..., K, H, W)`` -> ``(..., 1, H, W)``.
+
+    ``maps`` must already be clamped to [0, 1]; non-candidates count as 0, so an image without
+    candidates gets a background of 1.
+    """
+    fg = maps.masked_fill(~candidates[..., None, None], 0.0)
+    return 1.0 - fg.amax(dim=-3, keepdim=True)
+
+
+def maps_to_probs(
+    maps: Tensor, candidates: Tensor
+) -> tuple[Tensor, Tensor] | tuple[list[Tensor], list[Tensor]]:
+    """Stack the background (Eq. 7) and the candidate maps into per-label probabilities.
+
+    Args:
+        maps: float tensor of shape (K, H, W) or (B, K, H, W) with values in [0, 1] (values up
+            to 1e-6 outside are tolerated and clamped): the aggregated class maps ``Mhat^c``.
+        candidates: bool tensor of shape (K,) or (B, K): the candidate classes of each image.
+
+    Returns:
+        For a single image ``(probs, label_ids)``: ``probs`` of shape (L, H, W), dtype and
+        device of ``maps``, values in [0, 1], with ``L = 1 + number of candidates``; row 0 is
+        the background ``1 - max_c Mhat^c`` (1 if there are no candidates), rows 1.. are the
+        candidate maps in ascending class order. ``label_ids`` is an int64 tensor of shape
+        (L,) with the dataset id of each row (0 = background, class ``k`` -> ``k + 1``).
+        The rows are not renormalised: they need not sum to 1.
+        For a batch, two lists of length B holding the same per image (L varies per image).
+
+    Raises:
+        TypeError: ``maps`` or ``candidates`` is not a tensor.
+        ValueError: wrong shapes or dtypes, NaN, or values outside [0, 1].
+    """
+    _check_maps(maps, candidates)
+    if maps.ndim == 4:
+        pairs = [_maps_to_probs_single(m, c) for m, c in zip(maps, candidates, strict=True)]
+        return [p for p, _ in pairs], [i for _, i in pairs]
+    return _maps_to_probs_single(maps, candidates)
+
+
+def _maps_to_probs_single(maps: Tensor, candidates: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`maps_to_probs` for one checked image: (K, H, W), (K,) -> (L, H, W), (L,)."""
+    maps = maps.clamp(0.0, 1.0)
+    classes = candidates.nonzero().flatten()
+    probs = torch.cat([_background(maps, candidates), maps[classes]], dim=0)
+    label_ids = torch.cat([classes.new_zeros(1), classes + 1]).to(torch.int64)
+    return probs, label_ids
+
+
+def labels_from_maps(maps: Tensor, candidates: Tensor, valid: Tensor | None = None) -> Tensor:
+    """Label map without a CRF: per pixel, the argmax over background and candidates (Eq. 7).
+
+    Ties go to the lower label id (background first), as in ``torch.argmax``.
+
+    Args:
+        maps: float tensor of shape (K, H, W) or (B, K, H, W), values in [0, 1].
+        candidates: bool tensor of shape (K,) or (B, K).
+        valid: optional bool tensor of shape (H, W) or (B, H, W); pixels where it is False
+            (letterbox padding) get :data:`VOID`.
+
+    Returns:
+        int64 tensor of shape (H, W) or (B, H, W) on the device of ``maps`` with dataset ids:
+        0 = background, class ``k`` -> ``k + 1``, 255 where ``valid`` is False.
+
+    Raises:
+        TypeError: ``maps`` or ``candidates`` is not a tensor.
+        ValueError: wrong shapes or dtypes, NaN, or values outside [0, 1].
+    """
+    _check_maps(maps, candidates, valid)
+    maps = maps.clamp(0.0, 1.0)
+    # Full label axis (background + all K classes); non-candidates can never win.
+    fg = maps.masked_fill(~candidates[..., None, None], -1.0)
+    scores = torch.cat([_background(maps, candidates), fg], dim=-3)
+    labels = scores.argmax(dim=-3)
+    if valid is not None:
+        labels = labels.masked_fill(~valid.to(labels.device), VOID)
+    return labels

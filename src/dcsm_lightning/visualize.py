@@ -1,0 +1,126 @@
+"""Picture grids for loggers: image | top-candidate heatmap | mask | overlay, one row per image."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch import Tensor
+from torchvision.utils import make_grid
+
+from dcsm_lightning.io import blend_overlay, colorize_heatmap, colorize_labels
+
+COLUMNS = ("image", "heatmap", "mask", "overlay")
+
+
+def top_candidate(maps: Tensor, candidates: Tensor, scores: Tensor | None = None) -> int | None:
+    """Index of the candidate to show for one image, or None when there is no candidate.
+
+    Args:
+        maps: float K x H x W.
+        candidates: bool K.
+        scores: optional float K (e.g. ``probs``): the highest-scoring candidate wins;
+            without it, the candidate with the largest total saliency.
+    """
+    if not bool(candidates.any()):
+        return None
+    key = scores.float() if scores is not None else maps.flatten(1).float().sum(dim=1)
+    return int(key.masked_fill(~candidates.bool(), float("-inf")).argmax())
+
+
+def panel_grid(
+    rgb: Tensor,
+    maps: Tensor,
+    masks: Tensor,
+    candidates: Tensor,
+    max_images: int = 4,
+    scores: Tensor | None = None,
+    cmap: str = "jet",
+    padding: int = 2,
+) -> Tensor:
+    """Tile the first ``max_images`` images as rows of image | heatmap | mask | overlay.
+
+    Args:
+        rgb: uint8 B x H x W x 3 (the batch's ``rgb``).
+        maps: float B x K x H x W in [0, 1] (one strategy's ``outputs["maps"]``).
+        masks: int B x H x W in [0, 255], 255 = void (one ``outputs["masks"]`` entry).
+        candidates: bool B x K.
+        max_images: at most this many rows.
+        scores: optional float B x K choosing the candidate shown (see :func:`top_candidate`);
+            a row without candidates shows the colormap's zero.
+        cmap: matplotlib colormap of the heatmap column.
+        padding: pixels between tiles (torchvision ``make_grid``).
+
+    Returns:
+        uint8 3 x (n * (H + padding) + padding) x (4 * (W + padding) + padding) with
+        n = min(B, max_images).
+
+    Raises:
+        ValueError: the shapes disagree or ``max_images`` < 1.
+    """
+    if max_images < 1:
+        raise ValueError(f"max_images must be >= 1, got {max_images}")
+    if rgb.ndim != 4 or rgb.shape[-1] != 3:
+        raise ValueError(f"rgb must be B x H x W x 3, got shape {tuple(rgb.shape)}")
+    batch, height, width = rgb.shape[:3]
+    if maps.ndim != 4 or maps.shape[0] != batch or tuple(maps.shape[2:]) != (height, width):
+        raise ValueError(f"maps must be {batch} x K x {height} x {width}, got {tuple(maps.shape)}")
+    if tuple(masks.shape) != (batch, height, width):
+        raise ValueError(f"masks must be {batch} x {height} x {width}, got {tuple(masks.shape)}")
+    if tuple(candidates.shape) != tuple(maps.shape[:2]):
+        raise ValueError(
+            f"candidates must be {tuple(maps.shape[:2])}, got {tuple(candidates.shape)}"
+        )
+    count = min(batch, max_images)
+    tiles: list[Tensor] = []
+    for b in range(count):
+        image = rgb[b].detach().cpu().to(torch.uint8).numpy()
+        labels = masks[b].detach().cpu().numpy()
+        chosen = top_candidate(
+            maps[b].detach().cpu(),
+            candidates[b].detach().cpu(),
+            scores[b].detach().cpu() if scores is not None else None,
+        )
+        heat = (
+            maps[b, chosen].detach().cpu().float().clamp(0, 1).numpy()
+            if chosen is not None
+            else np.zeros((height, width), dtype=np.float32)
+        )
+        row = (image, colorize_heatmap(heat, cmap), colorize_labels(labels))
+        row += (blend_overlay(image, labels),)
+        tiles.extend(torch.from_numpy(np.ascontiguousarray(t)).permute(2, 0, 1) for t in row)
+    return make_grid(tiles, nrow=len(COLUMNS), padding=padding)
+
+
+def log_panels(logger: Any, tag: str, grid: Tensor, step: int) -> bool:
+    """Log a ``panel_grid`` picture to every logger that takes images.
+
+    ``TensorBoardLogger`` gets ``experiment.add_image(tag, grid, step)``; loggers without
+    image support (``CSVLogger``, None) are left alone, untouched (their folders are not
+    even created).
+
+    Args:
+        logger: a logger, a list of loggers (``trainer.loggers``) or None.
+        tag: the image's name in the logger.
+        grid: uint8 3 x H x W.
+        step: global step.
+
+    Returns:
+        True when at least one logger took the picture.
+    """
+    loggers: Iterable[Any]
+    if logger is None:
+        loggers = ()
+    elif isinstance(logger, (list, tuple)):
+        loggers = logger
+    else:
+        loggers = (logger,)
+    logged = False
+    for one in loggers:
+        if isinstance(one, TensorBoardLogger):
+            one.experiment.add_image(tag, grid, global_step=step, dataformats="CHW")
+            logged = True
+    return logged

@@ -1,0 +1,414 @@
+"""``SegmentationWriter``: a prediction-writer callback that saves masks, heatmaps and scores.
+
+It consumes the step outputs and batches described in ``docs/contracts.md`` and undoes the
+letterbox, so every file it writes has the size of the image on disk.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from torch import Tensor
+
+from dcsm_lightning.io import (
+    VOID_LABEL,
+    check_writable_dir,
+    save_heatmap_png,
+    save_json,
+    save_label_png,
+    save_overlay_png,
+    save_text,
+)
+
+CRF_SUFFIX = "+crf"
+PSEUDO_LIST = Path("ImageSets", "Segmentation", "pseudo.txt")
+_UNSAFE = re.compile(r"[^\w.-]+")
+
+
+def default_method(mask_names: Sequence[str]) -> str:
+    """The mask to write when none is named: ``<first strategy>+crf`` if present, else the first."""
+    if not mask_names:
+        raise ValueError("outputs['masks'] is empty: there is no mask to write")
+    first = strategy_of(mask_names[0])
+    return first + CRF_SUFFIX if first + CRF_SUFFIX in mask_names else mask_names[0]
+
+
+def strategy_of(method: str) -> str:
+    """The saliency strategy behind a mask name: ``"dcsm+crf" -> "dcsm"``."""
+    return method[: -len(CRF_SUFFIX)] if method.endswith(CRF_SUFFIX) else method
+
+
+def valid_extent(valid: Tensor | None, orig_size: Sequence[int], size: int) -> tuple[int, int]:
+    """Height and width of the real image inside an ``size`` x ``size`` letterbox.
+
+    Args:
+        valid: bool S x S, True on image pixels (a top-left rectangle), or None to recompute
+            the letterbox from ``orig_size`` (longer side scaled to ``size``, rounded).
+        orig_size: (height, width) of the image on disk.
+        size: S.
+    """
+    if valid is not None:
+        height = int(valid.any(dim=1).sum())
+        width = int(valid.any(dim=0).sum())
+    else:
+        orig_h, orig_w = (int(v) for v in orig_size)
+        scale = size / max(orig_h, orig_w)
+        height = min(size, max(1, round(orig_h * scale)))
+        width = min(size, max(1, round(orig_w * scale)))
+    if height == 0 or width == 0:
+        raise ValueError("batch['valid'] marks no pixel as valid")
+    return height, width
+
+
+def uncrop_labels(labels: Tensor, extent: tuple[int, int], orig_size: Sequence[int]) -> Tensor:
+    """Cut the letterbox off a label map and resize it to the image size (nearest).
+
+    Args:
+        labels: int S x S.
+        extent: (h, w) of the valid top-left rectangle.
+        orig_size: (H, W) wanted.
+
+    Returns:
+        uint8 H x W (255 stays void).
+    """
+    height, width = extent
+    crop = labels[:height, :width]
+    out_size = (int(orig_size[0]), int(orig_size[1]))
+    if tuple(crop.shape) != out_size:
+        crop = F.interpolate(crop[None, None].float(), size=out_size, mode="nearest-exact")[0, 0]
+    return crop.to(torch.uint8)
+
+
+def uncrop_images(images: Tensor, extent: tuple[int, int], orig_size: Sequence[int]) -> Tensor:
+    """Cut the letterbox off C x S x S float images and resize to C x H x W (bilinear)."""
+    height, width = extent
+    crop = images[:, :height, :width].float()
+    out_size = (int(orig_size[0]), int(orig_size[1]))
+    if tuple(crop.shape[1:]) != out_size:
+        crop = F.interpolate(
+            crop[None], size=out_size, mode="bilinear", align_corners=False, antialias=True
+        )[0]
+    return crop
+
+
+def uncertain_to_void(labels: Tensor, maps: Tensor, threshold: float) -> Tensor:
+    """Set pixels whose winning probability is below ``threshold`` to void (255).
+
+    The winning probability is ``max(m, 1 - m)`` with ``m`` the largest class map at the
+    pixel (background scores ``1 - m``), so it is never below 0.5 and thresholds <= 0.5
+    change nothing.
+
+    Args:
+        labels: int ... x S x S.
+        maps: float ... x K x S x S in [0, 1] (0 for non-candidates).
+        threshold: in [0, 1].
+    """
+    if maps.shape[-3] == 0:
+        return labels
+    top = maps.amax(dim=-3)
+    winning = torch.maximum(top, 1 - top)
+    return labels.masked_fill(winning < threshold, VOID_LABEL)
+
+
+def _safe_name(name: str) -> str:
+    return _UNSAFE.sub("_", name).strip("_") or "_"
+
+
+def _check_id(image_id: str) -> str:
+    image_id = str(image_id)
+    if not image_id or image_id in {".", ".."} or Path(image_id).name != image_id:
+        raise ValueError(f"image id {image_id!r} must be a plain file name (no folders)")
+    return image_id
+
+
+class SegmentationWriter(BasePredictionWriter):
+    """Write each predicted image's mask (and heatmaps, overlay, scores) as it is predicted.
+
+    As input ``write_on_batch_end`` takes a step output (``probs`` B x K, ``candidates`` B x K,
+    ``maps`` {strategy: B x K x S x S}, ``masks`` {method: B x S x S}) and a batch (``id``,
+    ``orig_size`` B x 2, ``valid`` B x S x S, ``rgb`` B x S x S x 3), per
+    ``docs/contracts.md``. Each image is cut out of its letterbox and resized to
+    ``orig_size`` (nearest for labels, bilinear for maps and the image).
+
+    Layout, ``mode="predictions"``::
+
+        output_dir/masks/<id>.png              VOC palette PNG (255 = void)
+        output_dir/heatmaps/<id>_<class>.png   one per candidate class, colour-mapped
+        output_dir/overlays/<id>.png           mask over the image
+        output_dir/scores/<id>.json            {"id", "method", "scores": {class: prob},
+                                               "candidates": [class, ...]}
+
+    ``mode="pseudo_labels"`` (a VOC-style folder to train a segmentation net on)::
+
+        output_dir/SegmentationClass/<id>.png
+        output_dir/ImageSets/Segmentation/pseudo.txt   every id in SegmentationClass/
+
+    Nothing is overwritten silently: a file that exists is kept, an image whose files all
+    exist is skipped before any work, and the scores JSON (the mask, for pseudo-labels) is
+    written last, so an interrupted run resumes where it stopped. ``overwrite=True``
+    rewrites everything. Every file is written atomically. Under DDP each rank writes its own
+    images; ``pseudo.txt`` is written by rank 0 after a barrier.
+
+    List this callback after ``DenseCRF`` in ``Trainer(callbacks=[...])``: callbacks run in
+    list order, and the ``+crf`` masks exist only once ``DenseCRF`` has run.
+
+    Args:
+        output_dir: folder for all outputs (created; checked writable at ``setup``).
+        class_names: K foreground names; default ``trainer.datamodule.class_names``, else
+            ``class_<k>``.
+        method: the entry of ``outputs["masks"]`` to write; default ``<first strategy>+crf``
+            if present, else the first entry. Chosen once per predict run.
+        mode: ``"predictions"`` or ``"pseudo_labels"``.
+        overwrite: replace existing files.
+        uncertain_threshold: pixels whose winning probability (see
+            :func:`uncertain_to_void`) is below it become void (255); needs the maps of the
+            method's strategy. Applies in both modes.
+        write_heatmaps: write ``heatmaps/`` (predictions mode).
+        write_overlays: write ``overlays/`` (predictions mode).
+        heatmap_cmap: matplotlib colormap of the heatmaps.
+
+    Raises:
+        ValueError: unknown ``mode`` or ``uncertain_threshold`` outside [0, 1].
+    """
+
+    def __init__(
+        self,
+        output_dir: str,
+        class_names: list[str] | None = None,
+        method: str | None = None,
+        mode: Literal["predictions", "pseudo_labels"] = "predictions",
+        overwrite: bool = False,
+        uncertain_threshold: float | None = None,
+        write_heatmaps: bool = True,
+        write_overlays: bool = True,
+        heatmap_cmap: str = "jet",
+    ) -> None:
+        super().__init__(write_interval="batch")
+        if mode not in ("predictions", "pseudo_labels"):
+            raise ValueError(f"mode must be 'predictions' or 'pseudo_labels', got {mode!r}")
+        if uncertain_threshold is not None and not 0.0 <= uncertain_threshold <= 1.0:
+            raise ValueError(f"uncertain_threshold must lie in [0, 1], got {uncertain_threshold}")
+        self.output_dir = Path(output_dir)
+        self.class_names = list(class_names) if class_names is not None else None
+        self.method = method
+        self.mode = mode
+        self.overwrite = overwrite
+        self.uncertain_threshold = uncertain_threshold
+        self.write_heatmaps = write_heatmaps
+        self.write_overlays = write_overlays
+        self.heatmap_cmap = heatmap_cmap
+        self._reset()
+
+    def _reset(self) -> None:
+        self.written = 0  # images with at least one file written by this rank, this run
+        self.skipped = 0  # images whose files all existed
+        self._method: str | None = None
+        self._names: list[str] | None = None
+        self._warned_no_maps = False
+
+    # ----------------------------------------------------------------- Lightning hooks
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        if stage != "predict":
+            return
+        check_writable_dir(self.output_dir)
+        callbacks = list(getattr(trainer, "callbacks", []) or [])
+        if self in callbacks:
+            later = {type(cb).__name__ for cb in callbacks[callbacks.index(self) + 1 :]}
+            if "DenseCRF" in later:
+                rank_zero_warn(
+                    "SegmentationWriter is listed before DenseCRF, so it cannot see the "
+                    "'+crf' masks; list DenseCRF first in Trainer(callbacks=[...])."
+                )
+
+    def on_predict_start(self, trainer: Any, pl_module: Any) -> None:
+        self._reset()
+
+    def on_predict_end(self, trainer: Any, pl_module: Any) -> None:
+        strategy = trainer.strategy
+        counts = torch.tensor([self.written, self.skipped], device=pl_module.device)
+        written, skipped = (int(v) for v in strategy.reduce(counts, reduce_op="sum"))
+        strategy.barrier("SegmentationWriter.on_predict_end")
+        if self.mode == "pseudo_labels" and trainer.is_global_zero:
+            self.write_id_list()
+        rank_zero_info(
+            f"SegmentationWriter: {written} images written, {skipped} skipped "
+            f"(already in {self.output_dir})"
+        )
+
+    # ----------------------------------------------------------------- layout
+    def mask_path(self, image_id: str) -> Path:
+        """Where the label PNG of ``image_id`` goes in the current mode."""
+        folder = "masks" if self.mode == "predictions" else "SegmentationClass"
+        return self.output_dir / folder / f"{image_id}.png"
+
+    def marker_path(self, image_id: str) -> Path:
+        """The file written last for an image: it exists only once the image is complete."""
+        if self.mode == "predictions":
+            return self.output_dir / "scores" / f"{image_id}.json"
+        return self.mask_path(image_id)
+
+    def _prediction_files(
+        self, image_id: str, cand: list[int], names: list[str], heatmaps: bool
+    ) -> list[tuple[Path, str, Any]]:
+        """(path, kind, argument) of every file of an image, in writing order, marker last."""
+        files: list[tuple[Path, str, Any]] = []
+        if heatmaps:
+            for k in cand:
+                name = f"{image_id}_{_safe_name(names[k])}.png"
+                files.append((self.output_dir / "heatmaps" / name, "heatmap", k))
+        if self.write_overlays:
+            files.append((self.output_dir / "overlays" / f"{image_id}.png", "overlay", None))
+        files.append((self.mask_path(image_id), "mask", None))
+        files.append((self.marker_path(image_id), "scores", cand))
+        return files
+
+    def done_ids(self) -> set[str]:
+        """Ids whose last file exists: a datamodule may drop them before predicting."""
+        folder = self.marker_path("x").parent
+        suffix = self.marker_path("x").suffix
+        if not folder.is_dir():
+            return set()
+        return {
+            p.stem for p in folder.iterdir() if p.suffix == suffix and not p.name.startswith(".")
+        }
+
+    def write_id_list(self) -> Path:
+        """Write ``ImageSets/Segmentation/pseudo.txt`` listing every ``SegmentationClass`` id.
+
+        The list is an index of the folder, so it is always rewritten (atomically).
+        """
+        ids = sorted(self.done_ids()) if self.mode == "pseudo_labels" else []
+        text = "".join(f"{i}\n" for i in ids)
+        return save_text(self.output_dir / PSEUDO_LIST, text, overwrite=True)
+
+    # ----------------------------------------------------------------- resolution
+    def _resolve_method(self, masks: dict[str, Tensor]) -> str:
+        if self._method is None:
+            self._method = self.method or default_method(list(masks))
+        if self._method not in masks:
+            hint = ""
+            if self._method.endswith(CRF_SUFFIX):
+                hint = "; list DenseCRF before SegmentationWriter in Trainer(callbacks=[...])"
+            raise KeyError(
+                f"method {self._method!r} not in outputs['masks'] (has {sorted(masks)}){hint}"
+            )
+        return self._method
+
+    def _resolve_names(self, trainer: Any, num_classes: int) -> list[str]:
+        if self._names is None:
+            names = self.class_names
+            if names is None:
+                names = getattr(getattr(trainer, "datamodule", None), "class_names", None)
+            if names is None:
+                names = [f"class_{k}" for k in range(num_classes)]
+            names = [str(n) for n in names]
+            if len(names) == num_classes + 1 and names[0] == "background":
+                names = names[1:]
+            if len(names) != num_classes:
+                raise ValueError(f"{len(names)} class names for {num_classes} classes: {names}")
+            safe = [_safe_name(n) for n in names]
+            if len(set(safe)) != len(safe):
+                raise ValueError(f"class names clash as file names: {safe}")
+            self._names = names
+        return self._names
+
+    # ----------------------------------------------------------------- writing
+    def write_on_batch_end(
+        self,
+        trainer: Any,
+        pl_module: Any,
+        prediction: Any,
+        batch_indices: Sequence[int] | None,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if not isinstance(prediction, dict) or not prediction.get("masks"):
+            raise ValueError(
+                "predict_step must return the step-output dict of docs/contracts.md "
+                f"with a non-empty 'masks' entry, got {type(prediction).__name__}"
+            )
+        method = self._resolve_method(prediction["masks"])
+        ids = [_check_id(i) for i in batch["id"]]
+        predicting = self.mode == "predictions"
+        if predicting:
+            candidates = prediction["candidates"].detach().cpu().bool()
+            names = self._resolve_names(trainer, candidates.shape[1])
+        maps_all = prediction.get("maps") or {}
+        maps = maps_all.get(strategy_of(method))
+        heatmaps = predicting and self.write_heatmaps and maps is not None
+        if predicting and self.write_heatmaps and maps is None and not self._warned_no_maps:
+            self._warned_no_maps = True
+            rank_zero_warn(f"no maps for {strategy_of(method)!r}: heatmaps are not written")
+        if self.uncertain_threshold is not None and maps is None:
+            raise KeyError(
+                f"uncertain_threshold needs outputs['maps'][{strategy_of(method)!r}], "
+                f"which is absent (has {sorted(maps_all)})"
+            )
+
+        # Decide per image which files are missing, before touching any tensor.
+        plans: list[tuple[int, list[tuple[Path, str, Any]]]] = []
+        for b, image_id in enumerate(ids):
+            if predicting:
+                cand = torch.nonzero(candidates[b]).flatten().tolist()
+                files = self._prediction_files(image_id, cand, names, heatmaps)
+            else:
+                files = [(self.mask_path(image_id), "mask", None)]
+            todo = [f for f in files if self.overwrite or not f[0].exists()]
+            if todo:
+                plans.append((b, todo))
+            else:
+                self.skipped += 1
+        if not plans:
+            return
+
+        masks = prediction["masks"][method].detach().cpu()
+        if maps is not None:
+            maps = maps.detach().cpu()
+        probs = prediction["probs"].detach().cpu().float() if predicting else None
+        valid = batch.get("valid")
+        valid = valid.detach().cpu() if valid is not None else None
+        rgb = batch.get("rgb")
+        if predicting and self.write_overlays and rgb is None:
+            raise KeyError("write_overlays needs batch['rgb'] (uint8 B x S x S x 3)")
+        orig_sizes = batch["orig_size"].detach().cpu().tolist()
+        size = masks.shape[-1]
+
+        for b, todo in plans:
+            orig = orig_sizes[b]
+            extent = valid_extent(valid[b] if valid is not None else None, orig, size)
+            label = masks[b]
+            if self.uncertain_threshold is not None:
+                label = uncertain_to_void(label, maps[b], self.uncertain_threshold)
+            label = uncrop_labels(label, extent, orig).numpy()
+            for path, kind, arg in todo:  # in plan order: the marker file comes last
+                if kind == "mask":
+                    save_label_png(path, label, overwrite=self.overwrite)
+                elif kind == "heatmap":
+                    heat = uncrop_images(maps[b, arg : arg + 1], extent, orig)[0].clamp(0, 1)
+                    save_heatmap_png(
+                        path, heat.numpy(), overwrite=self.overwrite, cmap=self.heatmap_cmap
+                    )
+                elif kind == "overlay":
+                    image = uncrop_images(rgb[b].detach().cpu().permute(2, 0, 1), extent, orig)
+                    image = image.round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0)
+                    save_overlay_png(path, image.numpy(), label, overwrite=self.overwrite)
+                else:  # scores
+                    record = {
+                        "id": ids[b],
+                        "method": method,
+                        "scores": {
+                            n: float(p) for n, p in zip(names, probs[b].tolist(), strict=True)
+                        },
+                        "candidates": [names[k] for k in arg],
+                    }
+                    save_json(path, record, overwrite=self.overwrite)
+            self.written += 1

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from dcsm_lightning.models import create_backbone, list_backbones, register_backbone
+from dcsm_lightning.models.backbones import VGGFCN, torchvision_vgg16_key_map
+
+PAPER_CONVS = [f"conv{b}_{j}" for b, n in zip(range(1, 6), (2, 2, 3, 3, 3)) for j in range(1, n + 1)]
+
+
+def test_registry_lists_both_backbones():
+    assert {"vgg16", "vgg_small"} <= set(list_backbones())
+
+
+def test_unknown_backbone_lists_known_names():
+    with pytest.raises(ValueError, match="vgg_small"):
+        create_backbone("resnet9000", 3)
+
+
+def test_registering_twice_warns():
+    register_backbone("_tmp_twice")(lambda k: nn.Conv2d(3, k, 1))
+    with pytest.warns(UserWarning, match="registered twice"):
+        register_backbone("_tmp_twice")(lambda k: nn.Conv2d(3, k, 1))
+
+
+@pytest.mark.parametrize("name", ["vgg16", "vgg_small"])
+def test_paper_layer_names_and_non_inplace_relus(name):
+    model = create_backbone(name, 4)
+    modules = dict(model.named_modules())
+    for conv in PAPER_CONVS:
+        assert isinstance(modules[f"features.{conv}"], nn.Conv2d)
+        relu = modules[f"features.{conv.replace('conv', 'relu')}"]
+        assert isinstance(relu, nn.ReLU) and not relu.inplace
+    assert isinstance(modules["head.fc6"], nn.Conv2d) and isinstance(modules["head.fc7"], nn.Conv2d)
+    assert all(not m.inplace for m in model.modules() if isinstance(m, nn.ReLU))
+
+
+def test_vgg16_score_map_size_at_500():
+    torch.manual_seed(0)
+    model = create_backbone("vgg16", 20).eval()
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 500, 500))
+    # 500 -> pool5 15 x 15 (floor halvings), fc6 is an unpadded 7 x 7 conv -> 9 x 9
+    assert out.shape == (1, 20, 9, 9)
+
+
+def test_vgg_small_keeps_a_score_map_at_demo_size():
+    model = create_backbone("vgg_small", 6).eval()
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, 96, 96)).shape == (2, 6, 3, 3)
+
+
+def test_torchvision_key_map_covers_every_vgg16_layer_but_the_imagenet_classifier():
+    tv_keys = set(torchvision.models.vgg16(weights=None).state_dict())
+    mapping = torchvision_vgg16_key_map()
+    assert set(mapping) == tv_keys - {"classifier.6.weight", "classifier.6.bias"}
+    ours = set(VGGFCN(3, create_backbone("vgg16", 3).spec).state_dict())
+    assert set(mapping.values()) == ours - {"score.weight", "score.bias"}

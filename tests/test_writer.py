@@ -1,0 +1,332 @@
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import lightning.pytorch as pl
+import matplotlib
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+import dcsm_lightning.writer as writer_module
+from dcsm_lightning.io import VOID_LABEL
+from dcsm_lightning.writer import (
+    SegmentationWriter,
+    default_method,
+    uncertain_to_void,
+    valid_extent,
+)
+
+SIZE = 12
+NAMES = ["aeroplane", "potted plant", "bird"]  # "potted plant" -> file name "potted_plant"
+K = len(NAMES)
+# (height, width) on disk: integer and non-integer letterbox scales, portrait and landscape
+ORIG_SIZES = [(6, 4), (5, 3), (4, 6), (8, 8)]
+IMAGE_COLOUR = (200, 40, 90)  # every real pixel; the padding is the ImageNet mean
+MEAN_COLOUR = (124, 116, 104)
+
+
+def _letterbox(x: torch.Tensor, fill: float) -> tuple[torch.Tensor, tuple[int, int]]:
+    """C x H x W -> C x S x S: longer side to S (nearest-exact), image top-left, rest ``fill``."""
+    height, width = x.shape[-2:]
+    scale = SIZE / max(height, width)
+    extent = (round(height * scale), round(width * scale))
+    out = torch.full((x.shape[0], SIZE, SIZE), fill, dtype=torch.float32)
+    out[:, : extent[0], : extent[1]] = F.interpolate(
+        x[None].float(), size=extent, mode="nearest-exact"
+    )[0]
+    return out, extent
+
+
+class ContractImages(Dataset):
+    """Batches per docs/contracts.md plus ``true_labels`` / ``heat`` for the checks."""
+
+    def __init__(self, seed: int = 0, confidence: torch.Tensor | None = None) -> None:
+        generator = torch.Generator().manual_seed(seed)
+        self.items = []
+        for index, (height, width) in enumerate(ORIG_SIZES):
+            labels = torch.randint(0, K + 1, (height, width), generator=generator)
+            labels[0, 0] = VOID_LABEL
+            candidates = torch.rand(K, generator=generator) > 0.4
+            candidates[index % K] = True
+            mask, extent = _letterbox(labels[None], VOID_LABEL)
+            valid = torch.zeros(SIZE, SIZE, dtype=torch.bool)
+            valid[: extent[0], : extent[1]] = True
+            rgb = torch.tensor(MEAN_COLOUR, dtype=torch.uint8).expand(SIZE, SIZE, 3).clone()
+            rgb[valid] = torch.tensor(IMAGE_COLOUR, dtype=torch.uint8)
+            # class k's map is the constant heat[k] on the image, 0 on the padding
+            heat = torch.tensor([0.2, 0.45, 0.8]) * candidates  # off colormap bin edges
+            maps = heat[:, None, None] * valid
+            if confidence is not None:  # per-pixel top map value, for the uncertainty test
+                conf, _ = _letterbox(confidence[index][None], 0.0)
+                maps = torch.zeros(K, SIZE, SIZE)
+                maps[index % K] = conf[0]
+            self.items.append(
+                {
+                    "image": torch.zeros(3, SIZE, SIZE),
+                    "rgb": rgb,
+                    "labels": candidates.float(),
+                    "mask": mask[0].long(),
+                    "valid": valid,
+                    "orig_size": torch.tensor([height, width]),
+                    "id": f"img{index}",
+                    "true_labels": labels,
+                    "maps": maps,
+                    "probs": torch.rand(K, generator=generator),
+                    "candidates": candidates,
+                }
+            )
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict:
+        item = self.items[index]
+        return {k: v for k, v in item.items() if k != "true_labels"}  # sizes differ
+
+
+class ContractModule(pl.LightningModule):
+    """Returns contract step outputs: "dcsm+crf" is the true mask, "dcsm" is all background."""
+
+    def __init__(self, shift: int = 0) -> None:
+        super().__init__()
+        self.shift = shift
+        self.calls = 0
+
+    def predict_step(self, batch: dict, batch_idx: int) -> dict:
+        self.calls += 1
+        mask = batch["mask"]
+        shifted = torch.where(mask == VOID_LABEL, mask, (mask + self.shift) % (K + 1))
+        return {
+            "probs": batch["probs"],
+            "candidates": batch["candidates"],
+            "maps": {"dcsm": batch["maps"], "simonyan": batch["maps"] / 2},
+            "masks": {
+                "dcsm": torch.where(mask == VOID_LABEL, mask, 0),
+                "simonyan": torch.where(mask == VOID_LABEL, mask, 1),
+                "dcsm+crf": shifted,
+            },
+        }
+
+
+class NamedData(pl.LightningDataModule):
+    def __init__(self, dataset: Dataset) -> None:
+        super().__init__()
+        self.dataset = dataset
+        self.class_names = list(NAMES)
+
+    def predict_dataloader(self) -> DataLoader:
+        return DataLoader(self.dataset, batch_size=2)
+
+
+def _predict(writer, dataset=None, module=None, datamodule=True):
+    dataset = dataset if dataset is not None else ContractImages()
+    module = module if module is not None else ContractModule()
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=False,
+        callbacks=[writer],
+    )
+    if datamodule:
+        trainer.predict(module, datamodule=NamedData(dataset), return_predictions=False)
+    else:
+        loader = DataLoader(dataset, batch_size=2)
+        trainer.predict(module, dataloaders=loader, return_predictions=False)
+    return dataset, module
+
+
+def _read(path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image)
+
+
+def _mtimes(folder) -> dict[str, int]:
+    return {
+        str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()
+    }
+
+
+def test_predictions_layout_uncropped_to_orig_size(tmp_path):
+    dataset, _ = _predict(SegmentationWriter(str(tmp_path)))
+    jet = matplotlib.colormaps["jet"]
+    for item in dataset.items:
+        image_id, truth = item["id"], item["true_labels"].numpy()
+        mask = _read(tmp_path / "masks" / f"{image_id}.png")
+        assert mask.shape == tuple(item["orig_size"].tolist())
+        np.testing.assert_array_equal(mask, truth)  # "+crf" chosen, letterbox undone exactly
+
+        record = json.loads((tmp_path / "scores" / f"{image_id}.json").read_text())
+        cand = [NAMES[k] for k in range(K) if item["candidates"][k]]
+        assert record["id"] == image_id and record["method"] == "dcsm+crf"
+        assert record["candidates"] == cand
+        assert record["scores"] == pytest.approx(
+            dict(zip(NAMES, item["probs"].tolist(), strict=True))
+        )
+
+        heat_files = sorted(p.name for p in (tmp_path / "heatmaps").glob(f"{image_id}_*.png"))
+        safe = [n.replace(" ", "_") for n in cand]
+        assert heat_files == sorted(f"{image_id}_{n}.png" for n in safe)
+        for k in range(K):
+            if not item["candidates"][k]:
+                continue
+            heat = _read(tmp_path / "heatmaps" / f"{image_id}_{NAMES[k].replace(' ', '_')}.png")
+            assert heat.shape == (*truth.shape, 3)
+            # a constant map stays constant only if no padding (0) was blended in
+            colour = np.array(jet(float(item["maps"][k].max()), bytes=True)[:3])
+            assert (heat == colour).all()
+
+        overlay = _read(tmp_path / "overlays" / f"{image_id}.png")
+        assert overlay.shape == (*truth.shape, 3)
+        assert (overlay[truth == 0] == IMAGE_COLOUR).all()  # background: the image itself
+        assert (overlay[truth == 1] != IMAGE_COLOUR).any(axis=-1).all()
+    assert not (tmp_path / "SegmentationClass").exists()
+    assert not [p for p in tmp_path.rglob(".*")]  # no temporary files left
+
+
+def test_second_run_skips_and_overwrite_replaces(tmp_path, caplog):
+    _predict(SegmentationWriter(str(tmp_path)))
+    before = _mtimes(tmp_path)
+    writer = SegmentationWriter(str(tmp_path))
+    logging.getLogger("lightning.pytorch").addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.INFO, logger="lightning.pytorch"):
+            _, module = _predict(writer)
+    finally:
+        logging.getLogger("lightning.pytorch").removeHandler(caplog.handler)
+    assert (writer.written, writer.skipped) == (0, 4)
+    assert "0 images written, 4 skipped" in caplog.text
+    assert _mtimes(tmp_path) == before
+
+    dataset, _ = _predict(
+        SegmentationWriter(str(tmp_path), overwrite=True), module=ContractModule(shift=1)
+    )
+    for item in dataset.items:
+        truth = item["true_labels"].numpy()
+        expected = np.where(truth == VOID_LABEL, truth, (truth + 1) % (K + 1))
+        np.testing.assert_array_equal(_read(tmp_path / "masks" / f"{item['id']}.png"), expected)
+
+
+def test_interrupted_run_resumes_with_the_rest(tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real_save_json = writer_module.save_json
+
+    def failing_save_json(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("stopped during img2")
+        return real_save_json(*args, **kwargs)
+
+    monkeypatch.setattr(writer_module, "save_json", failing_save_json)
+    with pytest.raises(RuntimeError, match="stopped during img2"):
+        _predict(SegmentationWriter(str(tmp_path)))
+    monkeypatch.setattr(writer_module, "save_json", real_save_json)
+    assert sorted(p.name for p in (tmp_path / "scores").iterdir()) == ["img0.json", "img1.json"]
+    assert (tmp_path / "masks" / "img2.png").exists()  # written before the marker
+    assert not (tmp_path / "masks" / "img3.png").exists()
+    before = _mtimes(tmp_path)
+
+    writer = SegmentationWriter(str(tmp_path))
+    assert writer.done_ids() == {"img0", "img1"}
+    _predict(writer)
+    assert (writer.written, writer.skipped) == (2, 2)
+    after = _mtimes(tmp_path)
+    assert {k: after[k] for k in before} == before  # nothing already there was rewritten
+    assert sorted(p.name for p in (tmp_path / "scores").iterdir()) == [
+        f"img{i}.json" for i in range(4)
+    ]
+    assert writer.done_ids() == {f"img{i}" for i in range(4)}
+
+
+def test_pseudo_labels_layout_and_uncertain_pixels(tmp_path):
+    generator = torch.Generator().manual_seed(1)
+    levels = torch.tensor([0.05, 0.4, 0.6, 0.95])  # winning prob .95 .6 .6 .95
+    confidence = [levels[torch.randint(0, 4, size, generator=generator)] for size in ORIG_SIZES]
+    dataset = ContractImages(confidence=confidence)
+    writer = SegmentationWriter(str(tmp_path), mode="pseudo_labels", uncertain_threshold=0.7)
+    _predict(writer, dataset=dataset)
+    for item, conf in zip(dataset.items, confidence, strict=True):
+        truth = item["true_labels"].numpy()
+        expected = np.where((torch.maximum(conf, 1 - conf) < 0.7).numpy(), VOID_LABEL, truth)
+        assert (expected == VOID_LABEL).sum() > (truth == VOID_LABEL).sum()
+        path = tmp_path / "SegmentationClass" / f"{item['id']}.png"
+        with Image.open(path) as image:
+            assert image.mode == "P"
+            np.testing.assert_array_equal(np.asarray(image), expected)
+    listing = (tmp_path / "ImageSets" / "Segmentation" / "pseudo.txt").read_text()
+    assert listing.split() == [f"img{i}" for i in range(4)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ImageSets", "SegmentationClass"]
+
+
+def test_unwritable_output_dir_fails_at_setup(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    module = ContractModule()
+    with pytest.raises(OSError, match="not writable") as info:
+        _predict(SegmentationWriter(str(blocker / "out")), module=module)
+    assert str(blocker / "out") in str(info.value)
+    assert module.calls == 0  # failed before any prediction
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root ignores chmod")
+def test_read_only_output_dir_fails_at_setup(tmp_path):
+    tmp_path.chmod(0o500)
+    try:
+        with pytest.raises(PermissionError, match="not writable"):
+            _predict(SegmentationWriter(str(tmp_path / "out")))
+    finally:
+        tmp_path.chmod(0o700)
+
+
+def test_method_choice(tmp_path):
+    assert default_method(["dcsm", "simonyan", "dcsm+crf"]) == "dcsm+crf"
+    assert default_method(["simonyan", "dcsm", "dcsm+crf"]) == "simonyan"
+    assert default_method(["dcsm+crf", "dcsm"]) == "dcsm+crf"
+
+    dataset, _ = _predict(SegmentationWriter(str(tmp_path), method="simonyan"))
+    for item in dataset.items:
+        truth = item["true_labels"].numpy()
+        mask = _read(tmp_path / "masks" / f"{item['id']}.png")
+        np.testing.assert_array_equal(mask, np.where(truth == VOID_LABEL, VOID_LABEL, 1))
+        assert (
+            json.loads((tmp_path / "scores" / f"{item['id']}.json").read_text())["method"]
+            == "simonyan"
+        )
+
+    with pytest.raises(KeyError, match="DenseCRF before SegmentationWriter"):
+        _predict(SegmentationWriter(str(tmp_path / "b"), method="simonyan+crf"))
+
+
+def test_class_name_fallback_and_flags(tmp_path):
+    writer = SegmentationWriter(str(tmp_path), write_heatmaps=False, write_overlays=False)
+    _predict(writer, datamodule=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["masks", "scores"]
+    record = json.loads((tmp_path / "scores" / "img0.json").read_text())
+    assert list(record["scores"]) == ["class_0", "class_1", "class_2"]
+
+    with pytest.raises(ValueError, match="2 class names for 3 classes"):
+        _predict(SegmentationWriter(str(tmp_path / "b"), class_names=["a", "b"]))
+    with pytest.raises(ValueError, match="mode"):
+        SegmentationWriter(str(tmp_path), mode="labels")
+    with pytest.raises(ValueError, match="uncertain_threshold"):
+        SegmentationWriter(str(tmp_path), uncertain_threshold=1.5)
+
+
+def test_helpers():
+    valid = torch.zeros(12, 12, dtype=torch.bool)
+    valid[:12, :7] = True
+    assert valid_extent(valid, (5, 3), 12) == (12, 7)
+    assert valid_extent(None, (5, 3), 12) == (12, 7)
+    labels = torch.tensor([[1, 2], [3, 0]])
+    maps = torch.tensor([[[0.9, 0.6], [0.3, 0.02]]])  # winning .9 .6 .7 .98
+    out = uncertain_to_void(labels, maps, 0.65)
+    assert out.tolist() == [[1, VOID_LABEL], [3, 0]]
+    assert uncertain_to_void(labels, maps, 0.5).tolist() == labels.tolist()
