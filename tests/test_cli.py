@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -28,9 +29,10 @@ def _tiny(tmp_path: Path, *extra: str) -> list[str]:
     checkpoint = config["trainer"]["callbacks"][0]
     assert checkpoint["class_path"].endswith("ModelCheckpoint")
     checkpoint["init_args"]["dirpath"] = str(tmp_path / "ckpt")
-    path = tmp_path / "config.yaml"
+    path = tmp_path / "input.yaml"
     path.write_text(yaml.safe_dump(config))
-    return ["--config", str(path), *TINY, f"--trainer.default_root_dir={tmp_path}", *extra]
+    run_dir = tempfile.mkdtemp(dir=tmp_path, prefix="run")  # LightningCLI saves config.yaml here
+    return ["--config", str(path), *TINY, f"--trainer.default_root_dir={run_dir}", *extra]
 
 
 @pytest.mark.parametrize("config", sorted(p.name for p in CONFIGS.glob("*.yaml")))
@@ -63,10 +65,18 @@ def test_fit_saves_a_checkpoint_that_resumes(tmp_path):
     assert cli.trainer.global_step == 2 * 2  # 16 images / batch 8, two epochs in all
 
 
-def test_compare_writes_table_csv_and_chart(tmp_path, capsys):
-    main(["fit", *_tiny(tmp_path, "--trainer.max_epochs=1")])
-    out = tmp_path / "report"
-    main(["compare", *_tiny(tmp_path), f"--ckpt_path={tmp_path / 'ckpt' / 'last.ckpt'}", f"--output_dir={out}"])
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, Path]:
+    """A run folder and the checkpoint of one tiny training epoch."""
+    root = tmp_path_factory.mktemp("trained")
+    main(["fit", *_tiny(root, "--trainer.max_epochs=1")])
+    return root, root / "ckpt" / "last.ckpt"
+
+
+def test_compare_writes_table_csv_and_chart(trained, capsys):
+    root, ckpt = trained
+    out = root / "report"
+    main(["compare", *_tiny(root), f"--ckpt_path={ckpt}", f"--output_dir={out}"])
     rows = list(csv.DictReader((out / "comparison.csv").open()))
     methods = [r["method"] for r in rows]
     assert sorted(methods) == ["dcsm", "dcsm+crf", "simonyan", "simonyan+crf"]
@@ -82,3 +92,38 @@ def test_synth_exports_voc_layout(tmp_path):
     assert len(list((root / "JPEGImages").iterdir())) == 6
     assert len(list((root / "SegmentationClass").iterdir())) == 6
     assert len((root / "ImageSets" / "Segmentation" / "val.txt").read_text().split()) == 2
+
+
+def test_predict_writes_masks_heatmaps_overlays_and_scores_then_resumes(trained, tmp_path):
+    root, ckpt = trained
+    out = tmp_path / "pred"
+    args = ["predict", *_tiny(root), f"--ckpt_path={ckpt}", f"--output_dir={out}"]
+    main(args)
+    masks = sorted(p.stem for p in (out / "masks").glob("*.png"))
+    assert len(masks) == 8  # the validation split
+    assert sorted(p.stem for p in (out / "scores").glob("*.json")) == masks
+    assert len(list((out / "overlays").glob("*.png"))) == 8
+    assert list((out / "heatmaps").glob("*.png"))
+    stamp = (out / "masks" / f"{masks[0]}.png").stat().st_mtime_ns
+    cli = main(args)  # everything exists: skipped, nothing rewritten
+    writer = [c for c in cli.trainer.callbacks if type(c).__name__ == "SegmentationWriter"][0]
+    assert (writer.written, writer.skipped) == (0, 8)
+    assert (out / "masks" / f"{masks[0]}.png").stat().st_mtime_ns == stamp
+    main([*args, "--overwrite"])
+    assert (out / "masks" / f"{masks[0]}.png").stat().st_mtime_ns != stamp
+
+
+def test_pseudo_labels_write_the_train_split_in_voc_layout(trained, tmp_path):
+    root, ckpt = trained
+    out = tmp_path / "pseudo"
+    main(["pseudo-labels", *_tiny(root), f"--ckpt_path={ckpt}", f"--output_dir={out}"])
+    written = sorted(p.stem for p in (out / "SegmentationClass").glob("*.png"))
+    assert len(written) == 16 and all(name.startswith("train") for name in written)
+    listed = (out / "ImageSets" / "Segmentation" / "pseudo.txt").read_text().split()
+    assert sorted(listed) == written
+
+
+def test_pseudo_labels_without_output_dir_is_refused(trained):
+    root, ckpt = trained
+    with pytest.raises(SystemExit, match="output_dir"):
+        main(["pseudo-labels", *_tiny(root), f"--ckpt_path={ckpt}"])

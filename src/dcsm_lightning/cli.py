@@ -1,18 +1,31 @@
-"""The ``dcsm-lightning`` command: LightningCLI's fit / validate / test / predict, plus ``compare``
-(validate + :class:`~dcsm_lightning.comparison.ComparisonReport`) and ``synth`` (export the
-built-in dataset in the PASCAL VOC layout).
+"""The ``dcsm-lightning`` command.
+
+LightningCLI's ``fit`` / ``validate`` / ``test`` / ``predict``, plus three shortcuts that add one
+of our callbacks after those of the config:
+
+- ``compare``: ``validate`` + :class:`~dcsm_lightning.comparison.ComparisonReport`
+  (``--output_dir``, default the run's log directory);
+- ``predict --output_dir DIR [--overwrite]``: ``predict`` +
+  :class:`~dcsm_lightning.writer.SegmentationWriter` (masks, heatmaps, overlays, scores);
+- ``pseudo-labels --output_dir DIR [--overwrite]``: ``predict`` on the train split, with the
+  image tags as candidates, and the writer in ``pseudo_labels`` mode (VOC ``SegmentationClass``
+  layout);
+
+and ``synth``, which exports the built-in dataset in the PASCAL VOC layout.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from typing import Any
 
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from dcsm_lightning.comparison import ComparisonReport
+from dcsm_lightning.writer import SegmentationWriter
 
 
 class DCSMLightningCLI(LightningCLI):
@@ -21,6 +34,14 @@ class DCSMLightningCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         for field in ("num_classes", "class_names"):
             parser.link_arguments(f"data.{field}", f"model.init_args.{field}", apply_on="instantiate")
+
+
+def _pop_flag(args: list[str], name: str) -> bool:
+    """Remove ``name`` from ``args``; return whether it was there."""
+    if name in args:
+        args.remove(name)
+        return True
+    return False
 
 
 def _pop_option(args: list[str], name: str) -> str | None:
@@ -58,30 +79,45 @@ def synth_main(args: list[str]) -> None:
 
 
 def main(args: list[str] | None = None) -> DCSMLightningCLI | None:
-    """Entry point of ``dcsm-lightning``; ``args`` defaults to ``sys.argv[1:]``.
-
-    ``compare`` takes the arguments of ``validate`` plus ``--output_dir DIR`` (default: the
-    run's log directory) and writes ``comparison.md``, ``comparison.csv`` and ``comparison.png``.
-    """
+    """Entry point of ``dcsm-lightning``; ``args`` defaults to ``sys.argv[1:]``."""
     args = list(sys.argv[1:] if args is None else args)
-    if args and args[0] == "synth":
+    command = args[0] if args else None
+    if command == "synth":
         synth_main(args[1:])
         return None
     trainer_defaults: dict[str, Any] = {}
-    if args and args[0] == "compare":
+    if command == "compare":
         args[0] = "validate"
         trainer_defaults["callbacks"] = [ComparisonReport(output_dir=_pop_option(args, "--output_dir"))]
-    return DCSMLightningCLI(
-        LightningModule,
-        LightningDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        seed_everything_default=0,
-        save_config_kwargs={"overwrite": True},
-        parser_kwargs={"parser_mode": "omegaconf"},
-        trainer_defaults=trainer_defaults,
-        args=args,
-    )
+    elif command in ("predict", "pseudo-labels"):
+        output_dir = _pop_option(args, "--output_dir")
+        overwrite = _pop_flag(args, "--overwrite")
+        if command == "pseudo-labels":
+            args[0] = "predict"
+            if output_dir is None:
+                raise SystemExit("dcsm-lightning pseudo-labels needs --output_dir DIR")
+            # Training images come with their tags: use them as candidates unless told otherwise.
+            for option, value in (("--data.init_args.predict_split", "train"),
+                                  ("--model.init_args.candidates", "labels")):
+                if not any(a.startswith(option) for a in args):
+                    args.append(f"{option}={value}")
+        if output_dir is not None:
+            mode = "pseudo_labels" if command == "pseudo-labels" else "predictions"
+            writer = SegmentationWriter(output_dir, mode=mode, overwrite=overwrite)
+            trainer_defaults["callbacks"] = [writer]
+    with warnings.catch_warnings():
+        # LightningCLI warns whenever args is given and sys.argv is not empty, as here.
+        warnings.filterwarnings("ignore", message=".*args parameter is intended.*")
+        return DCSMLightningCLI(
+            LightningModule,
+            LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            seed_everything_default=0,
+            parser_kwargs={"parser_mode": "omegaconf"},
+            trainer_defaults=trainer_defaults,
+            args=args,
+        )
 
 
 if __name__ == "__main__":

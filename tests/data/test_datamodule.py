@@ -23,16 +23,28 @@ KEYS = {"image", "rgb", "labels", "mask", "valid", "orig_size", "id"}
 
 def check_contract(batch, batch_size, size, num_classes, with_mask=True):
     assert set(batch) == (KEYS if with_mask else KEYS - {"mask"})
-    assert batch["image"].dtype == torch.float32 and batch["image"].shape == (batch_size, 3, size, size)
+    assert batch["image"].dtype == torch.float32 and batch["image"].shape == (
+        batch_size,
+        3,
+        size,
+        size,
+    )
     assert batch["rgb"].dtype == torch.uint8 and batch["rgb"].shape == (batch_size, size, size, 3)
-    assert batch["labels"].dtype == torch.float32 and batch["labels"].shape == (batch_size, num_classes)
+    assert batch["labels"].dtype == torch.float32 and batch["labels"].shape == (
+        batch_size,
+        num_classes,
+    )
     assert set(batch["labels"].unique().tolist()) <= {0.0, 1.0}
     assert batch["valid"].dtype == torch.bool and batch["valid"].shape == (batch_size, size, size)
     assert batch["orig_size"].dtype == torch.int64 and batch["orig_size"].shape == (batch_size, 2)
     assert isinstance(batch["id"], list) and len(batch["id"]) == batch_size
     assert all(isinstance(i, str) for i in batch["id"])
     if with_mask:
-        assert batch["mask"].dtype == torch.int64 and batch["mask"].shape == (batch_size, size, size)
+        assert batch["mask"].dtype == torch.int64 and batch["mask"].shape == (
+            batch_size,
+            size,
+            size,
+        )
         assert (batch["mask"][~batch["valid"]] == 255).all()
     # image = (rgb / 255 - mean) / std on real pixels, exactly 0 on padding
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
@@ -53,7 +65,7 @@ def synthetic():
 
 def test_synthetic_datamodule_attributes(synthetic):
     assert synthetic.num_classes == len(SYNTHETIC_CLASSES)
-    assert synthetic.class_names == SYNTHETIC_CLASSES
+    assert synthetic.class_names == list(SYNTHETIC_CLASSES)
     assert synthetic.hparams["num_train"] == 20
 
 
@@ -96,12 +108,19 @@ def test_synthetic_test_and_predict_splits(synthetic):
     predict_ids = [i for b in synthetic.predict_dataloader() for i in b["id"]]
     assert predict_ids == [f"val_{i:06d}" for i in range(10)]
     other = SyntheticDataModule(num_train=3, num_val=2, num_test=2, size=48, predict_split="test")
-    assert [i for b in other.predict_dataloader() for i in b["id"]] == ["test_000000", "test_000001"]
+    assert [i for b in other.predict_dataloader() for i in b["id"]] == [
+        "test_000000",
+        "test_000001",
+    ]
 
 
 @pytest.mark.parametrize(
     ("kwargs", "needle"),
-    [({"batch_size": 0}, "batch_size"), ({"size": 8}, "size"), ({"predict_split": "tset"}, "predict_split")],
+    [
+        ({"batch_size": 0}, "batch_size"),
+        ({"size": 8}, "size"),
+        ({"predict_split": "tset"}, "predict_split"),
+    ],
 )
 def test_synthetic_datamodule_rejects_bad_arguments(kwargs, needle):
     with pytest.raises(ValueError, match=needle):
@@ -109,10 +128,14 @@ def test_synthetic_datamodule_rejects_bad_arguments(kwargs, needle):
 
 
 def test_voc_datamodule_letterboxes_non_square_images(voc_tree):
-    masks = {i: np.random.default_rng(n).choice([0, 1, 20, 255], (30, 45)) for n, i in enumerate("abc")}
-    root = voc_tree(images={"a": (30, 45), "b": (30, 45), "c": (30, 45)},
-                    splits={"train": ["a", "b"], "val": ["c", "a"]},
-                    masks={"SegmentationClass": masks})
+    masks = {
+        i: np.random.default_rng(n).choice([0, 1, 20, 255], (30, 45)) for n, i in enumerate("abc")
+    }
+    root = voc_tree(
+        images={"a": (30, 45), "b": (30, 45), "c": (30, 45)},
+        splits={"train": ["a", "b"], "val": ["c", "a"]},
+        masks={"SegmentationClass": masks},
+    )
     data = VOCDataModule(str(root), size=24, batch_size=2, train_split="train")
     assert data.num_classes == 20
     batch = next(iter(data.val_dataloader()))
@@ -151,8 +174,11 @@ def test_datamodules_build_from_a_config():
     parser.add_class_arguments(SyntheticDataModule, "data")
     parser.add_class_arguments(VOCDataModule, "voc")
     config = parser.parse_object(
-        {"data": {"num_train": 4, "size": 48}, "voc": {"root": "/nowhere", "class_names": ["a", "b"]}}
+        {
+            "data": {"num_train": 4, "size": 48},
+            "voc": {"root": "/nowhere", "class_names": ["a", "b"]},
+        }
     )
     objects = parser.instantiate_classes(config)
     assert objects["data"].num_classes == 8 and objects["data"].size == 48
-    assert objects["voc"].class_names == ("a", "b") and objects["voc"].num_classes == 2
+    assert objects["voc"].class_names == ["a", "b"] and objects["voc"].num_classes == 2

@@ -78,7 +78,7 @@ def test_void_band_is_a_thin_outline(scenes):
         void = mask == 255
         assert _near(mask != 255, 3)[void].all()
         near_object_fraction.append(_near((mask > 0) & ~void, 2)[void].mean())
-        assert void.mean() < 0.15
+        assert void.mean() < 0.2
     assert np.mean(near_object_fraction) > 0.9  # the rest: thin tips, all void
 
 

@@ -17,8 +17,9 @@ def test_reads_images_masks_and_derives_labels(voc_tree):
     mask = np.zeros((20, 30), dtype=np.int64)
     mask[2:6, 3:9] = 15  # person
     mask[10:12] = 255
-    root = voc_tree(images={"a": (20, 30)}, splits={"val": ["a"]},
-                    masks={"SegmentationClass": {"a": mask}})
+    root = voc_tree(
+        images={"a": (20, 30)}, splits={"val": ["a"]}, masks={"SegmentationClass": {"a": mask}}
+    )
     dataset = VOCSegmentation(root, "val")
     assert dataset.class_names == VOC_CLASSES and dataset.num_classes == 20 and dataset.has_masks
     sample = dataset[0]
@@ -28,12 +29,17 @@ def test_reads_images_masks_and_derives_labels(voc_tree):
     expected = np.zeros(20, dtype=np.float32)
     expected[14] = 1
     np.testing.assert_array_equal(sample["labels"], expected)
-    np.testing.assert_array_equal(sample["rgb"], np.asarray(Image.open(root / "JPEGImages" / "a.png")))
+    np.testing.assert_array_equal(
+        sample["rgb"], np.asarray(Image.open(root / "JPEGImages" / "a.png"))
+    )
 
 
 def test_size_letterboxes_samples(voc_tree):
-    root = voc_tree(images={"a": (20, 40)}, splits={"val": ["a"]},
-                    masks={"SegmentationClass": {"a": _mask(20, 40)}})
+    root = voc_tree(
+        images={"a": (20, 40)},
+        splits={"val": ["a"]},
+        masks={"SegmentationClass": {"a": _mask(20, 40)}},
+    )
     sample = VOCSegmentation(root, "val", size=16)[0]
     assert sample["rgb"].shape == (16, 16, 3) and sample["mask"].shape == (16, 16)
     assert sample["valid"][:8].all() and not sample["valid"][8:].any()
@@ -59,16 +65,25 @@ def test_sbd_train_aug_prefers_segmentation_class_aug(voc_tree):
 
 
 def test_train_aug_falls_back_to_segmentation_class(voc_tree):
-    root = voc_tree(images={"a": (8, 8), "b": (8, 8)}, splits={"train_aug": ["a", "b"]},
-                    masks={"SegmentationClassAug": {"a": np.full((8, 8), 1)},
-                           "SegmentationClass": {"b": np.full((8, 8), 3)}})
+    root = voc_tree(
+        images={"a": (8, 8), "b": (8, 8)},
+        splits={"train_aug": ["a", "b"]},
+        masks={
+            "SegmentationClassAug": {"a": np.full((8, 8), 1)},
+            "SegmentationClass": {"b": np.full((8, 8), 3)},
+        },
+    )
     dataset = VOCSegmentation(root, "train_aug")
     assert [int(dataset[i]["mask"][0, 0]) for i in range(2)] == [1, 3]
 
 
 def test_vocdevkit_root_is_accepted(tmp_path, voc_tree):
-    voc_tree(name="VOCdevkit/VOC2012", images={"a": (8, 8)}, splits={"val": ["a"]},
-             masks={"SegmentationClass": {"a": np.ones((8, 8), int)}})
+    voc_tree(
+        name="VOCdevkit/VOC2012",
+        images={"a": (8, 8)},
+        splits={"val": ["a"]},
+        masks={"SegmentationClass": {"a": np.ones((8, 8), int)}},
+    )
     devkit = tmp_path / "VOCdevkit"
     assert resolve_voc_root(devkit) == devkit / "VOC2012"
     dataset = VOCSegmentation(devkit, "val")
@@ -108,8 +123,11 @@ def test_listed_ids_without_images_are_reported_upfront(voc_tree):
 
 
 def test_partially_missing_masks_are_an_error(voc_tree):
-    root = voc_tree(images={"a": (8, 8), "b": (8, 8)}, splits={"val": ["a", "b"]},
-                    masks={"SegmentationClass": {"a": np.zeros((8, 8), int)}})
+    root = voc_tree(
+        images={"a": (8, 8), "b": (8, 8)},
+        splits={"val": ["a", "b"]},
+        masks={"SegmentationClass": {"a": np.zeros((8, 8), int)}},
+    )
     with pytest.raises(FileNotFoundError, match=r"1 of 2 ids .* no mask .*: b"):
         VOCSegmentation(root, "val")
 
@@ -125,8 +143,11 @@ def test_split_without_any_mask_yields_unlabelled_samples(voc_tree):
 
 
 def test_with_masks_false_skips_masks(voc_tree):
-    root = voc_tree(images={"a": (8, 8)}, splits={"val": ["a"]},
-                    masks={"SegmentationClass": {"a": np.ones((8, 8), int)}})
+    root = voc_tree(
+        images={"a": (8, 8)},
+        splits={"val": ["a"]},
+        masks={"SegmentationClass": {"a": np.ones((8, 8), int)}},
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         sample = VOCSegmentation(root, "val", with_masks=False)[0]
@@ -134,17 +155,29 @@ def test_with_masks_false_skips_masks(voc_tree):
 
 
 def test_mask_size_mismatch_names_both_files(voc_tree):
-    root = voc_tree(images={"a": (8, 10)}, splits={"val": ["a"]},
-                    masks={"SegmentationClass": {"a": np.zeros((8, 9), int)}})
+    root = voc_tree(
+        images={"a": (8, 10)},
+        splits={"val": ["a"]},
+        masks={"SegmentationClass": {"a": np.zeros((8, 9), int)}},
+    )
     dataset = VOCSegmentation(root, "val")
-    with pytest.raises(ValueError, match=r"SegmentationClass/a.png is 9 x 8.*JPEGImages/a.png is 10 x 8"):
+    with pytest.raises(
+        ValueError, match=r"SegmentationClass/a.png is 9 x 8.*JPEGImages/a.png is 10 x 8"
+    ):
         dataset[0]
 
 
 def test_mask_values_beyond_the_classes_name_the_file(voc_tree):
-    root = voc_tree(images={"a": (4, 4)}, splits={"val": ["a"]},
-                    masks={"SegmentationClass": {"a": np.array([[0, 1, 3, 255]] * 4)}})
-    assert VOCSegmentation(root, "val", class_names=["x", "y", "z"])[0]["labels"].tolist() == [1, 0, 1]
+    root = voc_tree(
+        images={"a": (4, 4)},
+        splits={"val": ["a"]},
+        masks={"SegmentationClass": {"a": np.array([[0, 1, 3, 255]] * 4)}},
+    )
+    assert VOCSegmentation(root, "val", class_names=["x", "y", "z"])[0]["labels"].tolist() == [
+        1,
+        0,
+        1,
+    ]
     with pytest.raises(ValueError, match=r"a.png has values \[3\] outside 0..2"):
         VOCSegmentation(root, "val", class_names=["x", "y"])[0]
 
@@ -157,8 +190,11 @@ def test_colour_masks_are_rejected(voc_tree, tmp_path):
 
 
 def test_corrupt_image_names_the_file(voc_tree):
-    root = voc_tree(images={"a": (8, 8)}, splits={"val": ["a"]},
-                    masks={"SegmentationClass": {"a": np.zeros((8, 8), int)}})
+    root = voc_tree(
+        images={"a": (8, 8)},
+        splits={"val": ["a"]},
+        masks={"SegmentationClass": {"a": np.zeros((8, 8), int)}},
+    )
     (root / "JPEGImages" / "a.png").write_bytes(b"\x89PNG broken")
     with pytest.raises(ValueError, match="JPEGImages/a.png"):
         VOCSegmentation(root, "val")[0]
@@ -174,8 +210,11 @@ def test_invalid_class_names_name_the_field(voc_tree):
 
 
 def test_class_names_file_is_used_and_overrides_warn(voc_tree):
-    root = voc_tree(images={"a": (8, 8)}, splits={"val": ["a"]},
-                    masks={"SegmentationClass": {"a": np.full((8, 8), 2)}})
+    root = voc_tree(
+        images={"a": (8, 8)},
+        splits={"val": ["a"]},
+        masks={"SegmentationClass": {"a": np.full((8, 8), 2)}},
+    )
     (root / "class_names.txt").write_text("cat\ndog\n\n")
     dataset = VOCSegmentation(root, "val")
     assert dataset.class_names == ("cat", "dog")

@@ -22,3 +22,12 @@ def image() -> torch.Tensor:
 def candidates() -> torch.Tensor:
     # Different candidate sets per image: 3 and 2 candidates.
     return torch.tensor([[True, False, True, True], [False, True, False, True]])
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    """Tiny models run fastest on one thread (and the CI cores are shared); restored after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

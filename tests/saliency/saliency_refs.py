@@ -49,13 +49,20 @@ class Pooled(nn.Module):
 
 
 def captum_layer_maps(model, image, layer, c, at="input", size=None, seed="sum"):
-    """Eq. 3 maps B x H x W of class c from Captum's LayerGradientXActivation (no multiply)."""
+    """Eq. 3 maps B x H x W of class c from Captum's LayerGradientXActivation (no multiply).
+
+    ``layer`` may be a list of modules (one map per layer is returned, as a list) and ``c``
+    a list of per-image classes.
+    """
     from captum.attr import LayerGradientXActivation
 
     attr = LayerGradientXActivation(Pooled(model, seed), layer, multiply_by_inputs=False)
     grads = attr.attribute(image, target=c, attribute_to_layer_input=at == "input")
+    size = size or tuple(image.shape[-2:])
+    if isinstance(layer, list):
+        return [upsample_maps(max_abs_over_channels(g), size) for g in grads]
     grads = grads[0] if isinstance(grads, tuple) else grads
-    return upsample_maps(max_abs_over_channels(grads), size or tuple(image.shape[-2:]))
+    return upsample_maps(max_abs_over_channels(grads), size)
 
 
 def model_snapshot(model: nn.Module) -> dict:

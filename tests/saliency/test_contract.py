@@ -171,3 +171,14 @@ def test_layer_modified_in_place_is_an_error(image, candidates):
 def test_bad_options(kwargs, match):
     with pytest.raises(ValueError, match=match):
         DCSM(**kwargs)
+
+
+def test_same_layer_twice_is_an_error(model, image, candidates):
+    with pytest.raises(ValueError, match="more than once"):
+        DCSM(layers=["conv3_1", "features.conv3_1"])(model, image, candidates)
+
+
+def test_output_is_a_normal_tensor_under_inference_mode(model, image, candidates):
+    with torch.inference_mode():
+        maps = DCSM(layers=["conv3_1"], scales=(1.0,))(model, image, candidates)
+    assert not maps.is_inference()

@@ -7,7 +7,7 @@ import torch
 from saliency_refs import assert_unchanged, captum_layer_maps, model_snapshot
 from torchvision.models import resnet18
 
-from dcsm_lightning.saliency import CAM, DCSM, GradCAM, LayerGradient, Simonyan
+from dcsm_lightning.saliency import CAM, DCSM, CandidateSlots, GradCAM, LayerGradient, Simonyan
 
 LAYERS = ["layer2", "layer3", "layer4"]
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:captum")
@@ -32,10 +32,15 @@ def batch():
 def test_layer_gradient_on_resnet_equals_captum(resnet, batch, at):
     image, candidates = batch
     raw = LayerGradient(layers=LAYERS, at=at).layer_maps(resnet, image, candidates)
-    for name in LAYERS:
-        for b, c in candidates.nonzero().tolist():
-            expected = captum_layer_maps(resnet, image, getattr(resnet, name), c, at)[b]
-            assert torch.allclose(raw[name][b, c], expected, atol=1e-6), (name, b, c)
+    slots = CandidateSlots.from_mask(candidates)
+    modules = [getattr(resnet, name) for name in LAYERS]
+    for j in range(slots.num_slots):  # one Captum call per slot, per-image targets
+        targets = slots.classes[:, j].tolist()
+        expected = captum_layer_maps(resnet, image, modules, targets, at)
+        for name, ref in zip(LAYERS, expected, strict=True):
+            for b, c in enumerate(targets):
+                if slots.valid[b, j]:
+                    assert torch.allclose(raw[name][b, c], ref[b], atol=1e-6), (name, b, c)
 
 
 def test_dcsm_guided_on_resnet_with_inplace_relus(resnet, batch):

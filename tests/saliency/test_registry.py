@@ -41,8 +41,8 @@ def test_built_ins_are_listed_and_created():
 
 def test_create_spells_the_paper_defaults():
     s = create_saliency(
-        "dcsm", layers=["conv3_1"], at="input", backprop="guided", scales=(0.8, 1.0, 1.2), alpha=3.0,
-        subtract=True, normalize="max", variant="paper", seed="sum",
+        "dcsm", layers=["conv3_1"], at="input", backprop="guided", scales=(0.8, 1.0, 1.2),
+        alpha=3.0, subtract=True, normalize="max", variant="paper", seed="sum",
     )  # fmt: skip
     d = DCSM()
     assert (s.at, s.backprop, s.scales, s.alpha, s.subtract, s.normalize, s.variant, s.seed) == (
@@ -127,7 +127,8 @@ def test_plugin_selected_from_yaml(plugin_on_path):
     parser = ArgumentParser()
     parser.add_argument("--saliency", type=SaliencyStrategy)
     config = parser.parse_string(
-        "saliency:\n  class_path: edge_plugin.EdgeSaliency\n  init_args:\n    gain: 3.0\n    name: edges\n"
+        "saliency:\n  class_path: edge_plugin.EdgeSaliency\n"
+        "  init_args:\n    gain: 3.0\n    name: edges\n"
     )
     strategy = parser.instantiate_classes(config).saliency
     assert (

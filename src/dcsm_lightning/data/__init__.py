@@ -3,7 +3,12 @@ letterbox / normalisation transforms that produce the batch contract (``docs/con
 
 from __future__ import annotations
 
-from dcsm_lightning.data.classes import SYNTHETIC_CLASSES, VOC_CLASSES, check_class_names
+from dcsm_lightning.data.classes import (
+    SYNTHETIC_CLASSES,
+    VOC_CLASSES,
+    check_class_names,
+    labels_from_mask,
+)
 from dcsm_lightning.data.datamodule import (
     SegmentationDataModule,
     SyntheticDataModule,
@@ -12,7 +17,7 @@ from dcsm_lightning.data.datamodule import (
     prepare_sample,
 )
 from dcsm_lightning.data.scenes import render_scene
-from dcsm_lightning.data.synthetic import SyntheticScenes, export_voc, labels_from_mask
+from dcsm_lightning.data.synthetic import SyntheticScenes, export_voc
 from dcsm_lightning.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,

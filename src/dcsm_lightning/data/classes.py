@@ -1,4 +1,4 @@
-"""Class name lists and their validation.
+"""Class name lists, their validation, and image-level labels from masks.
 
 Class ``k`` of a name list (0-based) is label ``k + 1`` in the masks; 0 is background and 255
 is void, so a list holds at most 254 names.
@@ -7,6 +7,8 @@ is void, so a list holds at most 254 names.
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+import numpy as np
 
 #: The 20 PASCAL VOC foreground classes, in the order of the VOC label ids 1..20.
 VOC_CLASSES: tuple[str, ...] = (
@@ -33,7 +35,7 @@ VOC_CLASSES: tuple[str, ...] = (
 )
 
 #: The classes of :class:`~dcsm_lightning.data.synthetic.SyntheticScenes`: each is a shape
-#: drawn with its own texture (disc/stripes, square/checker, triangle/dots, ring/plain,
+#: drawn with its own texture (disc/stripes, square/checker, triangle/dots, ring/spokes,
 #: cross/grid, star/radial shading, ellipse/waves, crescent/speckle).
 SYNTHETIC_CLASSES: tuple[str, ...] = (
     "disc",
@@ -86,3 +88,17 @@ def check_class_names(names: Sequence[str], field: str = "class_names") -> tuple
             raise ValueError(f"{field} lists {name!r} twice")
         seen.add(name)
     return tuple(names)
+
+
+def labels_from_mask(mask: np.ndarray, num_classes: int) -> np.ndarray:
+    """Multi-hot image tags from a label map: class k is present where ``mask == k + 1``.
+
+    Args:
+        mask: int H x W; 0 (background) and 255 (void) are ignored.
+        num_classes: K.
+
+    Returns:
+        float32 array of K values in {0, 1}.
+    """
+    present = np.bincount(np.asarray(mask, dtype=np.int64).ravel(), minlength=256)
+    return (present[1 : num_classes + 1] > 0).astype(np.float32)

@@ -125,8 +125,6 @@ class SegmentationDataModule(LightningDataModule):
         predict_split: split for ``predict``; None: ``val_split``.
     """
 
-    class_names: tuple[str, ...] = ()
-
     def __init__(
         self,
         size: int,
@@ -140,7 +138,11 @@ class SegmentationDataModule(LightningDataModule):
         predict_split: str | None = None,
     ) -> None:
         super().__init__()
-        for name, value, low in (("size", size, 1), ("batch_size", batch_size, 1), ("num_workers", num_workers, 0)):
+        for name, value, low in (
+            ("size", size, 1),
+            ("batch_size", batch_size, 1),
+            ("num_workers", num_workers, 0),
+        ):
             if value < low:
                 raise ValueError(f"{name} must be >= {low}, got {value}")
         self.size = size
@@ -148,6 +150,7 @@ class SegmentationDataModule(LightningDataModule):
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.hflip = hflip
+        self.class_names: list[str] = []  # the K foreground names; set by subclasses
         self.splits = {
             "train": train_split,
             "val": val_split,
@@ -237,13 +240,22 @@ class SyntheticDataModule(SegmentationDataModule):
         predict_split: str | None = None,
     ) -> None:
         super().__init__(
-            size, batch_size, num_workers, pin_memory, hflip,
-            train_split="train", val_split="val", test_split="test", predict_split=predict_split,
+            size,
+            batch_size,
+            num_workers,
+            pin_memory,
+            hflip,
+            train_split="train",
+            val_split="val",
+            test_split="test",
+            predict_split=predict_split,
         )
         if predict_split not in (None, "train", "val", "test"):
-            raise ValueError(f"predict_split must be 'train', 'val' or 'test', got {predict_split!r}")
+            raise ValueError(
+                f"predict_split must be 'train', 'val' or 'test', got {predict_split!r}"
+            )
         self.save_hyperparameters()
-        self.class_names = SYNTHETIC_CLASSES
+        self.class_names = list(SYNTHETIC_CLASSES)
         self.counts = {"train": num_train, "val": num_val, "test": num_test}
         self.seed = seed
         SyntheticScenes(0, size, seed)  # validate size and seed now
@@ -282,13 +294,19 @@ class VOCDataModule(SegmentationDataModule):
         predict_split: str | None = None,
     ) -> None:
         super().__init__(
-            size, batch_size, num_workers, pin_memory, hflip,
-            train_split=train_split, val_split=val_split, test_split=test_split,
+            size,
+            batch_size,
+            num_workers,
+            pin_memory,
+            hflip,
+            train_split=train_split,
+            val_split=val_split,
+            test_split=test_split,
             predict_split=predict_split,
         )
         self.save_hyperparameters()
         self.root = root
-        self.class_names = resolve_class_names(root, class_names)
+        self.class_names = list(resolve_class_names(root, class_names))
 
     def make_dataset(self, split: str) -> Dataset:
         return VOCSegmentation(self.root, split, class_names=self.class_names)

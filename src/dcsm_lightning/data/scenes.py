@@ -2,10 +2,13 @@
 
 A scene is a cluttered background (a two-colour gradient, low-frequency colour noise, thin
 lines and small blobs) with 1-4 objects drawn on top of each other. Each class is a SHAPE
-filled with its own TEXTURE; all colours come from one shared distribution, so colour says
-nothing about the class. Later objects occlude earlier ones and the mask shows only what is
-visible; every object keeps at least half of its area visible. As in PASCAL VOC, a void band
-(255) about two pixels wide runs along every object outline.
+filled with its own TEXTURE (see :data:`~dcsm_lightning.data.classes.SYNTHETIC_CLASSES`).
+An object has one colour drawn from a law shared by all classes; its texture and its 2-pixel
+contour are darker shades of that colour, so colour says nothing about the class, while the
+contour and a minimum colour distance to what lies beneath give every object a visible edge.
+Later objects occlude earlier ones and the mask shows only what is visible; every object keeps
+at least half of its area visible. As in PASCAL VOC, a void band (255) about two pixels wide
+runs along every object outline.
 """
 
 from __future__ import annotations
@@ -19,17 +22,22 @@ from dcsm_lightning.data.classes import SYNTHETIC_CLASSES
 from dcsm_lightning.io import VOID_LABEL
 
 #: Probabilities of 1, 2, 3, 4 objects per image.
-OBJECT_COUNT_P = (0.15, 0.35, 0.30, 0.20)
+OBJECT_COUNT_P = (0.2, 0.35, 0.3, 0.15)
 #: Object extent (2 x radius) as a fraction of the image side.
-EXTENT_RANGE = (0.32, 0.55)
+EXTENT_RANGE = (0.34, 0.58)
 MIN_VISIBLE = 0.5  # an earlier object must keep this fraction of its pixels visible
-MIN_CONTRAST = 70.0  # RGB distance between an object's mean colour and what lies under it
+MIN_CONTRAST = 80.0  # RGB distance between an object's mean colour and what lies under it
+TEXTURE_SHADE = 0.4  # the texture colour is the object colour times this
+OUTLINE_SHADE = 0.2  # the contour colour is the object colour times this
+OUTLINE_WIDTH = 2  # contour width in pixels (inside the object)
 _PLACEMENT_TRIES = 8
 _COLOUR_TRIES = 8
 _REACH = 1.3  # every shape fits in a box of half-side _REACH * radius
 
 
-def _hsv(rng: np.random.Generator, sat: tuple[float, float], val: tuple[float, float]) -> np.ndarray:
+def _hsv(
+    rng: np.random.Generator, sat: tuple[float, float], val: tuple[float, float]
+) -> np.ndarray:
     """One RGB colour (float, 0-255) with uniform hue and saturation / value in the ranges."""
     rgb = colorsys.hsv_to_rgb(rng.random(), rng.uniform(*sat), rng.uniform(*val))
     return np.array(rgb, dtype=np.float32) * 255.0
@@ -83,7 +91,9 @@ SHAPES: tuple[Shape, ...] = (_disc, _square, _triangle, _ring, _cross, _star, _e
 
 # Textures: pixel-unit local coordinates (x, y), rho in radius units -> weight of the
 # second colour in [0, 1].
-def _texture(cls: int, x: np.ndarray, y: np.ndarray, rho: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _texture(
+    cls: int, x: np.ndarray, y: np.ndarray, rho: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
     period = rng.uniform(6.0, 9.0)
     phase = rng.uniform(0.0, period)
     name = SYNTHETIC_CLASSES[cls]
@@ -94,11 +104,12 @@ def _texture(cls: int, x: np.ndarray, y: np.ndarray, rho: np.ndarray, rng: np.ra
         return (np.floor((x + phase) / cell) + np.floor((y + phase) / cell)) % 2 == 1
     if name == "triangle":  # polka dots
         dx, dy = (x + phase) % period - period / 2, (y + phase) % period - period / 2
-        return dx * dx + dy * dy <= (0.3 * period) ** 2
-    if name == "ring":  # plain
-        return np.zeros(x.shape, dtype=bool)
-    if name == "cross":  # thin grid lines
-        return (((x + phase) % period) < 1.6) | (((y + phase) % period) < 1.6)
+        return dx * dx + dy * dy <= (0.38 * period) ** 2
+    if name == "ring":  # spokes: 12 radial sectors
+        return (np.arctan2(y, x) * (6 / np.pi) + phase) % 2 < 1
+    if name == "cross":  # grid lines
+        width = 0.3 * period
+        return (((x + phase) % period) < width) | (((y + phase) % period) < width)
     if name == "star":  # radial shading from the centre outwards
         return np.clip(rho / 1.2, 0.0, 1.0)
     if name == "ellipse":  # wavy stripes
@@ -110,20 +121,20 @@ def _texture(cls: int, x: np.ndarray, y: np.ndarray, rho: np.ndarray, rng: np.ra
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     """Cluttered background, float H x W x 3 (0-255)."""
-    low, high = (_hsv(rng, (0.05, 0.45), (0.3, 0.95)) for _ in range(2))
+    low, high = (_hsv(rng, (0.05, 0.35), (0.35, 0.9)) for _ in range(2))
     angle = rng.uniform(0, 2 * np.pi)
     axis = np.linspace(0.0, 1.0, size, dtype=np.float32)
     ramp = np.cos(angle) * axis[None, :] + np.sin(angle) * axis[:, None]
     ramp = (ramp - ramp.min()) / max(float(np.ptp(ramp)), 1e-6)
     canvas = low + (high - low) * ramp[..., None]
     # low-frequency colour noise: a 5 x 5 grid interpolated bilinearly
-    coarse = rng.normal(0.0, 15.0, (5, 5, 3)).astype(np.float32)
+    coarse = rng.normal(0.0, 12.0, (5, 5, 3)).astype(np.float32)
     weights = np.clip(1 - np.abs(np.linspace(0, 4, size)[:, None] - np.arange(5)), 0, 1)
     weights = weights.astype(np.float32)
     rows = np.tensordot(weights, coarse, axes=(1, 0))  # S x 5 x 3
     canvas += np.tensordot(weights, rows, axes=(1, 1)).transpose(1, 0, 2)
     yy, xx = np.ogrid[0:size, 0:size]
-    for _ in range(rng.integers(1, 5)):  # thin lines
+    for _ in range(rng.integers(0, 4)):  # thin lines
         x0, y0 = rng.uniform(0, size, 2)
         angle, length = rng.uniform(0, np.pi), rng.uniform(0.3, 1.0) * size
         steps = np.linspace(0.0, length, int(2 * length) + 2)
@@ -131,7 +142,7 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
         py = np.round(y0 + steps * np.sin(angle)).astype(int)
         keep = (px >= 0) & (px < size) & (py >= 0) & (py < size)
         canvas[py[keep], px[keep]] = object_colour(rng)
-    for _ in range(rng.integers(2, 7)):  # small blobs
+    for _ in range(rng.integers(2, 6)):  # small blobs
         cx, cy = rng.uniform(0, size, 2)
         radius = rng.uniform(1.5, 3.5)
         y0, y1 = max(int(cy - radius), 0), min(int(cy + radius) + 2, size)
@@ -139,6 +150,23 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
         blob = (yy[y0:y1] - cy) ** 2 + (xx[:, x0:x1] - cx) ** 2 <= radius**2
         canvas[y0:y1, x0:x1][blob] = object_colour(rng)
     return canvas
+
+
+def _erode(region: np.ndarray, steps: int) -> np.ndarray:
+    """Erode a boolean mask ``steps`` times with the 4-neighbourhood.
+
+    Pixels beyond the array count as equal to the edge: an object cut by the image border
+    gets no contour along that border.
+    """
+    out = region.copy()
+    for _ in range(steps):
+        inner = out.copy()
+        inner[1:] &= out[:-1]
+        inner[:-1] &= out[1:]
+        inner[:, 1:] &= out[:, :-1]
+        inner[:, :-1] &= out[:, 1:]
+        out = inner
+    return out
 
 
 def _outline(instances: np.ndarray) -> np.ndarray:
@@ -198,7 +226,7 @@ def render_scene(rng: np.random.Generator, size: int = 96) -> tuple[np.ndarray, 
         best, best_gap = None, -1.0
         for _ in range(_COLOUR_TRIES):  # keep a visible colour edge to what lies beneath
             base = object_colour(rng)
-            second = base * 0.3 if rng.random() < 0.5 else base + (255.0 - base) * 0.7
+            second = base * TEXTURE_SHADE
             mean = base + (second - base) * mix
             gap = float(np.linalg.norm(mean - backdrop))
             if gap > best_gap:
@@ -208,6 +236,8 @@ def render_scene(rng: np.random.Generator, size: int = 96) -> tuple[np.ndarray, 
         base, second = best
         shade = 1.0 + 0.12 * (x / reach)[..., None]  # a little directional lighting
         fill = (base + (second - base) * weight[..., None]) * shade
+        edge = inside & ~_erode(inside, OUTLINE_WIDTH)
+        fill[edge] = base * OUTLINE_SHADE  # a dark contour, as in clip art
         canvas[y0:y1, x0:x1][inside] = fill[inside]
         instances[y0:y1, x0:x1][inside] = len(areas) + 1
         classes.append(int(cls))

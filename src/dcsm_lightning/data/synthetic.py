@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
-from dcsm_lightning.data.classes import SYNTHETIC_CLASSES
+from dcsm_lightning.data.classes import SYNTHETIC_CLASSES, labels_from_mask
 from dcsm_lightning.data.scenes import render_scene
 from dcsm_lightning.io import atomic_path, save_label_png, save_text
 
@@ -28,20 +28,6 @@ JPEG_QUALITY = 95
 def _stream(split: str) -> int:
     """A fixed 32-bit tag per split name, mixed into the seed (train / val / test differ)."""
     return zlib.crc32(f"dcsm-lightning/synthetic/{split}".encode())
-
-
-def labels_from_mask(mask: np.ndarray, num_classes: int) -> np.ndarray:
-    """Multi-hot image tags from a label map: class k is present where ``mask == k + 1``.
-
-    Args:
-        mask: int H x W; 0 (background) and 255 (void) are ignored.
-        num_classes: K.
-
-    Returns:
-        float32 array of K values in {0, 1}.
-    """
-    present = np.bincount(np.asarray(mask, dtype=np.int64).ravel(), minlength=256)
-    return (present[1 : num_classes + 1] > 0).astype(np.float32)
 
 
 class SyntheticScenes(Dataset):
@@ -68,7 +54,9 @@ class SyntheticScenes(Dataset):
 
     class_names: tuple[str, ...] = SYNTHETIC_CLASSES
 
-    def __init__(self, num_images: int, size: int = 96, seed: int = 0, split: str = "train") -> None:
+    def __init__(
+        self, num_images: int, size: int = 96, seed: int = 0, split: str = "train"
+    ) -> None:
         if num_images < 0:
             raise ValueError(f"num_images must be >= 0, got {num_images}")
         if size < 32:
@@ -122,7 +110,7 @@ def export_voc(
     up ``class_names.txt``) with exactly the masks and labels of :class:`SyntheticScenes`::
 
         out_dir/
-          JPEGImages/<id>.jpg                  (JPEG, quality 95)
+          JPEGImages/<id>.jpg                  (JPEG, quality 95, no chroma subsampling)
           SegmentationClass/<id>.png           (VOC palette PNG: 0 bg, k + 1, 255 void)
           ImageSets/Segmentation/train.txt     (one id per line)
           ImageSets/Segmentation/val.txt
@@ -153,15 +141,24 @@ def export_voc(
             f"export folder {root} is not empty; choose a new folder or pass overwrite=True "
             "(--overwrite) to replace the files of the same names"
         )
-    datasets = [SyntheticScenes(num_train, size, seed, "train"), SyntheticScenes(num_val, size, seed, "val")]
+    datasets = [
+        SyntheticScenes(num_train, size, seed, "train"),
+        SyntheticScenes(num_val, size, seed, "val"),
+    ]
     for dataset in datasets:
         ids = []
         for index in range(len(dataset)):
             sample = dataset[index]
             ids.append(sample["id"])
-            with atomic_path(root / "JPEGImages" / f"{sample['id']}.jpg", overwrite=overwrite) as tmp:
-                Image.fromarray(sample["rgb"]).save(tmp, format="JPEG", quality=JPEG_QUALITY)
-            save_label_png(root / "SegmentationClass" / f"{sample['id']}.png", sample["mask"], overwrite)
+            with atomic_path(
+                root / "JPEGImages" / f"{sample['id']}.jpg", overwrite=overwrite
+            ) as tmp:
+                Image.fromarray(sample["rgb"]).save(
+                    tmp, format="JPEG", quality=JPEG_QUALITY, subsampling=0
+                )
+            save_label_png(
+                root / "SegmentationClass" / f"{sample['id']}.png", sample["mask"], overwrite
+            )
         split_file = root / "ImageSets" / "Segmentation" / f"{dataset.split}.txt"
         save_text(split_file, "".join(f"{i}\n" for i in ids), overwrite=overwrite)
     save_text(root / "class_names.txt", "".join(f"{n}\n" for n in SYNTHETIC_CLASSES), overwrite)

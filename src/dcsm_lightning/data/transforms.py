@@ -77,7 +77,9 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
     except FileNotFoundError:
         raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise ValueError(f"cannot read image {path}: corrupt, truncated or not an image ({exc})") from exc
+        raise ValueError(
+            f"cannot read image {path}: corrupt, truncated or not an image ({exc})"
+        ) from exc
     if mode != "RGB":
         alpha = " (alpha channel dropped)" if "A" in mode else ""
         warnings.warn(

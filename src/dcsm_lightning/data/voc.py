@@ -17,8 +17,7 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
-from dcsm_lightning.data.classes import VOC_CLASSES, check_class_names
-from dcsm_lightning.data.synthetic import labels_from_mask
+from dcsm_lightning.data.classes import VOC_CLASSES, check_class_names, labels_from_mask
 from dcsm_lightning.data.transforms import letterbox, load_rgb
 from dcsm_lightning.io import VOID_LABEL
 
@@ -42,7 +41,7 @@ dataset in this layout (then use train_split=train)."""
 
 
 def resolve_voc_root(root: str | os.PathLike) -> Path:
-    """The VOC2012 folder for ``root``: ``root/VOC2012`` if it exists (a VOCdevkit), else ``root``."""
+    """The VOC2012 folder: ``root/VOC2012`` if that exists (a VOCdevkit), else ``root``."""
     path = Path(root).expanduser()
     return path / "VOC2012" if (path / "VOC2012").is_dir() else path
 
@@ -53,7 +52,9 @@ def read_class_names(path: str | os.PathLike) -> tuple[str, ...]:
     return check_class_names([line.strip() for line in lines if line.strip()], field=str(path))
 
 
-def resolve_class_names(root: str | os.PathLike, class_names: Sequence[str] | None) -> tuple[str, ...]:
+def resolve_class_names(
+    root: str | os.PathLike, class_names: Sequence[str] | None
+) -> tuple[str, ...]:
     """The class names to use for a VOC-layout ``root``.
 
     ``class_names`` if given (validated; a warning if ``root/class_names.txt`` disagrees),
@@ -170,7 +171,9 @@ class VOCSegmentation(Dataset):
             if missing[0] == split_file and split_file.parent.is_dir():
                 found = sorted(p.stem for p in split_file.parent.glob("*.txt"))
                 hint = f" (available splits: {', '.join(found) or 'none'})"
-            raise FileNotFoundError(f"VOC data not found: {missing[0]} does not exist{hint}.\n{LAYOUT_HELP}")
+            raise FileNotFoundError(
+                f"VOC data not found: {missing[0]} does not exist{hint}.\n{LAYOUT_HELP}"
+            )
         self.ids = read_split_ids(split_file)
         if not self.ids:
             raise ValueError(f"split list {split_file} lists no image ids")
@@ -178,8 +181,8 @@ class VOCSegmentation(Dataset):
         absent = [i for i in self.ids if i not in images]
         if absent:
             raise FileNotFoundError(
-                f"{len(absent)} of {len(self.ids)} ids in {split_file} have no image in {image_dir} "
-                f"(looked for <id>.jpg / .jpeg / .png): {_some(absent)}.\n{LAYOUT_HELP}"
+                f"{len(absent)} of {len(self.ids)} ids in {split_file} have no image in "
+                f"{image_dir} (looked for <id>.jpg / .jpeg / .png): {_some(absent)}.\n{LAYOUT_HELP}"
             )
         self.image_paths = [image_dir / images[i] for i in self.ids]
         self.mask_paths: list[Path] | None = None
@@ -193,7 +196,9 @@ class VOCSegmentation(Dataset):
         folders = [(self.root / n, _index_folder(self.root / n, (".png",))) for n in names]
         paths, absent = [], []
         for image_id in self.ids:
-            found = next((folder / index[image_id] for folder, index in folders if image_id in index), None)
+            found = next(
+                (folder / index[image_id] for folder, index in folders if image_id in index), None
+            )
             paths.append(found)
             if found is None:
                 absent.append(image_id)

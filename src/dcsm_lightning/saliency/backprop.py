@@ -213,6 +213,11 @@ def class_gradients(
         batched: one batched backward for all slots.
         reduce: applied to each raw gradient as soon as it exists.
     """
+    if layers is not None:
+        paths = [p for p, _ in layers]
+        twice = sorted({p for p in paths if paths.count(p) > 1})
+        if twice:
+            raise ValueError(f"layers name the same module more than once: {twice}")
     with ExitStack() as stack:
         if backprop == "guided":
             stack.enter_context(guided_backprop(model))
