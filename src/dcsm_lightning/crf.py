@@ -535,7 +535,6 @@ class DenseCRF(Callback):
         rgb, valid = batch["rgb"], batch.get("valid")
         if not maps:
             return
-        jobs, meta = [], []
         for name, name_maps in maps.items():
             if not isinstance(name_maps, Tensor) or name_maps.ndim != 4:
                 got = tuple(name_maps.shape) if isinstance(name_maps, Tensor) else type(name_maps)
@@ -547,29 +546,27 @@ class DenseCRF(Callback):
                     f"Batch sizes differ: batch['rgb'] {len(rgb)}, outputs['maps'][{name!r}] "
                     f"{len(name_maps)}, outputs['candidates'] {len(candidates)}."
                 )
+        pool = self._get_pool(len(rgb), processes_per_node)
+        pending = []  # (name, future or result, label ids, valid, shape), in submission order
+        for name, name_maps in maps.items():
             for i in range(len(name_maps)):
                 valid_i = None if valid is None else valid[i]
                 rgb_np, probs_np, label_ids, _ = _prepare(
                     rgb[i], name_maps[i], candidates[i], valid_i
                 )
-                jobs.append((rgb_np, probs_np))
-                meta.append((name, label_ids, valid_i, tuple(name_maps.shape[2:])))
-        indices = self._run(jobs, len(rgb), processes_per_node)
+                # submit at once, so the workers start while the next image is prepared
+                if pool is None:
+                    job = _dense_crf_numpy(rgb_np, probs_np, **self.crf_kwargs)
+                else:
+                    job = pool.submit(_dense_crf_numpy, rgb_np, probs_np, **self.crf_kwargs)
+                pending.append((name, job, label_ids, valid_i, tuple(name_maps.shape[2:])))
         per_name: dict[str, list[Tensor]] = {}
-        for index, (name, label_ids, valid_i, shape) in zip(indices, meta, strict=True):
+        for name, job, label_ids, valid_i, shape in pending:
+            index = job if pool is None else job.result()
             per_name.setdefault(name, []).append(_finish(index, label_ids, valid_i, shape))
         masks = outputs.setdefault("masks", {})
         for name, stack in per_name.items():
             masks[f"{name}+crf"] = torch.stack(stack)
-
-    def _run(
-        self, jobs: list[tuple[np.ndarray, np.ndarray]], batch_size: int, processes_per_node: int
-    ) -> list[np.ndarray]:
-        pool = self._get_pool(batch_size, processes_per_node)
-        if pool is None:
-            return [_dense_crf_numpy(r, p, **self.crf_kwargs) for r, p in jobs]
-        futures = [pool.submit(_dense_crf_numpy, r, p, **self.crf_kwargs) for r, p in jobs]
-        return [f.result() for f in futures]
 
     def _get_pool(self, batch_size: int, processes_per_node: int) -> Executor | None:
         if self._pool is not None:

@@ -119,6 +119,7 @@ def test_synthetic_test_and_predict_splits(synthetic):
     [
         ({"batch_size": 0}, "batch_size"),
         ({"size": 8}, "size"),
+        ({"num_val": -1}, "num_val"),
         ({"predict_split": "tset"}, "predict_split"),
     ],
 )
@@ -180,5 +181,5 @@ def test_datamodules_build_from_a_config():
         }
     )
     objects = parser.instantiate_classes(config)
-    assert objects["data"].num_classes == 8 and objects["data"].size == 48
+    assert objects["data"].num_classes == len(SYNTHETIC_CLASSES) and objects["data"].size == 48
     assert objects["voc"].class_names == ["a", "b"] and objects["voc"].num_classes == 2

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dcsm_lightning.data import SYNTHETIC_CLASSES, SyntheticScenes, render_scene
-from dcsm_lightning.data.scenes import MIN_CONTRAST, SHAPES
+from dcsm_lightning.data.scenes import CLASS_LOOKS, MIN_CONTRAST
 
 K = len(SYNTHETIC_CLASSES)
 
@@ -17,8 +17,10 @@ def scenes():
     return [dataset[i] for i in range(len(dataset))]
 
 
-def test_one_shape_per_class():
-    assert len(SHAPES) == K
+def test_one_shape_and_texture_per_class():
+    assert len(CLASS_LOOKS) == K
+    assert len({shape for shape, _ in CLASS_LOOKS}) == K
+    assert len({texture for _, texture in CLASS_LOOKS}) == K
 
 
 def test_every_class_appears_and_most_images_hold_several(scenes):

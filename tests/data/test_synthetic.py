@@ -101,7 +101,8 @@ def test_export_round_trip_masks_and_labels_exact(export, split, count):
 
 def test_export_round_trip_through_the_datamodule(export):
     data = VOCDataModule(str(export), size=64, batch_size=4, train_split="train")
-    assert data.class_names == list(SYNTHETIC_CLASSES) and data.num_classes == len(SYNTHETIC_CLASSES)
+    assert data.class_names == list(SYNTHETIC_CLASSES)
+    assert data.num_classes == len(SYNTHETIC_CLASSES)
     batch = next(iter(data.val_dataloader()))
     reference = SyntheticScenes(4, size=64, seed=5, split="val")
     np.testing.assert_array_equal(batch["mask"].numpy(), np.stack([s["mask"] for s in reference]))

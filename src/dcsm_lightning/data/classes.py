@@ -35,8 +35,8 @@ VOC_CLASSES: tuple[str, ...] = (
 )
 
 #: The classes of :class:`~dcsm_lightning.data.synthetic.SyntheticScenes`: each is a shape
-#: drawn with its own texture (disc/stripes, square/checker, triangle/dots, ring/spokes,
-#: cross/grid, star/radial shading, ellipse/waves, crescent/speckle).
+#: drawn with its own texture (disc/stripes, square/plain, triangle/dots, ring/spokes,
+#: cross/grid, star/radial shading).
 SYNTHETIC_CLASSES: tuple[str, ...] = (
     "disc",
     "square",
@@ -44,8 +44,6 @@ SYNTHETIC_CLASSES: tuple[str, ...] = (
     "ring",
     "cross",
     "star",
-    "ellipse",
-    "crescent",
 )
 
 MAX_CLASSES = 254  # labels 1..254; 0 is background and 255 void

@@ -219,24 +219,28 @@ class SyntheticDataModule(SegmentationDataModule):
     ``test`` uses its own ``num_test`` images.
 
     Args:
-        num_train, num_val, num_test: split sizes.
+        num_train, num_val: split sizes.
         size: image side S (the scenes are drawn at this size, so no resampling happens).
         seed: dataset seed (independent of the training seed).
-        batch_size, num_workers, pin_memory, hflip, predict_split: see
-            :class:`SegmentationDataModule`.
+        batch_size, num_workers, pin_memory, hflip: see :class:`SegmentationDataModule`.
+        num_test: size of the ``test`` split.
+        predict_split: ``"train"``, ``"val"`` or ``"test"``; None: ``"val"``.
+
+    Raises:
+        ValueError: bad sizes, seed, batch size or ``predict_split``.
     """
 
     def __init__(
         self,
         num_train: int = 800,
         num_val: int = 200,
-        num_test: int = 200,
         size: int = 96,
         seed: int = 0,
         batch_size: int = 32,
         num_workers: int = 0,
         pin_memory: bool = False,
         hflip: bool = True,
+        num_test: int = 200,
         predict_split: str | None = None,
     ) -> None:
         super().__init__(
@@ -258,7 +262,10 @@ class SyntheticDataModule(SegmentationDataModule):
         self.class_names = list(SYNTHETIC_CLASSES)
         self.counts = {"train": num_train, "val": num_val, "test": num_test}
         self.seed = seed
-        SyntheticScenes(0, size, seed)  # validate size and seed now
+        for name, count in (("num_train", num_train), ("num_val", num_val), ("num_test", num_test)):
+            if count < 0:
+                raise ValueError(f"{name} must be >= 0, got {count}")
+        SyntheticScenes(0, size, seed)  # validates size and seed now rather than in setup
 
     def make_dataset(self, split: str) -> Dataset:
         return _InMemory(SyntheticScenes(self.counts[split], self.size, self.seed, split))

@@ -18,7 +18,6 @@ from collections.abc import Callable
 
 import numpy as np
 
-from dcsm_lightning.data.classes import SYNTHETIC_CLASSES
 from dcsm_lightning.io import VOID_LABEL
 
 #: Probabilities of 1, 2, 3, 4 objects per image.
@@ -48,75 +47,78 @@ def object_colour(rng: np.random.Generator) -> np.ndarray:
     return _hsv(rng, (0.45, 0.95), (0.45, 0.95))
 
 
+Array = np.ndarray
+Shape = Callable[[Array, Array], Array]
+
+
 # Shapes: local coordinates (u, v) in units of the object radius -> inside mask.
-def _disc(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+def _disc(u: Array, v: Array) -> Array:
     return u * u + v * v <= 1.0
 
 
-def _square(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+def _square(u: Array, v: Array) -> Array:
     return np.maximum(np.abs(u), np.abs(v)) <= 0.82
 
 
-def _triangle(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+def _triangle(u: Array, v: Array) -> Array:
     s3 = np.sqrt(3.0)
     return (v >= -0.625) & (s3 * u + v <= 1.25) & (-s3 * u + v <= 1.25)
 
 
-def _ring(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+def _ring(u: Array, v: Array) -> Array:
     rho2 = u * u + v * v
     return (rho2 <= 1.05) & (rho2 >= 0.28)
 
 
-def _cross(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+def _cross(u: Array, v: Array) -> Array:
     au, av = np.abs(u), np.abs(v)
     return ((au <= 0.34) & (av <= 1.1)) | ((av <= 0.34) & (au <= 1.1))
 
 
-def _star(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+def _star(u: Array, v: Array) -> Array:
     phase = (np.arctan2(v, u) * (5 / (2 * np.pi))) % 1.0
     return np.hypot(u, v) <= 0.5 + 0.72 * np.abs(2 * phase - 1) ** 1.5
 
 
-def _ellipse(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    return u * u + (v / 0.58) ** 2 <= 1.25
+# Textures: pixel-unit local coordinates (x, y), rho in radius units, a period and a phase in
+# pixels -> weight of the darker shade in [0, 1]. Each covers about half of the object, so
+# the mean colour of an object does not depend on its class either.
+def _stripes(x: Array, y: Array, rho: Array, period: float, phase: float) -> Array:
+    return ((x + phase) % period) < period / 2
 
 
-def _crescent(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    return (u * u + v * v <= 1.1) & ((u - 0.55) ** 2 + v * v > 0.7)
+def _plain(x: Array, y: Array, rho: Array, period: float, phase: float) -> Array:
+    return np.full(x.shape, 0.5, dtype=np.float32)  # half-way between the two shades
 
 
-Shape = Callable[[np.ndarray, np.ndarray], np.ndarray]
-SHAPES: tuple[Shape, ...] = (_disc, _square, _triangle, _ring, _cross, _star, _ellipse, _crescent)
+def _dots(x: Array, y: Array, rho: Array, period: float, phase: float) -> Array:
+    dx, dy = (x + phase) % period - period / 2, (y + phase) % period - period / 2
+    return dx * dx + dy * dy <= (0.38 * period) ** 2
 
 
-# Textures: pixel-unit local coordinates (x, y), rho in radius units -> weight of the
-# second colour in [0, 1].
-def _texture(
-    cls: int, x: np.ndarray, y: np.ndarray, rho: np.ndarray, rng: np.random.Generator
-) -> np.ndarray:
-    period = rng.uniform(6.0, 9.0)
-    phase = rng.uniform(0.0, period)
-    name = SYNTHETIC_CLASSES[cls]
-    if name == "disc":  # straight stripes
-        return ((x + phase) % period) < period / 2
-    if name == "square":  # checkerboard
-        cell = period * 0.7
-        return (np.floor((x + phase) / cell) + np.floor((y + phase) / cell)) % 2 == 1
-    if name == "triangle":  # polka dots
-        dx, dy = (x + phase) % period - period / 2, (y + phase) % period - period / 2
-        return dx * dx + dy * dy <= (0.38 * period) ** 2
-    if name == "ring":  # spokes: 12 radial sectors
-        return (np.arctan2(y, x) * (6 / np.pi) + phase) % 2 < 1
-    if name == "cross":  # grid lines
-        width = 0.3 * period
-        return (((x + phase) % period) < width) | (((y + phase) % period) < width)
-    if name == "star":  # radial shading from the centre outwards
-        return np.clip(rho / 1.2, 0.0, 1.0)
-    if name == "ellipse":  # wavy stripes
-        return ((y + 2.2 * np.sin(x * (2 * np.pi / 9.0)) + phase) % period) < period / 2
-    # crescent: coarse speckle (2 x 2 pixel cells)
-    cells = rng.random((x.shape[0] // 2 + 1, x.shape[1] // 2 + 1)) < 0.5
-    return np.repeat(np.repeat(cells, 2, axis=0), 2, axis=1)[: x.shape[0], : x.shape[1]]
+def _spokes(x: Array, y: Array, rho: Array, period: float, phase: float) -> Array:
+    return (np.arctan2(y, x) * (6 / np.pi) + phase) % 2 < 1  # 12 radial sectors
+
+
+def _grid(x: Array, y: Array, rho: Array, period: float, phase: float) -> Array:
+    width = 0.3 * period
+    return (((x + phase) % period) < width) | (((y + phase) % period) < width)
+
+
+def _radial(x: Array, y: Array, rho: Array, period: float, phase: float) -> Array:
+    return np.clip(rho / 1.2, 0.0, 1.0)  # darker from the centre outwards
+
+
+Texture = Callable[[Array, Array, Array, float, float], Array]
+#: (shape, texture) of each class, in the order of ``classes.SYNTHETIC_CLASSES``.
+CLASS_LOOKS: tuple[tuple[Shape, Texture], ...] = (
+    (_disc, _stripes),
+    (_square, _plain),
+    (_triangle, _dots),
+    (_ring, _spokes),
+    (_cross, _grid),
+    (_star, _radial),
+)
 
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -201,7 +203,8 @@ def render_scene(rng: np.random.Generator, size: int = 96) -> tuple[np.ndarray, 
     areas = np.zeros(0, dtype=np.int64)
     count = rng.choice(len(OBJECT_COUNT_P), p=OBJECT_COUNT_P) + 1
     axis = np.arange(size, dtype=np.float32)
-    for cls in rng.integers(0, len(SHAPES), count):
+    for cls in rng.integers(0, len(CLASS_LOOKS), count):
+        shape, texture = CLASS_LOOKS[cls]
         for _ in range(_PLACEMENT_TRIES):
             radius = rng.uniform(*EXTENT_RANGE) * size / 2
             cx, cy = rng.uniform(0.65 * radius, size - 0.65 * radius, 2)
@@ -212,7 +215,7 @@ def render_scene(rng: np.random.Generator, size: int = 96) -> tuple[np.ndarray, 
             dx, dy = axis[None, x0:x1] - cx, axis[y0:y1, None] - cy
             x = np.cos(angle) * dx + np.sin(angle) * dy  # pixel units, object frame
             y = -np.sin(angle) * dx + np.cos(angle) * dy
-            inside = SHAPES[cls](x / radius, y / radius)
+            inside = shape(x / radius, y / radius)
             if inside.sum() < 0.1 * radius * radius:
                 continue
             covered = np.bincount(instances[y0:y1, x0:x1][inside], minlength=len(areas) + 1)[1:]
@@ -220,7 +223,8 @@ def render_scene(rng: np.random.Generator, size: int = 96) -> tuple[np.ndarray, 
                 break
         else:
             continue  # no placement keeps the others visible: drop this object
-        weight = _texture(int(cls), x, y, np.hypot(x, y) / radius, rng).astype(np.float32)
+        period, phase = rng.uniform(7.0, 10.0), rng.uniform(0.0, 10.0)
+        weight = texture(x, y, np.hypot(x, y) / radius, period, phase).astype(np.float32)
         backdrop = canvas[y0:y1, x0:x1][inside].mean(axis=0)
         mix = float(weight[inside].mean())
         best, best_gap = None, -1.0

@@ -107,11 +107,11 @@ class SaliencyStrategy(ABC):
         """Whether to use one batched backward on ``device``: the option, else by device.
 
         Auto (None) batches on CUDA and on the CPU, and goes one seed at a time elsewhere
-        (e.g. MPS, where vmap coverage is thinner). ``benchmarks/saliency_speed.py`` measured
-        on 2 CPU cores: batched as fast as one-by-one on VGG-16 at 500 x 500 and ~15 % faster
-        on the small backbone at 96 px (fewer, larger kernel calls). The batched backward's
-        peak memory grows with the number of candidates N (VGG-16, N = 6: ~1.9x the
-        one-by-one peak); set ``batched_backward=False`` where memory is short.
+        (e.g. MPS, where vmap coverage is thinner). ``benchmarks/saliency_speed.py`` on 2 CPU
+        cores: with N = 3 candidates the batched backward was as fast as one-by-one on VGG-16
+        at 500 x 500 and 5-15 % faster on the small backbone at 96 px (fewer kernel calls);
+        with N = 6 on VGG-16 it was ~8 % slower and its peak memory ~1.6x the one-by-one
+        peak, which grows with N. Set ``batched_backward=False`` where memory is short.
         """
         if self.batched_backward is not None:
             return bool(self.batched_backward)

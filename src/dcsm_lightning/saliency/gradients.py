@@ -184,7 +184,7 @@ class LayerGradient(SaliencyStrategy):
                 zeros = image.new_zeros(image.shape[0], slots.num_classes, *size)
                 return {name: zeros.clone() for name in self.layers}
             maps, _ = self._raw_layer_maps(model, rescale(image, scale), slots, size)
-        return {name: slots.scatter(m.detach()) for name, m in zip(self.layers, maps, strict=True)}
+            return {n: slots.scatter(m.detach()) for n, m in zip(self.layers, maps, strict=True)}
 
 
 def _check_alpha(alpha: float) -> None:
