@@ -120,5 +120,10 @@ def main(args: list[str] | None = None) -> DCSMLightningCLI | None:
         )
 
 
-if __name__ == "__main__":
+def console_main() -> None:
+    """Console-script entry: run :func:`main` and exit 0 (``main`` returns the CLI object)."""
     main()
+
+
+if __name__ == "__main__":
+    console_main()
