@@ -5,13 +5,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONFIG=configs/synthetic.yaml
+# The command from the README's venv, else whichever dcsm-lightning is on PATH.
+if [ -x .venv/bin/dcsm-lightning ]; then CLI=.venv/bin/dcsm-lightning; else CLI=dcsm-lightning; fi
 
-dcsm-lightning fit --config "$CONFIG" "$@"
+"$CLI" fit --config "$CONFIG" "$@"
 RUN=$(ls -td runs/synthetic/version_* | head -n 1)
 CKPT="$RUN/checkpoints/last.ckpt"
 
-dcsm-lightning compare --config "$CONFIG" --ckpt_path "$CKPT" --output_dir "$RUN/compare"
-dcsm-lightning predict --config "$CONFIG" --ckpt_path "$CKPT" --output_dir "$RUN/predictions"
+"$CLI" compare --config "$CONFIG" --ckpt_path "$CKPT" --output_dir "$RUN/compare"
+"$CLI" predict --config "$CONFIG" --ckpt_path "$CKPT" --output_dir "$RUN/predictions"
 
 echo
 echo "Checkpoint:        $CKPT"

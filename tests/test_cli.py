@@ -1,4 +1,4 @@
-"""The ``dcsm-lightning`` command end to end, on tiny synthetic data (``main([...])`` in-process)."""
+"""The ``dcsm-lightning`` command end to end on tiny synthetic data (``main([...])`` in-process)."""
 
 from __future__ import annotations
 
@@ -46,11 +46,15 @@ def test_every_config_parses(config, capsys):
 
 def test_strategy_is_swapped_from_the_command_line(capsys):
     with pytest.raises(SystemExit):
-        main([
-            "validate", "--config", str(CONFIGS / "synthetic.yaml"),
-            "--model.init_args.saliency=dcsm_lightning.saliency.LayerGradient",
-            "--print_config",
-        ])
+        main(
+            [
+                "validate",
+                "--config",
+                str(CONFIGS / "synthetic.yaml"),
+                "--model.init_args.saliency=dcsm_lightning.saliency.LayerGradient",
+                "--print_config",
+            ]
+        )
     printed = yaml.safe_load(capsys.readouterr().out)
     saliency = printed["model"]["init_args"]["saliency"]
     assert saliency["class_path"] == "dcsm_lightning.saliency.LayerGradient"
@@ -87,7 +91,19 @@ def test_compare_writes_table_csv_and_chart(trained, capsys):
 
 
 def test_synth_exports_voc_layout(tmp_path):
-    main(["synth", "--out", str(tmp_path / "voc"), "--num-train", "4", "--num-val", "2", "--seed", "3"])
+    main(
+        [
+            "synth",
+            "--out",
+            str(tmp_path / "voc"),
+            "--num-train",
+            "4",
+            "--num-val",
+            "2",
+            "--seed",
+            "3",
+        ]
+    )
     root = tmp_path / "voc"
     assert len(list((root / "JPEGImages").iterdir())) == 6
     assert len(list((root / "SegmentationClass").iterdir())) == 6
@@ -97,19 +113,24 @@ def test_synth_exports_voc_layout(tmp_path):
 def test_predict_writes_masks_heatmaps_overlays_and_scores_then_resumes(trained, tmp_path):
     root, ckpt = trained
     out = tmp_path / "pred"
-    args = ["predict", *_tiny(root), f"--ckpt_path={ckpt}", f"--output_dir={out}"]
-    main(args)
+
+    def args() -> list[
+        str
+    ]:  # a fresh run folder each time: LightningCLI never overwrites config.yaml
+        return ["predict", *_tiny(root), f"--ckpt_path={ckpt}", f"--output_dir={out}"]
+
+    main(args())
     masks = sorted(p.stem for p in (out / "masks").glob("*.png"))
     assert len(masks) == 8  # the validation split
     assert sorted(p.stem for p in (out / "scores").glob("*.json")) == masks
     assert len(list((out / "overlays").glob("*.png"))) == 8
     assert list((out / "heatmaps").glob("*.png"))
     stamp = (out / "masks" / f"{masks[0]}.png").stat().st_mtime_ns
-    cli = main(args)  # everything exists: skipped, nothing rewritten
+    cli = main(args())  # everything exists: skipped, nothing rewritten
     writer = [c for c in cli.trainer.callbacks if type(c).__name__ == "SegmentationWriter"][0]
     assert (writer.written, writer.skipped) == (0, 8)
     assert (out / "masks" / f"{masks[0]}.png").stat().st_mtime_ns == stamp
-    main([*args, "--overwrite"])
+    main([*args(), "--overwrite"])
     assert (out / "masks" / f"{masks[0]}.png").stat().st_mtime_ns != stamp
 
 

@@ -320,3 +320,38 @@ def test_callback_inside_fit_validation_each_epoch() -> None:
     assert model.pool_sizes == [[2], [2]]  # one validation batch per epoch, pool re-forked
     assert torch.equal(model.seen[0]["toy+crf"], model.seen[1]["toy+crf"])
     assert callback._pool is None
+
+
+class _MapsOnlyOutsideFit(_TrainableModule):
+    """Skips segmentation during fit, as MultiLabelFCN does by default."""
+
+    def validation_step(self, batch: dict, batch_idx: int) -> dict:
+        if self.trainer.state.fn == "fit":
+            return {"loss": torch.zeros(())}
+        return self._step(batch)
+
+
+def test_callback_silent_in_fit_without_maps_warns_in_validate(recwarn) -> None:
+    loader = DataLoader(_Images(n=2), batch_size=2)
+    model = _MapsOnlyOutsideFit()
+    callback = DenseCRF(num_workers=0)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        limit_train_batches=1,
+        callbacks=[callback],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
+    trainer.fit(model, loader, loader)
+    assert not [w for w in recwarn if "DenseCRF" in str(w.message)]
+    assert model.seen == [{}, {}]  # sanity check + one epoch, no CRF masks
+    model.seen.clear()
+    trainer.validate(model, loader, verbose=False)
+    assert set(model.seen[0]) == {"toy+crf"}
+    # a module that returns no maps outside fit still gets the one-time warning
+    model.validation_step = lambda batch, batch_idx: {"loss": torch.zeros(())}
+    with pytest.warns(UserWarning, match="DenseCRF"):
+        _trainer(DenseCRF(num_workers=0)).validate(model, loader, verbose=False)

@@ -22,7 +22,11 @@ def _cli(*args: str, cwd: Path) -> None:
     env.pop("MASTER_PORT", None)
     result = subprocess.run(
         [sys.executable, "-m", "dcsm_lightning.cli", *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=600,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
@@ -48,13 +52,26 @@ def test_fit_compare_and_predict_under_ddp_match_one_process(tmp_path):
     assert ckpt.is_file()
 
     _cli("compare", *base, *ddp, f"--ckpt_path={ckpt}", "--output_dir=ddp", cwd=tmp_path)
-    _cli("compare", *base, "--trainer.devices=1", f"--ckpt_path={ckpt}", "--output_dir=single", cwd=tmp_path)
-    two, one = _read(tmp_path / "ddp" / "comparison.csv"), _read(tmp_path / "single" / "comparison.csv")
+    _cli(
+        "compare",
+        *base,
+        "--trainer.devices=1",
+        f"--ckpt_path={ckpt}",
+        "--output_dir=single",
+        cwd=tmp_path,
+    )
+    two, one = (
+        _read(tmp_path / "ddp" / "comparison.csv"),
+        _read(tmp_path / "single" / "comparison.csv"),
+    )
     assert sorted(two) == sorted(one) == ["dcsm", "dcsm+crf", "simonyan", "simonyan+crf"]
     for method in one:
         for column, value in one[method].items():
             other = two[method][column]
-            assert (math.isnan(value) and math.isnan(other)) or abs(value - other) < 1e-6, (method, column)
+            assert (math.isnan(value) and math.isnan(other)) or abs(value - other) < 1e-6, (
+                method,
+                column,
+            )
 
     _cli("predict", *base, *ddp, f"--ckpt_path={ckpt}", "--output_dir=pred", cwd=tmp_path)
     assert len(list((tmp_path / "pred" / "masks").glob("*.png"))) == 8

@@ -14,13 +14,10 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 import dcsm_lightning.writer as writer_module
+from dcsm_lightning.data.transforms import valid_extent
 from dcsm_lightning.io import VOID_LABEL
-from dcsm_lightning.writer import (
-    SegmentationWriter,
-    default_method,
-    uncertain_to_void,
-    valid_extent,
-)
+from dcsm_lightning.segment import uncertain_to_void
+from dcsm_lightning.writer import SegmentationWriter, default_method
 
 SIZE = 12
 NAMES = ["aeroplane", "potted plant", "bird"]  # "potted plant" -> file name "potted_plant"

@@ -1,4 +1,5 @@
-"""dcsm-lightning: weakly supervised semantic segmentation from distinct class-specific saliency maps."""
+"""dcsm-lightning: weakly supervised semantic segmentation from distinct class-specific
+saliency maps (Shimoda & Yanai, ECCV 2016) for PyTorch Lightning."""
 
 from __future__ import annotations
 

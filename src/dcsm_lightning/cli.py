@@ -33,7 +33,9 @@ class DCSMLightningCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         for field in ("num_classes", "class_names"):
-            parser.link_arguments(f"data.{field}", f"model.init_args.{field}", apply_on="instantiate")
+            parser.link_arguments(
+                f"data.{field}", f"model.init_args.{field}", apply_on="instantiate"
+            )
 
 
 def _pop_flag(args: list[str], name: str) -> bool:
@@ -74,7 +76,9 @@ def synth_main(args: list[str]) -> None:
     parser.add_argument("--size", type=int, default=96, help="image side in pixels")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing export")
     ns = parser.parse_args(args)
-    root = export_voc(ns.out, ns.num_train, ns.num_val, ns.seed, size=ns.size, overwrite=ns.overwrite)
+    root = export_voc(
+        ns.out, ns.num_train, ns.num_val, ns.seed, size=ns.size, overwrite=ns.overwrite
+    )
     print(f"wrote {ns.num_train} train and {ns.num_val} val images to {root}")
 
 
@@ -88,7 +92,9 @@ def main(args: list[str] | None = None) -> DCSMLightningCLI | None:
     trainer_defaults: dict[str, Any] = {}
     if command == "compare":
         args[0] = "validate"
-        trainer_defaults["callbacks"] = [ComparisonReport(output_dir=_pop_option(args, "--output_dir"))]
+        trainer_defaults["callbacks"] = [
+            ComparisonReport(output_dir=_pop_option(args, "--output_dir"))
+        ]
     elif command in ("predict", "pseudo-labels"):
         output_dir = _pop_option(args, "--output_dir")
         overwrite = _pop_flag(args, "--overwrite")
@@ -97,8 +103,10 @@ def main(args: list[str] | None = None) -> DCSMLightningCLI | None:
             if output_dir is None:
                 raise SystemExit("dcsm-lightning pseudo-labels needs --output_dir DIR")
             # Training images come with their tags: use them as candidates unless told otherwise.
-            for option, value in (("--data.init_args.predict_split", "train"),
-                                  ("--model.init_args.candidates", "labels")):
+            for option, value in (
+                ("--data.init_args.predict_split", "train"),
+                ("--model.init_args.candidates", "labels"),
+            ):
                 if not any(a.startswith(option) for a in args):
                     args.append(f"{option}={value}")
         if output_dir is not None:

@@ -1,4 +1,4 @@
-"""``ComparisonReport``: a callback that turns logged per-method mIoU into a table, CSV and chart."""
+"""``ComparisonReport``: a callback turning logged per-method mIoU into a table, CSV and chart."""
 
 from __future__ import annotations
 
@@ -62,16 +62,21 @@ class ComparisonReport(Callback):
             return
         names = self.class_names or list(getattr(trainer.datamodule, "class_names", []) or [])
         if not names:
-            raise ValueError("ComparisonReport needs class_names (or a datamodule with class_names)")
+            raise ValueError(
+                "ComparisonReport needs class_names (or a datamodule with class_names)"
+            )
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         results = collect_results(metrics, ["background", *names], stage)
         if not results:
-            rank_zero_info(f"ComparisonReport: nothing logged under {stage}/miou/; no report written")
+            rank_zero_info(
+                f"ComparisonReport: nothing logged under {stage}/miou/; no report written"
+            )
             return
         out_dir = Path(self.output_dir or trainer.log_dir or trainer.default_root_dir)
         self.written = write_comparison(results, ["background", *names], out_dir)
         table = format_table(results, ["background", *names])
-        print(f"\n{table}\n\nComparison written to: {', '.join(str(p) for p in self.written.values())}")
+        paths = ", ".join(str(p) for p in self.written.values())
+        print(f"\n{table}\n\nComparison written to: {paths}")
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._write(trainer, "val")

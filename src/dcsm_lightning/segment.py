@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["VOID", "labels_from_maps", "maps_to_probs"]
+__all__ = ["VOID", "labels_from_maps", "maps_to_probs", "uncertain_to_void"]
 
 #: Label id of ignored pixels (letterbox padding, VOC void).
 VOID = 255
@@ -146,3 +146,22 @@ def labels_from_maps(maps: Tensor, candidates: Tensor, valid: Tensor | None = No
     if valid is not None:
         labels = labels.masked_fill(~valid.to(labels.device), VOID)
     return labels
+
+
+def uncertain_to_void(labels: Tensor, maps: Tensor, threshold: float) -> Tensor:
+    """Set pixels whose winning probability is below ``threshold`` to void (255).
+
+    The winning probability is ``max(m, 1 - m)`` with ``m`` the largest class map at the
+    pixel (background scores ``1 - m``), so it is never below 0.5 and thresholds <= 0.5
+    change nothing.
+
+    Args:
+        labels: int ... x S x S.
+        maps: float ... x K x S x S in [0, 1] (0 for non-candidates).
+        threshold: in [0, 1].
+    """
+    if maps.shape[-3] == 0:
+        return labels
+    top = maps.amax(dim=-3)
+    winning = torch.maximum(top, 1 - top)
+    return labels.masked_fill(winning < threshold, VOID)

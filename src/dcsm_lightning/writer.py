@@ -12,13 +12,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor
 
+from dcsm_lightning.data.transforms import uncrop_images, uncrop_labels, valid_extent
 from dcsm_lightning.io import (
-    VOID_LABEL,
     check_writable_dir,
     save_heatmap_png,
     save_json,
@@ -26,6 +25,7 @@ from dcsm_lightning.io import (
     save_overlay_png,
     save_text,
 )
+from dcsm_lightning.segment import uncertain_to_void
 
 CRF_SUFFIX = "+crf"
 PSEUDO_LIST = Path("ImageSets", "Segmentation", "pseudo.txt")
@@ -43,78 +43,6 @@ def default_method(mask_names: Sequence[str]) -> str:
 def strategy_of(method: str) -> str:
     """The saliency strategy behind a mask name: ``"dcsm+crf" -> "dcsm"``."""
     return method[: -len(CRF_SUFFIX)] if method.endswith(CRF_SUFFIX) else method
-
-
-def valid_extent(valid: Tensor | None, orig_size: Sequence[int], size: int) -> tuple[int, int]:
-    """Height and width of the real image inside an ``size`` x ``size`` letterbox.
-
-    Args:
-        valid: bool S x S, True on image pixels (a top-left rectangle), or None to recompute
-            the letterbox from ``orig_size`` (longer side scaled to ``size``, rounded).
-        orig_size: (height, width) of the image on disk.
-        size: S.
-    """
-    if valid is not None:
-        height = int(valid.any(dim=1).sum())
-        width = int(valid.any(dim=0).sum())
-    else:
-        orig_h, orig_w = (int(v) for v in orig_size)
-        scale = size / max(orig_h, orig_w)
-        height = min(size, max(1, round(orig_h * scale)))
-        width = min(size, max(1, round(orig_w * scale)))
-    if height == 0 or width == 0:
-        raise ValueError("batch['valid'] marks no pixel as valid")
-    return height, width
-
-
-def uncrop_labels(labels: Tensor, extent: tuple[int, int], orig_size: Sequence[int]) -> Tensor:
-    """Cut the letterbox off a label map and resize it to the image size (nearest).
-
-    Args:
-        labels: int S x S.
-        extent: (h, w) of the valid top-left rectangle.
-        orig_size: (H, W) wanted.
-
-    Returns:
-        uint8 H x W (255 stays void).
-    """
-    height, width = extent
-    crop = labels[:height, :width]
-    out_size = (int(orig_size[0]), int(orig_size[1]))
-    if tuple(crop.shape) != out_size:
-        crop = F.interpolate(crop[None, None].float(), size=out_size, mode="nearest-exact")[0, 0]
-    return crop.to(torch.uint8)
-
-
-def uncrop_images(images: Tensor, extent: tuple[int, int], orig_size: Sequence[int]) -> Tensor:
-    """Cut the letterbox off C x S x S float images and resize to C x H x W (bilinear)."""
-    height, width = extent
-    crop = images[:, :height, :width].float()
-    out_size = (int(orig_size[0]), int(orig_size[1]))
-    if tuple(crop.shape[1:]) != out_size:
-        crop = F.interpolate(
-            crop[None], size=out_size, mode="bilinear", align_corners=False, antialias=True
-        )[0]
-    return crop
-
-
-def uncertain_to_void(labels: Tensor, maps: Tensor, threshold: float) -> Tensor:
-    """Set pixels whose winning probability is below ``threshold`` to void (255).
-
-    The winning probability is ``max(m, 1 - m)`` with ``m`` the largest class map at the
-    pixel (background scores ``1 - m``), so it is never below 0.5 and thresholds <= 0.5
-    change nothing.
-
-    Args:
-        labels: int ... x S x S.
-        maps: float ... x K x S x S in [0, 1] (0 for non-candidates).
-        threshold: in [0, 1].
-    """
-    if maps.shape[-3] == 0:
-        return labels
-    top = maps.amax(dim=-3)
-    winning = torch.maximum(top, 1 - top)
-    return labels.masked_fill(winning < threshold, VOID_LABEL)
 
 
 def _safe_name(name: str) -> str:

@@ -6,9 +6,13 @@ import torchvision
 from torch import nn
 
 from dcsm_lightning.models import create_backbone, list_backbones, register_backbone
-from dcsm_lightning.models.backbones import VGGFCN, torchvision_vgg16_key_map
+from dcsm_lightning.models.backbones import VGGFCN, VGGSpec, torchvision_vgg16_key_map
 
-PAPER_CONVS = [f"conv{b}_{j}" for b, n in zip(range(1, 6), (2, 2, 3, 3, 3)) for j in range(1, n + 1)]
+PAPER_CONVS = [
+    f"conv{b}_{j}"
+    for b, n in zip(range(1, 6), (2, 2, 3, 3, 3), strict=True)
+    for j in range(1, n + 1)
+]
 
 
 def test_registry_lists_both_backbones():
@@ -18,6 +22,14 @@ def test_registry_lists_both_backbones():
 def test_unknown_backbone_lists_known_names():
     with pytest.raises(ValueError, match="vgg_small"):
         create_backbone("resnet9000", 3)
+
+
+def test_bad_spec_and_class_count_are_clear_errors():
+    spec = VGGSpec((8, 8, 8), 16, 1, 0, batch_norm=True, dropout=0.0)
+    with pytest.raises(ValueError, match="one width per VGG block"):
+        VGGFCN(3, spec)
+    with pytest.raises(ValueError, match="num_classes"):
+        VGGFCN(0, VGGSpec((8,) * 5, 16, 1, 0, batch_norm=True, dropout=0.0))
 
 
 def test_registering_twice_warns():

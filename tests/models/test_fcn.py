@@ -7,7 +7,12 @@ import torch
 from lightning.pytorch import Trainer
 from torch.utils.data import DataLoader
 
-from dcsm_lightning.models import MultiLabelFCN, TwoStageFinetuning, global_max_pool, multilabel_loss
+from dcsm_lightning.models import (
+    MultiLabelFCN,
+    TwoStageFinetuning,
+    global_max_pool,
+    multilabel_loss,
+)
 
 
 def _batches(n=4, k=3, size=32, seed=0):
@@ -15,7 +20,13 @@ def _batches(n=4, k=3, size=32, seed=0):
     out = []
     for i in range(n):
         labels = (torch.rand(2, k, generator=g) > 0.5).float()
-        out.append({"image": torch.randn(2, 3, size, size, generator=g), "labels": labels, "id": [f"a{i}", f"b{i}"]})
+        out.append(
+            {
+                "image": torch.randn(2, 3, size, size, generator=g),
+                "labels": labels,
+                "id": [f"a{i}", f"b{i}"],
+            }
+        )
     return out
 
 
@@ -42,7 +53,9 @@ def test_forward_is_a_score_map_and_probs_are_its_pooled_sigmoid():
     image = torch.randn(2, 3, 64, 64)
     score_map = model(image)
     assert score_map.shape == (2, 3, 2, 2)
-    torch.testing.assert_close(model.predict_probs(image), torch.sigmoid(score_map.amax(dim=(2, 3))))
+    torch.testing.assert_close(
+        model.predict_probs(image), torch.sigmoid(score_map.amax(dim=(2, 3)))
+    )
 
 
 def test_default_optimizer_is_the_paper_sgd():
@@ -86,15 +99,23 @@ def test_two_stage_finetuning_trains_the_head_first_then_everything(tmp_path):
     conv_before = model.backbone.features.conv1_1.weight.detach().clone()
     fc6_before = model.backbone.head.fc6.weight.detach().clone()
     trainer = Trainer(
-        max_epochs=1, callbacks=[TwoStageFinetuning(unfreeze_at_epoch=1)], logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, default_root_dir=tmp_path,
+        max_epochs=1,
+        callbacks=[TwoStageFinetuning(unfreeze_at_epoch=1)],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        default_root_dir=tmp_path,
     )
     trainer.fit(model, _loader(_batches()))
     assert torch.equal(model.backbone.features.conv1_1.weight, conv_before)
     assert not torch.equal(model.backbone.head.fc6.weight, fc6_before)
     trainer = Trainer(
-        max_epochs=2, callbacks=[TwoStageFinetuning(unfreeze_at_epoch=1)], logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, default_root_dir=tmp_path,
+        max_epochs=2,
+        callbacks=[TwoStageFinetuning(unfreeze_at_epoch=1)],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        default_root_dir=tmp_path,
     )
     trainer.fit(model, _loader(_batches()))
     assert not torch.equal(model.backbone.features.conv1_1.weight, conv_before)
@@ -103,8 +124,12 @@ def test_two_stage_finetuning_trains_the_head_first_then_everything(tmp_path):
 def test_finetuning_with_unknown_module_is_a_clear_error(tmp_path):
     model = MultiLabelFCN(num_classes=3, backbone="vgg_small")
     trainer = Trainer(
-        max_epochs=1, callbacks=[TwoStageFinetuning(module_name="backbone.nope")], logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, default_root_dir=tmp_path,
+        max_epochs=1,
+        callbacks=[TwoStageFinetuning(module_name="backbone.nope")],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        default_root_dir=tmp_path,
     )
     with pytest.raises(ValueError, match="backbone.nope"):
         trainer.fit(model, _loader(_batches()))
@@ -114,15 +139,22 @@ def test_training_reduces_the_loss_on_a_fixed_batch(tmp_path):
     torch.manual_seed(0)
     batches = _batches(n=1)
     model = MultiLabelFCN(
-        num_classes=3, backbone="vgg_small", scale_range=(1.0, 1.0),
+        num_classes=3,
+        backbone="vgg_small",
+        scale_range=(1.0, 1.0),
         optimizer=lambda p: torch.optim.AdamW(p, lr=1e-3),
     )
     model.eval()
     with torch.no_grad():
         before = multilabel_loss(global_max_pool(model(batches[0]["image"])), batches[0]["labels"])
     model.train()
-    trainer = Trainer(max_epochs=40, logger=False, enable_checkpointing=False,
-                      enable_progress_bar=False, default_root_dir=tmp_path)
+    trainer = Trainer(
+        max_epochs=40,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        default_root_dir=tmp_path,
+    )
     trainer.fit(model, _loader(batches))
     model.eval()
     with torch.no_grad():

@@ -26,11 +26,15 @@ def test_torchvision_vgg16_weights_load_through_pretrained(torchvision_vgg16_fil
     assert torch.equal(features.conv5_3.weight, state["features.28.weight"])
     fc6 = model.backbone.head.fc6.weight
     assert torch.equal(fc6.reshape(4096, -1), state["classifier.0.weight"])
-    assert torch.equal(model.backbone.head.fc7.weight.reshape(4096, 4096), state["classifier.3.weight"])
+    assert torch.equal(
+        model.backbone.head.fc7.weight.reshape(4096, 4096), state["classifier.3.weight"]
+    )
     # the fc6 conv over pool5 equals torchvision's linear layer over the flattened 7 x 7 pool5
     pool5 = torch.randn(1, 512, 7, 7)
     conv = torch.nn.functional.conv2d(pool5, fc6, model.backbone.head.fc6.bias).flatten()
-    linear = torch.nn.functional.linear(pool5.flatten(1), state["classifier.0.weight"], state["classifier.0.bias"])
+    linear = torch.nn.functional.linear(
+        pool5.flatten(1), state["classifier.0.weight"], state["classifier.0.bias"]
+    )
     torch.testing.assert_close(conv, linear.flatten(), rtol=1e-4, atol=1e-4)
 
 

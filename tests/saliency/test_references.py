@@ -131,6 +131,14 @@ def test_batched_backward_equals_loop_and_per_image_calls(model, image, candidat
         assert torch.allclose(looped[b], alone[0], atol=ATOL)
 
 
+def test_batched_backward_default_is_per_device():
+    auto = DCSM()
+    assert not auto.use_batched_backward(torch.device("cpu"))  # one by one: faster on CPU
+    assert auto.use_batched_backward(torch.device("cuda"))
+    assert DCSM(batched_backward=True).use_batched_backward(torch.device("cpu"))
+    assert not DCSM(batched_backward=False).use_batched_backward(torch.device("cuda"))
+
+
 def test_gradcam_equals_captum_layer_gradcam(model, image, candidates):
     maps = GradCAM(layer="relu4_1")(model, image, candidates)
     ref = LayerGradCam(Pooled(model), model.features.relu4_1)

@@ -1,4 +1,5 @@
-"""Image loading, letterboxing and ImageNet normalisation (the batch contract's pixel side).
+"""Image loading, letterboxing (and undoing it) and ImageNet normalisation (the batch
+contract's pixel side).
 
 The paper rescales every image so that its longer side is 500 and zero-pads it to 500 x 500
 (Sec. 4.2). :func:`letterbox` does the same at any size ``S``, placing the image at the
@@ -12,11 +13,13 @@ import contextlib
 import os
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, ImageFile
+from torch import Tensor
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
@@ -165,3 +168,56 @@ def normalize(rgb: torch.Tensor | np.ndarray) -> torch.Tensor:
     std = torch.tensor(IMAGENET_STD, dtype=torch.float32, device=rgb.device)
     image = (rgb.float() / 255.0 - mean) / std
     return image.movedim(-1, -3).contiguous()
+
+
+def valid_extent(valid: Tensor | None, orig_size: Sequence[int], size: int) -> tuple[int, int]:
+    """Height and width of the real image inside an ``size`` x ``size`` letterbox.
+
+    Args:
+        valid: bool S x S, True on image pixels (a top-left rectangle), or None to recompute
+            the letterbox from ``orig_size`` (longer side scaled to ``size``, rounded).
+        orig_size: (height, width) of the image on disk.
+        size: S.
+    """
+    if valid is not None:
+        height = int(valid.any(dim=1).sum())
+        width = int(valid.any(dim=0).sum())
+    else:
+        orig_h, orig_w = (int(v) for v in orig_size)
+        scale = size / max(orig_h, orig_w)
+        height = min(size, max(1, round(orig_h * scale)))
+        width = min(size, max(1, round(orig_w * scale)))
+    if height == 0 or width == 0:
+        raise ValueError("batch['valid'] marks no pixel as valid")
+    return height, width
+
+
+def uncrop_labels(labels: Tensor, extent: tuple[int, int], orig_size: Sequence[int]) -> Tensor:
+    """Cut the letterbox off a label map and resize it to the image size (nearest).
+
+    Args:
+        labels: int S x S.
+        extent: (h, w) of the valid top-left rectangle.
+        orig_size: (H, W) wanted.
+
+    Returns:
+        uint8 H x W (255 stays void).
+    """
+    height, width = extent
+    crop = labels[:height, :width]
+    out_size = (int(orig_size[0]), int(orig_size[1]))
+    if tuple(crop.shape) != out_size:
+        crop = F.interpolate(crop[None, None].float(), size=out_size, mode="nearest-exact")[0, 0]
+    return crop.to(torch.uint8)
+
+
+def uncrop_images(images: Tensor, extent: tuple[int, int], orig_size: Sequence[int]) -> Tensor:
+    """Cut the letterbox off C x S x S float images and resize to C x H x W (bilinear)."""
+    height, width = extent
+    crop = images[:, :height, :width].float()
+    out_size = (int(orig_size[0]), int(orig_size[1]))
+    if tuple(crop.shape[1:]) != out_size:
+        crop = F.interpolate(
+            crop[None], size=out_size, mode="bilinear", align_corners=False, antialias=True
+        )[0]
+    return crop

@@ -47,10 +47,17 @@ class VGGFCN(nn.Module):
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        if len(spec.widths) != len(VGG16_BLOCKS):
+            raise ValueError(
+                f"spec.widths needs one width per VGG block ({len(VGG16_BLOCKS)}), "
+                f"got {list(spec.widths)}"
+            )
         self.spec = spec
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         in_ch = 3
-        for block, (n_convs, width) in enumerate(zip(VGG16_BLOCKS, spec.widths), start=1):
+        for block, (n_convs, width) in enumerate(
+            zip(VGG16_BLOCKS, spec.widths, strict=True), start=1
+        ):
             for j in range(1, n_convs + 1):
                 layers[f"conv{block}_{j}"] = nn.Conv2d(in_ch, width, 3, padding=1)
                 if spec.batch_norm:
@@ -132,7 +139,9 @@ def register_backbone(name: str) -> Callable[[BackboneFactory], BackboneFactory]
 
     def decorator(factory: BackboneFactory) -> BackboneFactory:
         if name in _BACKBONES:
-            warnings.warn(f"backbone {name!r} is registered twice; the later one wins", stacklevel=2)
+            warnings.warn(
+                f"backbone {name!r} is registered twice; the later one wins", stacklevel=2
+            )
         _BACKBONES[name] = factory
         return factory
 
@@ -151,13 +160,21 @@ def create_backbone(name: str, num_classes: int) -> nn.Module:
         ValueError: unknown name (the message lists the known ones).
     """
     if name not in _BACKBONES:
-        raise ValueError(f"Unknown backbone {name!r}; known backbones: {', '.join(list_backbones())}")
+        raise ValueError(
+            f"Unknown backbone {name!r}; known backbones: {', '.join(list_backbones())}"
+        )
     return _BACKBONES[name](num_classes)
 
 
 def _spec(widths: Sequence[int], fc_width: int, fc6_kernel: int, batch_norm: bool) -> VGGSpec:
-    return VGGSpec(tuple(widths), fc_width, fc6_kernel, fc6_kernel // 2 if batch_norm else 0,
-                   batch_norm, dropout=0.5 if not batch_norm else 0.0)
+    return VGGSpec(
+        tuple(widths),
+        fc_width,
+        fc6_kernel,
+        fc6_kernel // 2 if batch_norm else 0,
+        batch_norm,
+        dropout=0.5 if not batch_norm else 0.0,
+    )
 
 
 @register_backbone("vgg16")

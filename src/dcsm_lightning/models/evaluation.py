@@ -27,7 +27,9 @@ class SegmentationEvaluator(nn.Module):
         log_panels: log an image / map / mask grid of the first batch each epoch.
     """
 
-    def __init__(self, strategies: list[SaliencyStrategy], class_names: list[str], log_panels: bool) -> None:
+    def __init__(
+        self, strategies: list[SaliencyStrategy], class_names: list[str], log_panels: bool
+    ) -> None:
         super().__init__()
         names = [s.name for s in strategies]
         duplicated = sorted({n for n in names if names.count(n) > 1})
@@ -44,18 +46,24 @@ class SegmentationEvaluator(nn.Module):
         self.results: dict[str, dict[str, dict[str, Any]]] = {}
         self._panel_batch: dict[str, Any] | None = None
 
-    def segment(self, model: nn.Module, batch: dict[str, Any], candidates: torch.Tensor) -> dict[str, Any]:
+    def segment(
+        self, model: nn.Module, batch: dict[str, Any], candidates: torch.Tensor
+    ) -> dict[str, Any]:
         """Maps B x K x H x W per strategy and their label maps B x H x W (no CRF)."""
-        # Lightning evaluates under inference mode; saliency needs autograd on fresh tensors.
-        with torch.inference_mode(False), torch.enable_grad():
-            image = batch["image"].clone()
-            cands = candidates.clone()
-            maps = {s.name: s(model, image, cands).detach() for s in self.strategies}
+        # Each strategy turns autograd back on itself (Lightning evaluates under inference mode).
+        maps = {s.name: s(model, batch["image"], candidates) for s in self.strategies}
         valid = batch.get("valid")
-        masks = {name: labels_from_maps(m, cands, valid) for name, m in maps.items()}
-        return {"candidates": cands, "maps": maps, "masks": masks}
+        masks = {name: labels_from_maps(m, candidates, valid) for name, m in maps.items()}
+        return {"candidates": candidates, "maps": maps, "masks": masks}
 
-    def update(self, model: LightningModule, stage: str, outputs: Any, batch: dict[str, Any], batch_idx: int) -> None:
+    def update(
+        self,
+        model: LightningModule,
+        stage: str,
+        outputs: Any,
+        batch: dict[str, Any],
+        batch_idx: int,
+    ) -> None:
         """Accumulate every ``outputs["masks"]`` entry against ``batch["mask"]``."""
         if not isinstance(outputs, dict) or "masks" not in outputs or "mask" not in batch:
             return
@@ -84,12 +92,21 @@ class SegmentationEvaluator(nn.Module):
             out = metric.compute()
             metric.reset()
             model.log(f"{stage}/miou/{method}", out["miou"])
-            for name, iou in zip(self.label_names, out["per_class"]):
+            for name, iou in zip(self.label_names, out["per_class"], strict=True):
                 if not torch.isnan(iou):
                     model.log(f"{stage}/iou/{method}/{name}", iou)
-            stage_results[method] = {"miou": float(out["miou"]), "per_class": out["per_class"].tolist()}
+            stage_results[method] = {
+                "miou": float(out["miou"]),
+                "per_class": out["per_class"].tolist(),
+            }
         if stage_results:
             self.results[stage] = stage_results
-        if self._panel_batch is not None and model.logger is not None and model.trainer.is_global_zero:
-            log_panels(model.logger, f"{stage}/panels", panel_grid(**self._panel_batch), model.global_step)
+        if (
+            self._panel_batch is not None
+            and model.logger is not None
+            and model.trainer.is_global_zero
+        ):
+            log_panels(
+                model.logger, f"{stage}/panels", panel_grid(**self._panel_batch), model.global_step
+            )
         self._panel_batch = None

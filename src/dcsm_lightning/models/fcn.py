@@ -1,4 +1,4 @@
-"""``MultiLabelFCN``: the paper's multi-label FCN classifier, and the saliency evaluation around it."""
+"""``MultiLabelFCN``: the multi-label FCN classifier of the paper and the saliency evaluation."""
 
 from __future__ import annotations
 
@@ -128,7 +128,9 @@ class MultiLabelFCN(LightningModule):
             if "labels" not in batch:
                 raise ValueError("candidates='labels' needs batch['labels'] (image-level tags)")
             return batch["labels"] > 0.5
-        return select_candidates(probs, self.hparams.candidate_threshold, self.hparams.min_candidates)
+        return select_candidates(
+            probs, self.hparams.candidate_threshold, self.hparams.min_candidates
+        )
 
     def _evaluation_step(self, batch: dict[str, Any], stage: str) -> dict[str, Any]:
         logits = global_max_pool(self(batch["image"]))
@@ -138,7 +140,9 @@ class MultiLabelFCN(LightningModule):
             batch_size = len(labels)
             loss = multilabel_loss(logits, labels)
             self.log(f"{stage}/loss", loss, batch_size=batch_size, sync_dist=True)
-            mean_ap, f1 = (self.val_map, self.val_f1) if stage == "val" else (self.test_map, self.test_f1)
+            mean_ap, f1 = (
+                (self.val_map, self.val_f1) if stage == "val" else (self.test_map, self.test_f1)
+            )
             mean_ap.update(probs, labels.long())
             f1.update(probs, labels.long())
             self.log(f"{stage}/mAP", mean_ap, prog_bar=True, batch_size=batch_size)
@@ -162,14 +166,20 @@ class MultiLabelFCN(LightningModule):
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         return self._evaluation_step(batch, "test")
 
-    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
+    def predict_step(
+        self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
+    ) -> dict[str, Any]:
         return self._evaluation_step(batch, "predict")
 
-    def on_validation_batch_end(self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_validation_batch_end(
+        self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
         # Callbacks (e.g. DenseCRF) run this hook before the module, so their masks are here too.
         self.evaluator.update(self, "val", outputs, batch, batch_idx)
 
-    def on_test_batch_end(self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_test_batch_end(
+        self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
         self.evaluator.update(self, "test", outputs, batch, batch_idx)
 
     def on_validation_epoch_end(self) -> None:

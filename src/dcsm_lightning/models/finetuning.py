@@ -21,7 +21,10 @@ class TwoStageFinetuning(BaseFinetuning):
     """
 
     def __init__(
-        self, unfreeze_at_epoch: int = 6, module_name: str = "backbone.features", lr_divisor: float = 1.0
+        self,
+        unfreeze_at_epoch: int = 6,
+        module_name: str = "backbone.features",
+        lr_divisor: float = 1.0,
     ) -> None:
         super().__init__()
         if unfreeze_at_epoch < 0:
@@ -42,13 +45,18 @@ class TwoStageFinetuning(BaseFinetuning):
             ) from err
 
     def freeze_before_training(self, pl_module: LightningModule) -> None:
-        """Freeze the convolutional blocks (BatchNorm statistics too) before the optimizer is built."""
+        """Freeze the conv blocks (BatchNorm statistics too) before the optimizer is built."""
         if self.unfreeze_at_epoch > 0:
             self.freeze(self._frozen_part(pl_module), train_bn=False)
 
-    def finetune_function(self, pl_module: LightningModule, epoch: int, optimizer: Optimizer) -> None:
+    def finetune_function(
+        self, pl_module: LightningModule, epoch: int, optimizer: Optimizer
+    ) -> None:
         """At ``unfreeze_at_epoch``, unfreeze the blocks and give them a parameter group."""
         if epoch == self.unfreeze_at_epoch and self.unfreeze_at_epoch > 0:
             self.unfreeze_and_add_param_group(
-                self._frozen_part(pl_module), optimizer, initial_denom_lr=self.lr_divisor, train_bn=True
+                self._frozen_part(pl_module),
+                optimizer,
+                initial_denom_lr=self.lr_divisor,
+                train_bn=True,
             )

@@ -74,12 +74,14 @@ def load_pretrained(model: nn.Module, pretrained: str, allow_download: bool = Fa
         return
     prefix = "backbone."  # a MultiLabelFCN checkpoint holds the backbone under this name
     if state and all(k.startswith(prefix) for k in state):
-        state = {k[len(prefix):]: v for k, v in state.items()}
+        state = {k[len(prefix) :]: v for k, v in state.items()}
     own = model.state_dict()
     unknown = [k for k in state if k not in own]
     if unknown:
         raise ValueError(
             f"weights in {pretrained!r} do not fit this backbone; unexpected keys: {unknown[:5]}"
         )
-    fitting = {k: v for k, v in state.items() if v.shape == own[k].shape or not k.startswith("score.")}
+    fitting = {
+        k: v for k, v in state.items() if v.shape == own[k].shape or not k.startswith("score.")
+    }
     model.load_state_dict(fitting, strict=False)

@@ -106,16 +106,16 @@ class SaliencyStrategy(ABC):
     def use_batched_backward(self, device: torch.device) -> bool:
         """Whether to use one batched backward on ``device``: the option, else by device.
 
-        Auto (None) batches on CUDA and on the CPU, and goes one seed at a time elsewhere
-        (e.g. MPS, where vmap coverage is thinner). ``benchmarks/saliency_speed.py`` on 2 CPU
-        cores: with N = 3 candidates the batched backward was as fast as one-by-one on VGG-16
-        at 500 x 500 and 5-15 % faster on the small backbone at 96 px (fewer kernel calls);
-        with N = 6 on VGG-16 it was ~8 % slower and its peak memory ~1.6x the one-by-one
-        peak, which grows with N. Set ``batched_backward=False`` where memory is short.
+        Auto (None) batches on CUDA only. ``benchmarks/saliency_speed.py --repeats 3`` on 2
+        CPU cores (VGG-16, 500 x 500, 3 scales, best of 3): one seed at a time beat the batched
+        backward, 9.97 s vs 10.21 s (9 layers, N = 3) and 19.3 s vs 20.5 s (9 layers, N = 6,
+        peak memory 554 vs 904 MiB); on the small backbone at 96 px both took the same time. On CUDA one batched backward saves N - 1 rounds of kernel launches; MPS and
+        other devices go one seed at a time (thinner vmap coverage). Set ``batched_backward``
+        to override.
         """
         if self.batched_backward is not None:
             return bool(self.batched_backward)
-        return device.type in ("cpu", "cuda")
+        return device.type == "cuda"
 
     def __call__(
         self, model: nn.Module, image: torch.Tensor, candidates: torch.Tensor | None = None
