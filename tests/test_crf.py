@@ -216,7 +216,7 @@ class _ForeignModule(pl.LightningModule):
         )
 
 
-def _trainer(callback: DenseCRF) -> pl.Trainer:
+def _trainer(callback: DenseCRF, **kwargs) -> pl.Trainer:
     return pl.Trainer(
         accelerator="cpu",
         devices=1,
@@ -225,6 +225,7 @@ def _trainer(callback: DenseCRF) -> pl.Trainer:
         enable_progress_bar=False,
         enable_model_summary=False,
         enable_checkpointing=False,
+        **kwargs,
     )
 
 
@@ -305,17 +306,7 @@ def test_callback_inside_fit_validation_each_epoch() -> None:
     loader = DataLoader(_Images(n=2), batch_size=2)
     model = _TrainableModule()
     callback = DenseCRF(num_workers=2)
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        max_epochs=2,
-        limit_train_batches=1,
-        num_sanity_val_steps=0,
-        callbacks=[callback],
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-    )
+    trainer = _trainer(callback, max_epochs=2, limit_train_batches=1, num_sanity_val_steps=0)
     trainer.fit(model, loader, loader)
     assert model.pool_sizes == [[2], [2]]  # one validation batch per epoch, pool re-forked
     assert torch.equal(model.seen[0]["toy+crf"], model.seen[1]["toy+crf"])
@@ -335,16 +326,7 @@ def test_callback_silent_in_fit_without_maps_warns_in_validate(recwarn) -> None:
     loader = DataLoader(_Images(n=2), batch_size=2)
     model = _MapsOnlyOutsideFit()
     callback = DenseCRF(num_workers=0)
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        max_epochs=1,
-        limit_train_batches=1,
-        callbacks=[callback],
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-    )
+    trainer = _trainer(callback, max_epochs=1, limit_train_batches=1)
     trainer.fit(model, loader, loader)
     assert not [w for w in recwarn if "DenseCRF" in str(w.message)]
     assert model.seen == [{}, {}]  # sanity check + one epoch, no CRF masks
