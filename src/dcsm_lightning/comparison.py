@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 
 from dcsm_lightning.report import format_table, write_comparison
@@ -42,6 +43,9 @@ def collect_results(
 class ComparisonReport(Callback):
     """Write ``comparison.md``, ``comparison.csv`` and ``comparison.png`` after validate / test.
 
+    The Markdown table is printed, and also logged as text (``<stage>/comparison``) to every
+    :class:`~lightning.pytorch.loggers.TensorBoardLogger` of the trainer.
+
     Works with any LightningModule that logs ``val/miou/<method>`` (and optionally
     ``val/iou/<method>/<label>``), such as :class:`~dcsm_lightning.models.MultiLabelFCN` with
     several saliency strategies and the :class:`~dcsm_lightning.crf.DenseCRF` callback.
@@ -75,6 +79,9 @@ class ComparisonReport(Callback):
         out_dir = Path(self.output_dir or trainer.log_dir or trainer.default_root_dir)
         self.written = write_comparison(results, ["background", *names], out_dir)
         table = format_table(results, ["background", *names])
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):  # the text tab renders Markdown
+                logger.experiment.add_text(f"{stage}/comparison", table, trainer.global_step)
         paths = ", ".join(str(p) for p in self.written.values())
         print(f"\n{table}\n\nComparison written to: {paths}")
 

@@ -109,9 +109,10 @@ class SaliencyStrategy(ABC):
         Auto (None) batches on CUDA only. ``benchmarks/saliency_speed.py --repeats 3`` on 2
         CPU cores (VGG-16, 500 x 500, 3 scales, best of 3): one seed at a time beat the batched
         backward, 9.97 s vs 10.21 s (9 layers, N = 3) and 19.3 s vs 20.5 s (9 layers, N = 6,
-        peak memory 554 vs 904 MiB); on the small backbone at 96 px both took the same time. On CUDA one batched backward saves N - 1 rounds of kernel launches; MPS and
-        other devices go one seed at a time (thinner vmap coverage). Set ``batched_backward``
-        to override.
+        peak memory 554 vs 904 MiB); on the small backbone at 96 px both took the same time.
+        On CUDA one batched backward saves N - 1 rounds of kernel launches (not measured here:
+        no GPU); MPS and other devices go one seed at a time (thinner vmap coverage). Set
+        ``batched_backward`` to override.
         """
         if self.batched_backward is not None:
             return bool(self.batched_backward)
