@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from dcsm_lightning.cli import main
@@ -23,12 +24,21 @@ TINY = [
 ]
 
 
-def _tiny(tmp_path: Path, *extra: str) -> list[str]:
-    """The demo config, with its checkpoint folder moved under ``tmp_path``, on tiny data."""
+def _checkpoints(config: dict) -> list[dict]:
+    """The ModelCheckpoint entries of a config's trainer callbacks."""
+    return [
+        c for c in config["trainer"]["callbacks"] if c["class_path"].endswith("ModelCheckpoint")
+    ]
+
+
+def _tiny(tmp_path: Path, *extra: str, monitor: str | None = None) -> list[str]:
+    """The demo config, with its checkpoint folder moved under ``tmp_path``, on tiny data;
+    ``monitor`` replaces the metric that picks ``best.ckpt`` (minimised then)."""
     config = yaml.safe_load((CONFIGS / "synthetic.yaml").read_text())
-    checkpoint = config["trainer"]["callbacks"][0]
-    assert checkpoint["class_path"].endswith("ModelCheckpoint")
-    checkpoint["init_args"]["dirpath"] = str(tmp_path / "ckpt")
+    for checkpoint in _checkpoints(config):
+        checkpoint["init_args"]["dirpath"] = str(tmp_path / "ckpt")
+        if monitor and "monitor" in checkpoint["init_args"]:
+            checkpoint["init_args"].update(monitor=monitor, mode="min")
     path = tmp_path / "input.yaml"
     path.write_text(yaml.safe_dump(config))
     run_dir = tempfile.mkdtemp(dir=tmp_path, prefix="run")  # LightningCLI saves config.yaml here
@@ -67,6 +77,17 @@ def test_fit_saves_a_checkpoint_that_resumes(tmp_path):
     cli = main(["fit", *_tiny(tmp_path, "--trainer.max_epochs=2", f"--ckpt_path={last}")])
     assert cli.trainer.current_epoch == 2
     assert cli.trainer.global_step == 2 * 2  # 16 images / batch 8, two epochs in all
+
+
+def test_last_checkpoint_is_the_final_epoch_even_without_improvement(tmp_path):
+    # the smallest "epoch" never improves after the first: best.ckpt stays there
+    cli = main(["fit", *_tiny(tmp_path, "--trainer.max_epochs=3", monitor="epoch")])
+    assert cli.trainer.global_step == 3 * 2
+    saved = {
+        p.name: torch.load(p, map_location="cpu", weights_only=False)["global_step"]
+        for p in (tmp_path / "ckpt").glob("*.ckpt")
+    }
+    assert saved == {"best.ckpt": 2, "last.ckpt": 3 * 2}
 
 
 @pytest.fixture(scope="module")

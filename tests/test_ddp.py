@@ -38,7 +38,9 @@ def _read(path: Path) -> dict[str, dict[str, float]]:
 
 def test_fit_compare_and_predict_under_ddp_match_one_process(tmp_path):
     config = yaml.safe_load((CONFIGS / "synthetic.yaml").read_text())
-    config["trainer"]["callbacks"][0]["init_args"]["dirpath"] = str(tmp_path / "ckpt")
+    for callback in config["trainer"]["callbacks"]:
+        if callback["class_path"].endswith("ModelCheckpoint"):
+            callback["init_args"]["dirpath"] = str(tmp_path / "ckpt")
     config["trainer"]["logger"] = False
     config["trainer"]["enable_progress_bar"] = False
     config["trainer"]["max_epochs"] = 1
