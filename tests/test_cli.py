@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import csv
+import json
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
+from PIL import Image
 
 from dcsm_lightning.cli import main
 
@@ -144,6 +147,8 @@ def test_predict_writes_masks_heatmaps_overlays_and_scores_then_resumes(trained,
     masks = sorted(p.stem for p in (out / "masks").glob("*.png"))
     assert len(masks) == 8  # the validation split
     assert sorted(p.stem for p in (out / "scores").glob("*.json")) == masks
+    scores = json.loads((out / "scores" / f"{masks[0]}.json").read_text())
+    assert scores["method"] == "dcsm+crf"  # the paper's method comes first in the config
     assert len(list((out / "overlays").glob("*.png"))) == 8
     assert list((out / "heatmaps").glob("*.png"))
     stamp = (out / "masks" / f"{masks[0]}.png").stat().st_mtime_ns
@@ -163,6 +168,28 @@ def test_pseudo_labels_write_the_train_split_in_voc_layout(trained, tmp_path):
     assert len(written) == 16 and all(name.startswith("train") for name in written)
     listed = (out / "ImageSets" / "Segmentation" / "pseudo.txt").read_text().split()
     assert sorted(listed) == written
+
+
+def test_pseudo_labels_method_and_uncertain_threshold(trained, tmp_path):
+    root, ckpt = trained
+    void = {}
+    for threshold in (None, 0.99):
+        out = tmp_path / f"pseudo_{threshold}"
+        extra = [] if threshold is None else [f"--uncertain_threshold={threshold}"]
+        args = [f"--ckpt_path={ckpt}", f"--output_dir={out}", "--method", "dcsm", *extra]
+        main(["pseudo-labels", *_tiny(root), *args])
+        masks = [np.array(Image.open(p)) for p in (out / "SegmentationClass").glob("*.png")]
+        assert len(masks) == 16
+        void[threshold] = sum(int((m == 255).sum()) for m in masks)
+    assert void[0.99] > void[None]  # uncertain pixels became void
+
+
+@pytest.mark.parametrize("value", ["1.5", "high"])
+def test_bad_uncertain_threshold_is_refused(trained, tmp_path, value):
+    root, ckpt = trained
+    args = [f"--ckpt_path={ckpt}", f"--output_dir={tmp_path}", f"--uncertain_threshold={value}"]
+    with pytest.raises(SystemExit, match="uncertain_threshold"):
+        main(["pseudo-labels", *_tiny(root), *args])
 
 
 def test_pseudo_labels_without_output_dir_is_refused(trained):

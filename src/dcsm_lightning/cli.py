@@ -5,11 +5,12 @@ of our callbacks after those of the config:
 
 - ``compare``: ``validate`` + :class:`~dcsm_lightning.comparison.ComparisonReport`
   (``--output_dir``, default the run's log directory);
-- ``predict --output_dir DIR [--overwrite]``: ``predict`` +
+- ``predict --output_dir DIR [--overwrite] [--method NAME]``: ``predict`` +
   :class:`~dcsm_lightning.writer.SegmentationWriter` (masks, heatmaps, overlays, scores);
-- ``pseudo-labels --output_dir DIR [--overwrite]``: ``predict`` on the train split, with the
-  image tags as candidates, and the writer in ``pseudo_labels`` mode (VOC ``SegmentationClass``
-  layout);
+- ``pseudo-labels --output_dir DIR [--overwrite] [--method NAME] [--uncertain_threshold T]``:
+  ``predict`` on the train split, with the image tags as candidates, and the writer in
+  ``pseudo_labels`` mode (VOC ``SegmentationClass`` layout; pixels whose winning probability
+  is below T become void 255);
 
 and ``synth``, which exports the built-in dataset in the PASCAL VOC layout.
 """
@@ -61,6 +62,21 @@ def _pop_option(args: list[str], name: str) -> str | None:
     return None
 
 
+def _parse_threshold(value: str | None) -> float | None:
+    """``--uncertain_threshold`` as a float in [0, 1] (None if absent)."""
+    if value is None:
+        return None
+    try:
+        threshold = float(value)
+    except ValueError:
+        raise SystemExit(
+            f"--uncertain_threshold must be a number in [0, 1], got {value!r}"
+        ) from None
+    if not 0.0 <= threshold <= 1.0:
+        raise SystemExit(f"--uncertain_threshold must be a number in [0, 1], got {value!r}")
+    return threshold
+
+
 def synth_main(args: list[str]) -> None:
     """``dcsm-lightning synth --out DIR --num-train N --num-val M --seed S``."""
     from dcsm_lightning.data.synthetic import export_voc
@@ -98,6 +114,8 @@ def main(args: list[str] | None = None) -> DCSMLightningCLI | None:
     elif command in ("predict", "pseudo-labels"):
         output_dir = _pop_option(args, "--output_dir")
         overwrite = _pop_flag(args, "--overwrite")
+        method = _pop_option(args, "--method")
+        threshold = _pop_option(args, "--uncertain_threshold")
         if command == "pseudo-labels":
             args[0] = "predict"
             if output_dir is None:
@@ -111,8 +129,18 @@ def main(args: list[str] | None = None) -> DCSMLightningCLI | None:
                     args.append(f"{option}={value}")
         if output_dir is not None:
             mode = "pseudo_labels" if command == "pseudo-labels" else "predictions"
-            writer = SegmentationWriter(output_dir, mode=mode, overwrite=overwrite)
+            writer = SegmentationWriter(
+                output_dir,
+                mode=mode,
+                overwrite=overwrite,
+                method=method,
+                uncertain_threshold=_parse_threshold(threshold),
+            )
             trainer_defaults["callbacks"] = [writer]
+        elif method is not None or threshold is not None:
+            raise SystemExit(
+                f"dcsm-lightning {command}: --method and --uncertain_threshold need --output_dir"
+            )
     with warnings.catch_warnings():
         # LightningCLI warns whenever args is given and sys.argv is not empty, as here.
         warnings.filterwarnings("ignore", message=".*args parameter is intended.*")
