@@ -91,6 +91,13 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
     return array
 
 
+def letterbox_extent(height: int, width: int, size: int) -> tuple[int, int]:
+    """Size (h, w) of a ``height`` x ``width`` image inside an ``size`` x ``size`` letterbox:
+    the longer side becomes ``size``, the other keeps the aspect ratio (rounded, >= 1)."""
+    scale = size / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
 def letterbox(
     rgb: np.ndarray, mask: np.ndarray | None, size: int
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
@@ -128,8 +135,7 @@ def letterbox(
             )
         if mask.size and (mask.min() < 0 or mask.max() > VOID_LABEL):
             raise ValueError(f"mask values must lie in [0, 255], got [{mask.min()}, {mask.max()}]")
-    scale = size / max(height, width)
-    new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
+    new_h, new_w = letterbox_extent(height, width, size)
     if (new_h, new_w) != (height, width):
         image = torch.from_numpy(rgb.copy()).permute(2, 0, 1)  # copy: rgb may be read-only
         image = TF.resize(image, [new_h, new_w], InterpolationMode.BILINEAR, antialias=True)
@@ -183,10 +189,7 @@ def valid_extent(valid: Tensor | None, orig_size: Sequence[int], size: int) -> t
         height = int(valid.any(dim=1).sum())
         width = int(valid.any(dim=0).sum())
     else:
-        orig_h, orig_w = (int(v) for v in orig_size)
-        scale = size / max(orig_h, orig_w)
-        height = min(size, max(1, round(orig_h * scale)))
-        width = min(size, max(1, round(orig_w * scale)))
+        height, width = letterbox_extent(int(orig_size[0]), int(orig_size[1]), size)
     if height == 0 or width == 0:
         raise ValueError("batch['valid'] marks no pixel as valid")
     return height, width
