@@ -63,18 +63,15 @@ def _pop_option(args: list[str], name: str) -> str | None:
 
 
 def _parse_threshold(value: str | None) -> float | None:
-    """``--uncertain_threshold`` as a float in [0, 1] (None if absent)."""
+    """``--uncertain_threshold`` as a float (None if absent); the writer checks its range."""
     if value is None:
         return None
     try:
-        threshold = float(value)
+        return float(value)
     except ValueError:
         raise SystemExit(
             f"--uncertain_threshold must be a number in [0, 1], got {value!r}"
         ) from None
-    if not 0.0 <= threshold <= 1.0:
-        raise SystemExit(f"--uncertain_threshold must be a number in [0, 1], got {value!r}")
-    return threshold
 
 
 def synth_main(args: list[str]) -> None:
@@ -129,13 +126,16 @@ def main(args: list[str] | None = None) -> DCSMLightningCLI | None:
                     args.append(f"{option}={value}")
         if output_dir is not None:
             mode = "pseudo_labels" if command == "pseudo-labels" else "predictions"
-            writer = SegmentationWriter(
-                output_dir,
-                mode=mode,
-                overwrite=overwrite,
-                method=method,
-                uncertain_threshold=_parse_threshold(threshold),
-            )
+            try:
+                writer = SegmentationWriter(
+                    output_dir,
+                    mode=mode,
+                    overwrite=overwrite,
+                    method=method,
+                    uncertain_threshold=_parse_threshold(threshold),
+                )
+            except ValueError as err:  # e.g. a threshold outside [0, 1]
+                raise SystemExit(f"dcsm-lightning {command}: {err}") from None
             trainer_defaults["callbacks"] = [writer]
         elif method is not None or threshold is not None:
             raise SystemExit(
