@@ -11,11 +11,10 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from demo_config import CONFIGS, checkpoints, demo_config
 from PIL import Image
 
 from dcsm_lightning.cli import main
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 TINY = [
     "--data.init_args.num_train=16",
@@ -27,19 +26,11 @@ TINY = [
 ]
 
 
-def _checkpoints(config: dict) -> list[dict]:
-    """The ModelCheckpoint entries of a config's trainer callbacks."""
-    return [
-        c for c in config["trainer"]["callbacks"] if c["class_path"].endswith("ModelCheckpoint")
-    ]
-
-
 def _tiny(tmp_path: Path, *extra: str, monitor: str | None = None) -> list[str]:
     """The demo config, with its checkpoint folder moved under ``tmp_path``, on tiny data;
     ``monitor`` replaces the metric that picks ``best.ckpt`` (minimised then)."""
-    config = yaml.safe_load((CONFIGS / "synthetic.yaml").read_text())
-    for checkpoint in _checkpoints(config):
-        checkpoint["init_args"]["dirpath"] = str(tmp_path / "ckpt")
+    config = demo_config(tmp_path / "ckpt")
+    for checkpoint in checkpoints(config):
         if monitor and "monitor" in checkpoint["init_args"]:
             checkpoint["init_args"].update(monitor=monitor, mode="min")
     path = tmp_path / "input.yaml"

@@ -10,8 +10,7 @@ import sys
 from pathlib import Path
 
 import yaml
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+from demo_config import demo_config
 
 
 def _cli(*args: str, cwd: Path) -> None:
@@ -37,10 +36,7 @@ def _read(path: Path) -> dict[str, dict[str, float]]:
 
 
 def test_fit_compare_and_predict_under_ddp_match_one_process(tmp_path):
-    config = yaml.safe_load((CONFIGS / "synthetic.yaml").read_text())
-    for callback in config["trainer"]["callbacks"]:
-        if callback["class_path"].endswith("ModelCheckpoint"):
-            callback["init_args"]["dirpath"] = str(tmp_path / "ckpt")
+    config = demo_config(tmp_path / "ckpt")
     config["trainer"]["logger"] = False
     config["trainer"]["enable_progress_bar"] = False
     config["trainer"]["max_epochs"] = 1

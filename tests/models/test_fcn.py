@@ -98,26 +98,21 @@ def test_two_stage_finetuning_trains_the_head_first_then_everything(tmp_path):
     )
     conv_before = model.backbone.features.conv1_1.weight.detach().clone()
     fc6_before = model.backbone.head.fc6.weight.detach().clone()
-    trainer = Trainer(
-        max_epochs=1,
-        callbacks=[TwoStageFinetuning(unfreeze_at_epoch=1)],
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        default_root_dir=tmp_path,
-    )
-    trainer.fit(model, _loader(_batches()))
+
+    def fit(max_epochs: int) -> None:
+        Trainer(
+            max_epochs=max_epochs,
+            callbacks=[TwoStageFinetuning(unfreeze_at_epoch=1)],
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            default_root_dir=tmp_path,
+        ).fit(model, _loader(_batches()))
+
+    fit(max_epochs=1)
     assert torch.equal(model.backbone.features.conv1_1.weight, conv_before)
     assert not torch.equal(model.backbone.head.fc6.weight, fc6_before)
-    trainer = Trainer(
-        max_epochs=2,
-        callbacks=[TwoStageFinetuning(unfreeze_at_epoch=1)],
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        default_root_dir=tmp_path,
-    )
-    trainer.fit(model, _loader(_batches()))
+    fit(max_epochs=2)
     assert not torch.equal(model.backbone.features.conv1_1.weight, conv_before)
 
 

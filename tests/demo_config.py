@@ -1,0 +1,24 @@
+"""The demo config ``configs/synthetic.yaml`` as a dict, for the command-line tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def checkpoints(config: dict) -> list[dict]:
+    """The ModelCheckpoint entries of a config's trainer callbacks."""
+    return [
+        c for c in config["trainer"]["callbacks"] if c["class_path"].endswith("ModelCheckpoint")
+    ]
+
+
+def demo_config(checkpoint_dir: Path) -> dict:
+    """``configs/synthetic.yaml`` with every ModelCheckpoint saving into ``checkpoint_dir``."""
+    config = yaml.safe_load((CONFIGS / "synthetic.yaml").read_text())
+    for checkpoint in checkpoints(config):
+        checkpoint["init_args"]["dirpath"] = str(checkpoint_dir)
+    return config
