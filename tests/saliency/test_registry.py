@@ -16,12 +16,12 @@ from dcsm_lightning.saliency import (
     LayerGradient,
     SaliencyStrategy,
     Simonyan,
-    clear_discovery_cache,
     create_saliency,
     list_saliency,
     register_saliency,
 )
 from dcsm_lightning.saliency import registry as registry_module
+from dcsm_lightning.saliency.registry import clear_discovery_cache
 
 BUILT_IN = {
     "cam": CAM,
@@ -81,11 +81,11 @@ from dcsm_lightning.saliency import SaliencyStrategy, normalize_by_max, upsample
 class EdgeSaliency(SaliencyStrategy):
     """Image-gradient magnitude, the same for every candidate (a toy third-party strategy)."""
 
-    def __init__(self, name: str | None = None, gain: float = 1.0) -> None:
-        super().__init__(name)
+    def __init__(self, *, gain: float = 1.0, **kwargs) -> None:
+        super().__init__(**kwargs)
         self.gain = gain
 
-    def _scale_maps(self, model, image, slots, size):
+    def scale_maps(self, model, image, slots, size):
         edge = (image[..., 1:, :] - image[..., :-1, :]).abs().amax(1)
         edge = upsample_maps(edge, size)[:, None] * self.gain
         return normalize_by_max(edge.expand(-1, slots.num_slots, -1, -1))

@@ -4,11 +4,21 @@ Built-in strategies (registry name -> class): ``simonyan`` -> :class:`Simonyan`,
 ``layer_gradient`` -> :class:`LayerGradient`, ``dcsm`` -> :class:`DCSM`, ``gradcam`` ->
 :class:`GradCAM`, ``cam`` -> :class:`CAM`. Third-party strategies come in through the
 entry-point group ``dcsm_lightning.saliency``.
+
+Writing a strategy: subclass :class:`SaliencyStrategy` and override
+:meth:`SaliencyStrategy.scale_maps`; :func:`class_gradients`, :func:`max_pool_scores`,
+:func:`pool_scores`, :func:`checked_forward`, :func:`resolve_layer` and the equation
+functions are the building blocks the built-in strategies use.
 """
 
-from dcsm_lightning.saliency.backprop import backward_per_slot, capture_tensors, class_gradients
-from dcsm_lightning.saliency.base import SaliencyStrategy, preserved_model_state
-from dcsm_lightning.saliency.cam import CAM, GradCAM, classifier_weight
+from dcsm_lightning.saliency.backprop import ClassGradients, capture_tensors, class_gradients
+from dcsm_lightning.saliency.base import (
+    SaliencyStrategy,
+    checked_forward,
+    max_pool_scores,
+    pool_scores,
+)
+from dcsm_lightning.saliency.cam import CAM, GradCAM
 from dcsm_lightning.saliency.candidates import CandidateSlots, select_candidates
 from dcsm_lightning.saliency.dcsm import DCSM
 from dcsm_lightning.saliency.equations import (
@@ -25,7 +35,6 @@ from dcsm_lightning.saliency.guided import guided_backprop
 from dcsm_lightning.saliency.layers import resolve_layer, resolve_layers
 from dcsm_lightning.saliency.registry import (
     ENTRY_POINT_GROUP,
-    clear_discovery_cache,
     create_saliency,
     get_saliency_class,
     list_saliency,
@@ -38,24 +47,24 @@ __all__ = [
     "DCSM",
     "ENTRY_POINT_GROUP",
     "CandidateSlots",
+    "ClassGradients",
     "GradCAM",
     "LayerGradient",
     "SaliencyStrategy",
     "Simonyan",
     "average_maps",
-    "backward_per_slot",
     "capture_tensors",
+    "checked_forward",
     "class_gradients",
-    "classifier_weight",
-    "clear_discovery_cache",
     "create_saliency",
     "get_saliency_class",
     "guided_backprop",
     "list_saliency",
     "max_abs_over_channels",
+    "max_pool_scores",
     "normalize_by_max",
+    "pool_scores",
     "positive_pair_differences",
-    "preserved_model_state",
     "register_saliency",
     "resolve_layer",
     "resolve_layers",

@@ -4,8 +4,8 @@ A strategy is called as ``maps = strategy(model, image, candidates)``. The base 
 the inputs, puts the model in the state saliency needs and restores it afterwards, selects
 candidates when none are given, loops over the scales and scatters the candidates' maps into
 a B x K x H x W tensor. A subclass only says what one scale contributes
-(:meth:`SaliencyStrategy._scale_maps`) and, when it is not the mean, how scales combine
-(:meth:`SaliencyStrategy._finish`).
+(:meth:`SaliencyStrategy.scale_maps`, the extension point) and, when it is not the mean, how
+scales combine (:meth:`SaliencyStrategy.combine_scales`).
 """
 
 from __future__ import annotations
@@ -38,6 +38,23 @@ class SaliencyStrategy(ABC):
       from the forward pass at scale 1.0.
 
     As output it returns float B x K x H x W in [0, 1], exactly 0 for every non-candidate.
+
+    Writing a strategy: subclass, override :meth:`scale_maps` (one scale's maps of the
+    candidate slots) and pass the base options on by keyword (``**kwargs``), so that
+    LightningCLI lists them under your class too. Helpers: :func:`class_gradients` (one
+    forward, one backward per candidate slot), :func:`max_pool_scores`, :func:`pool_scores`,
+    :func:`checked_forward`, :func:`resolve_layer`, :func:`upsample_maps`,
+    :func:`normalize_by_max`; register it with :func:`register_saliency` or an entry point::
+
+        class InputTimesGradient(SaliencyStrategy):
+            def __init__(self, *, gain: float = 1.0, **kwargs: Any) -> None:
+                super().__init__(**kwargs)
+                self.gain = gain
+
+            def scale_maps(self, model, image, slots, size):
+                grads = class_gradients(model, image, slots, None, seed=self.seed).grads[0]
+                maps = (grads * image).abs().amax(dim=2).transpose(0, 1)  # B x N x h x w
+                return normalize_by_max(upsample_maps(self.gain * maps, size))
 
     Model state: during the call the model is in eval mode (BatchNorm uses its running
     statistics, Dropout is off) and its parameters do not require gradients (only the
@@ -78,6 +95,7 @@ class SaliencyStrategy(ABC):
 
     def __init__(
         self,
+        *,
         name: str | None = None,
         scales: Sequence[float] = (1.0,),
         seed: Seed = "sum",
@@ -129,9 +147,7 @@ class SaliencyStrategy(ABC):
             image = image.detach().clone()
             size = (image.shape[-2], image.shape[-1])
             if candidates is None:
-                with torch.no_grad():
-                    probs = torch.sigmoid(max_pool_scores(checked_forward(model, image)))
-                candidates = select_candidates(probs, self.threshold, self.min_candidates)
+                candidates = self.pick_candidates(model, image)
             slots = CandidateSlots.from_mask(candidates.to(image.device))
             if slots.num_slots == 0:
                 with torch.no_grad():
@@ -139,19 +155,46 @@ class SaliencyStrategy(ABC):
                 return image.new_zeros(image.shape[0], slots.num_classes, *size)
             total = None
             for scale in self.scales:
-                part = self._scale_maps(model, rescale(image, scale), slots, size)
+                part = self.scale_maps(model, rescale(image, scale), slots, size)
                 total = part if total is None else total + part
-            maps = self._finish(total, len(self.scales)).clamp(0, 1)
+            maps = self.combine_scales(total, len(self.scales)).clamp(0, 1)
             return slots.scatter(maps.detach())
 
+    def pick_candidates(self, model: nn.Module, image: torch.Tensor) -> torch.Tensor:
+        """Candidates bool B x K from one forward at scale 1.0 (``threshold``, ``min_candidates``).
+
+        Args:
+            model: the model (already in the :meth:`session` state).
+            image: float B x 3 x H x W.
+        """
+        with torch.no_grad():
+            probs = torch.sigmoid(max_pool_scores(checked_forward(model, image)))
+        return select_candidates(probs, self.threshold, self.min_candidates)
+
     @abstractmethod
-    def _scale_maps(
+    def scale_maps(
         self, model: nn.Module, image: torch.Tensor, slots: CandidateSlots, size: tuple[int, int]
     ) -> torch.Tensor:
-        """One scale's contribution B x N x H x W (``image`` already resized; ``size`` = H x W)."""
+        """The extension point: one scale's maps of the candidate slots.
 
-    def _finish(self, total: torch.Tensor, num_scales: int) -> torch.Tensor:
-        """Combine the summed scale contributions B x N x H x W; default: their mean."""
+        Called once per scale inside :meth:`session` (autograd on, model in eval mode with
+        parameters that do not require grad).
+
+        Args:
+            model: the model, B x 3 x h' x w' -> scores B x K or a score map B x K x h x w.
+            image: float B x 3 x h' x w', the input already resized to this scale.
+            slots: the candidates packed into N slots (:class:`CandidateSlots`): slot j of image
+                b is class ``slots.classes[b, j]`` where ``slots.valid[b, j]``.
+            size: (H, W), the original image size; return maps of that size.
+
+        Returns:
+            float B x N x H x W, non-negative, normally in [0, 1] (the scales' maps are
+            combined by :meth:`combine_scales`, clamped to [0, 1] and scattered to B x K;
+            entries of invalid slots are dropped).
+        """
+
+    def combine_scales(self, total: torch.Tensor, num_scales: int) -> torch.Tensor:
+        """Combine the sum B x N x H x W of the scales' :meth:`scale_maps`; default: their mean."""
         return total / num_scales
 
     @contextmanager

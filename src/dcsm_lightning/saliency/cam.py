@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from dcsm_lightning.saliency.backprop import At, capture_tensors, class_gradients
-from dcsm_lightning.saliency.base import SaliencyStrategy, Seed, _check_choice, checked_forward
+from dcsm_lightning.saliency.base import SaliencyStrategy, _check_choice, checked_forward
 from dcsm_lightning.saliency.candidates import CandidateSlots
 from dcsm_lightning.saliency.equations import normalize_by_max, upsample_maps
 from dcsm_lightning.saliency.layers import resolve_layer
@@ -48,23 +49,13 @@ class GradCAM(SaliencyStrategy):
         (others): see :class:`~dcsm_lightning.saliency.SaliencyStrategy`.
     """
 
-    def __init__(
-        self,
-        name: str | None = None,
-        layer: str = "relu5_3",
-        at: At = "output",
-        scales: Sequence[float] = (1.0,),
-        seed: Seed = "sum",
-        threshold: float = 0.5,
-        min_candidates: int = 3,
-        batched_backward: bool | None = None,
-    ) -> None:
-        super().__init__(name, scales, seed, threshold, min_candidates, batched_backward)
+    def __init__(self, *, layer: str = "relu5_3", at: At = "output", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         _check_choice("at", at, ("input", "output"))
         self.layer = str(layer)
         self.at = at
 
-    def _scale_maps(
+    def scale_maps(
         self, model: nn.Module, image: torch.Tensor, slots: CandidateSlots, size: tuple[int, int]
     ) -> torch.Tensor:
         path, module = resolve_layer(model, self.layer)
@@ -105,18 +96,21 @@ class CAM(SaliencyStrategy):
 
     def __init__(
         self,
-        name: str | None = None,
+        *,
         classifier: str = "score",
         layer: str | None = None,
+        name: str | None = None,
         scales: Sequence[float] = (1.0,),
         threshold: float = 0.5,
         min_candidates: int = 3,
     ) -> None:
-        super().__init__(name, scales, "sum", threshold, min_candidates, None)
+        super().__init__(
+            name=name, scales=scales, threshold=threshold, min_candidates=min_candidates
+        )
         self.classifier = str(classifier)
         self.layer = None if layer is None else str(layer)
 
-    def _scale_maps(
+    def scale_maps(
         self, model: nn.Module, image: torch.Tensor, slots: CandidateSlots, size: tuple[int, int]
     ) -> torch.Tensor:
         cpath, cmodule = resolve_layer(model, self.classifier)

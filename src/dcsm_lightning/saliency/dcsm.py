@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from dcsm_lightning.saliency.backprop import At, Backprop
-from dcsm_lightning.saliency.base import Seed, _check_choice, max_pool_scores
+from dcsm_lightning.saliency.backprop import Backprop
+from dcsm_lightning.saliency.base import _check_choice, max_pool_scores
 from dcsm_lightning.saliency.candidates import CandidateSlots
-from dcsm_lightning.saliency.equations import Normalize, positive_pair_differences, tanh_normalize
-from dcsm_lightning.saliency.gradients import BLOCKS_3_TO_5, LayerGradient
+from dcsm_lightning.saliency.equations import positive_pair_differences, tanh_normalize
+from dcsm_lightning.saliency.gradients import LayerGradient
 from dcsm_lightning.saliency.registry import register_saliency
 
 Variant = Literal["paper", "authors"]
@@ -69,42 +69,22 @@ class DCSM(LayerGradient):
 
     def __init__(
         self,
-        name: str | None = None,
-        layers: Sequence[str] = BLOCKS_3_TO_5,
-        at: At = "input",
+        *,
         backprop: Backprop = "guided",
         scales: Sequence[float] = (0.8, 1.0, 1.2),
-        alpha: float = 3.0,
         subtract: bool = True,
-        normalize: Normalize = "max",
         variant: Variant = "paper",
-        seed: Seed = "sum",
-        threshold: float = 0.5,
-        min_candidates: int = 3,
-        batched_backward: bool | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            name,
-            layers,
-            at,
-            backprop,
-            scales,
-            alpha,
-            subtract,
-            normalize,
-            seed,
-            threshold,
-            min_candidates,
-            batched_backward,
-        )
+        super().__init__(backprop=backprop, scales=scales, subtract=subtract, **kwargs)
         _check_choice("variant", variant, ("paper", "authors"))
         self.variant = variant
 
-    def _scale_maps(
+    def scale_maps(
         self, model: nn.Module, image: torch.Tensor, slots: CandidateSlots, size: tuple[int, int]
     ) -> torch.Tensor:
         if self.variant == "paper":
-            return super()._scale_maps(model, image, slots, size)
+            return super().scale_maps(model, image, slots, size)
         maps, output = self._raw_layer_maps(model, image, slots, size)
         probs = torch.sigmoid(slots.gather(max_pool_scores(output)))
         active = slots.valid & (probs > self.threshold)
@@ -120,7 +100,7 @@ class DCSM(LayerGradient):
             ]
         return torch.stack(terms).sum(0)
 
-    def _finish(self, total: torch.Tensor, num_scales: int) -> torch.Tensor:
+    def combine_scales(self, total: torch.Tensor, num_scales: int) -> torch.Tensor:
         if self.variant == "paper":
             return total / num_scales
         return tanh_normalize(total, self.alpha, self.normalize)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -10,7 +11,6 @@ from torch import nn
 from dcsm_lightning.saliency.backprop import At, Backprop, class_gradients
 from dcsm_lightning.saliency.base import (
     SaliencyStrategy,
-    Seed,
     _check_choice,
     check_candidates,
     check_image,
@@ -46,24 +46,14 @@ class Simonyan(SaliencyStrategy):
         (others): see :class:`~dcsm_lightning.saliency.SaliencyStrategy`.
     """
 
-    def __init__(
-        self,
-        name: str | None = None,
-        scales: Sequence[float] = (1.0,),
-        alpha: float = 8.0,
-        normalize: Normalize = "max",
-        seed: Seed = "sum",
-        threshold: float = 0.5,
-        min_candidates: int = 3,
-        batched_backward: bool | None = None,
-    ) -> None:
-        super().__init__(name, scales, seed, threshold, min_candidates, batched_backward)
+    def __init__(self, *, alpha: float = 8.0, normalize: Normalize = "max", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         _check_alpha(alpha)
         _check_choice("normalize", normalize, ("max", "none"))
         self.alpha = float(alpha)
         self.normalize = normalize
 
-    def _scale_maps(
+    def scale_maps(
         self, model: nn.Module, image: torch.Tensor, slots: CandidateSlots, size: tuple[int, int]
     ) -> torch.Tensor:
         result = class_gradients(
@@ -106,20 +96,16 @@ class LayerGradient(SaliencyStrategy):
 
     def __init__(
         self,
-        name: str | None = None,
+        *,
         layers: Sequence[str] = BLOCKS_3_TO_5,
         at: At = "input",
         backprop: Backprop = "bp",
-        scales: Sequence[float] = (1.0,),
         alpha: float = 3.0,
         subtract: bool = False,
         normalize: Normalize = "max",
-        seed: Seed = "sum",
-        threshold: float = 0.5,
-        min_candidates: int = 3,
-        batched_backward: bool | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(name, scales, seed, threshold, min_candidates, batched_backward)
+        super().__init__(**kwargs)
         if isinstance(layers, str) or not layers:
             raise ValueError(f"layers must be a non-empty list of layer names, got {layers!r}")
         _check_choice("at", at, ("input", "output"))
@@ -151,7 +137,7 @@ class LayerGradient(SaliencyStrategy):
         maps = [upsample_maps(g.transpose(0, 1), size) for g in result.grads]
         return maps, result.output
 
-    def _scale_maps(
+    def scale_maps(
         self, model: nn.Module, image: torch.Tensor, slots: CandidateSlots, size: tuple[int, int]
     ) -> torch.Tensor:
         maps, _ = self._raw_layer_maps(model, image, slots, size)
