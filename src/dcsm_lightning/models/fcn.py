@@ -14,7 +14,11 @@ from torchmetrics.classification import MultilabelAveragePrecision, MultilabelF1
 from dcsm_lightning.models.backbones import create_backbone
 from dcsm_lightning.models.evaluation import SegmentationEvaluator
 from dcsm_lightning.models.pretrained import load_pretrained
-from dcsm_lightning.saliency import SaliencyStrategy, select_candidates
+from dcsm_lightning.saliency import as_saliency, saliency_spec_type, select_candidates
+
+#: A strategy as the CLI takes it: an instance (class_path / init_args), a registry name
+#: (``dcsm``), or ``{class_path: <registry name>, init_args: {...}}``; plugins included.
+SaliencySpec = saliency_spec_type()
 
 
 def global_max_pool(score_map: torch.Tensor) -> torch.Tensor:
@@ -48,7 +52,10 @@ class MultiLabelFCN(LightningModule):
         optimizer: optimizer factory; default the paper's SGD (lr 1e-5, momentum 0.9, wd 5e-4).
         lr_scheduler: optional scheduler factory.
         scale_range: (low, high) of the per-batch random resize ratio; (1, 1) switches it off.
-        saliency: one strategy or a list (names must differ); None disables segmentation.
+        saliency: one strategy or a list (names must differ); None disables segmentation. Each
+            is a :class:`~dcsm_lightning.saliency.SaliencyStrategy` (``class_path: DCSM``), a
+            registry name (``dcsm``; ``[dcsm, simonyan]``) or ``{class_path: <registry name>,
+            init_args: {...}}``; entry-point plugins' names included.
         candidates: ``"predicted"`` (score > threshold, topped up) or ``"labels"`` (oracle tags).
         candidate_threshold: probability above which a class is a candidate.
         min_candidates: top-up size N (0 disables it).
@@ -67,7 +74,7 @@ class MultiLabelFCN(LightningModule):
         optimizer: OptimizerCallable | None = None,
         lr_scheduler: LRSchedulerCallable | None = None,
         scale_range: tuple[float, float] = (0.7, 1.4),
-        saliency: SaliencyStrategy | list[SaliencyStrategy] | None = None,
+        saliency: SaliencySpec | list[SaliencySpec] | None = None,
         candidates: Literal["predicted", "labels"] = "predicted",
         candidate_threshold: float = 0.5,
         min_candidates: int = 3,
@@ -91,9 +98,9 @@ class MultiLabelFCN(LightningModule):
         self.class_names = list(class_names or [f"class_{k}" for k in range(num_classes)])
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
-        if isinstance(saliency, SaliencyStrategy):
-            saliency = [saliency]
-        self.evaluator = SegmentationEvaluator(list(saliency or []), self.class_names, log_panels)
+        specs = saliency if isinstance(saliency, list) else [] if saliency is None else [saliency]
+        strategies = [as_saliency(spec) for spec in specs]
+        self.evaluator = SegmentationEvaluator(strategies, self.class_names, log_panels)
         self.val_map = MultilabelAveragePrecision(num_labels=num_classes)
         self.val_f1 = MultilabelF1Score(num_labels=num_classes)
         self.test_map = self.val_map.clone()

@@ -35,10 +35,12 @@ from dcsm_lightning.saliency.guided import guided_backprop
 from dcsm_lightning.saliency.layers import resolve_layer, resolve_layers
 from dcsm_lightning.saliency.registry import (
     ENTRY_POINT_GROUP,
+    as_saliency,
     create_saliency,
     get_saliency_class,
     list_saliency,
     register_saliency,
+    saliency_spec_type,
 )
 
 __all__ = [
@@ -52,6 +54,7 @@ __all__ = [
     "LayerGradient",
     "SaliencyStrategy",
     "Simonyan",
+    "as_saliency",
     "average_maps",
     "capture_tensors",
     "checked_forward",
@@ -68,6 +71,7 @@ __all__ = [
     "register_saliency",
     "resolve_layer",
     "resolve_layers",
+    "saliency_spec_type",
     "select_candidates",
     "subtract_other_candidates",
     "tanh_normalize",

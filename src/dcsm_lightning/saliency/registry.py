@@ -5,8 +5,16 @@ A third-party package makes its strategy available with::
     [project.entry-points."dcsm_lightning.saliency"]
     my_method = "my_package.module:MyStrategy"
 
-``create_saliency("my_method", ...)`` then finds it. In YAML (LightningCLI) a strategy is chosen
-by ``class_path`` / ``init_args`` (the class only has to subclass ``SaliencyStrategy``).
+``create_saliency("my_method", ...)`` then finds it. In YAML (LightningCLI) a parameter typed
+:func:`saliency_spec_type` (``MultiLabelFCN(saliency=...)``) takes a strategy in any of these
+forms (:func:`as_saliency` turns each into an instance):
+
+- a registry name: ``saliency: dcsm``, ``saliency: [dcsm, simonyan]``,
+  ``--model.init_args.saliency=dcsm``;
+- ``class_path`` / ``init_args`` with a class name or import path (``class_path: DCSM``,
+  ``class_path: my_package.module.MyStrategy``): jsonargparse checks every option;
+- ``class_path`` / ``init_args`` with a registry name (``class_path: grad_x_input``): the
+  options are checked when the strategy is built.
 """
 
 from __future__ import annotations
@@ -14,9 +22,11 @@ from __future__ import annotations
 import fnmatch
 import importlib
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, Union
+
+from typing_extensions import NotRequired, TypedDict
 
 from dcsm_lightning.saliency.base import SaliencyStrategy
 
@@ -140,4 +150,49 @@ def create_saliency(name: str, /, **kwargs: Any) -> SaliencyStrategy:
     Raises:
         ValueError: unknown name (the message lists the known ones) or a bad option.
     """
-    return get_saliency_class(name)(**kwargs)
+    cls = get_saliency_class(name)
+    try:
+        return cls(**kwargs)
+    except TypeError as err:
+        if "unexpected keyword argument" not in str(err):
+            raise
+        option = str(err).rsplit(" ", 1)[-1]
+        raise ValueError(f"saliency strategy {name!r} has no option {option}") from None
+
+
+def saliency_spec_type() -> Any:
+    """The type of a strategy in a signature that LightningCLI / jsonargparse fills.
+
+    ``SaliencyStrategy | Literal[<registered names>] | SaliencyByName`` where
+    ``SaliencyByName`` is a dict ``{"class_path": <registered name>, "init_args": {...}}``.
+    The names are those registered when this is called, entry-point plugins included, so
+    ``--help`` lists them. Turn a value into a strategy with :func:`as_saliency`.
+    """
+    names = Literal[tuple(list_saliency())]  # type: ignore[valid-type]
+    by_name = TypedDict(  # noqa: UP013 (class syntax cannot take the runtime Literal)
+        "SaliencyByName", {"class_path": names, "init_args": NotRequired[dict[str, Any]]}
+    )
+    return Union[SaliencyStrategy, names, by_name]  # noqa: UP007 (a runtime type object)
+
+
+def as_saliency(spec: SaliencyStrategy | str | Mapping[str, Any]) -> SaliencyStrategy:
+    """A strategy from an instance, a registry name or ``{"class_path": name, "init_args": {}}``.
+
+    Raises:
+        ValueError: unknown name (the known ones are listed), unknown option, or another kind
+            of value.
+    """
+    if isinstance(spec, SaliencyStrategy):
+        return spec
+    if isinstance(spec, str):
+        return create_saliency(spec)
+    if (
+        isinstance(spec, Mapping)
+        and "class_path" in spec
+        and set(spec) <= {"class_path", "init_args"}
+    ):
+        return create_saliency(str(spec["class_path"]), **dict(spec.get("init_args") or {}))
+    raise ValueError(
+        "a saliency strategy must be a SaliencyStrategy, a registered name or a dict with "
+        f"class_path (and init_args), got {spec!r}"
+    )

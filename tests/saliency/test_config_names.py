@@ -1,0 +1,80 @@
+"""Registry names wherever a strategy is configured: YAML lists, the command line, class_path."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+from lightning.pytorch.cli import LightningArgumentParser
+
+from dcsm_lightning.cli import main
+from dcsm_lightning.models import MultiLabelFCN
+from dcsm_lightning.saliency import DCSM, GradCAM, Simonyan, as_saliency
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def _model(yaml_text: str) -> MultiLabelFCN:
+    parser = LightningArgumentParser()
+    parser.add_lightning_class_args(MultiLabelFCN, "model", subclass_mode=True)
+    config = parser.parse_string(textwrap.dedent(yaml_text))
+    return parser.instantiate(config).model
+
+
+def test_names_in_a_yaml_list():
+    model = _model(
+        """\
+        model:
+          class_path: MultiLabelFCN
+          init_args:
+            backbone: vgg_small
+            num_classes: 3
+            saliency: [dcsm, simonyan]
+        """
+    )
+    strategies = model.evaluator.strategies
+    assert [type(s) for s in strategies] == [DCSM, Simonyan]
+
+
+def test_class_path_by_registry_name_and_by_class_name():
+    model = _model(
+        """\
+        model:
+          class_path: MultiLabelFCN
+          init_args:
+            backbone: vgg_small
+            num_classes: 3
+            saliency:
+              - class_path: gradcam
+                init_args: {layer: relu4_3, name: gc}
+              - class_path: DCSM
+                init_args: {alpha: 5}
+        """
+    )
+    gradcam, dcsm = model.evaluator.strategies
+    assert isinstance(gradcam, GradCAM) and (gradcam.layer, gradcam.name) == ("relu4_3", "gc")
+    assert isinstance(dcsm, DCSM) and dcsm.alpha == 5.0
+
+
+def test_name_on_the_command_line(capsys):
+    with pytest.raises(SystemExit):
+        main(
+            [
+                "validate",
+                f"--config={CONFIGS / 'synthetic.yaml'}",
+                "--model.init_args.saliency=dcsm",
+                "--print_config",
+            ]
+        )
+    assert yaml.safe_load(capsys.readouterr().out)["model"]["init_args"]["saliency"] == "dcsm"
+
+
+def test_unknown_name_or_option_is_one_clear_error():
+    with pytest.raises(ValueError, match="Unknown saliency strategy 'dscm'.*dcsm"):
+        as_saliency({"class_path": "dscm"})
+    with pytest.raises(ValueError, match="'gradcam' has no option 'layers'"):
+        as_saliency({"class_path": "gradcam", "init_args": {"layers": ["x"]}})
+    with pytest.raises(ValueError, match="registered name"):
+        as_saliency(3)
