@@ -16,24 +16,18 @@ from dcsm_lightning.saliency import DCSM, GradCAM, Simonyan, as_saliency
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
-def _model(yaml_text: str) -> MultiLabelFCN:
+def _model(saliency_yaml: str) -> MultiLabelFCN:
+    """A MultiLabelFCN built by LightningCLI's parser from YAML with this ``saliency:`` value."""
     parser = LightningArgumentParser()
     parser.add_lightning_class_args(MultiLabelFCN, "model", subclass_mode=True)
-    config = parser.parse_string(textwrap.dedent(yaml_text))
+    head = "model:\n  class_path: MultiLabelFCN\n  init_args:\n    backbone: vgg_small\n"
+    body = textwrap.indent(textwrap.dedent(saliency_yaml), "    ")
+    config = parser.parse_string(head + "    num_classes: 3\n" + body)
     return parser.instantiate(config).model
 
 
 def test_names_in_a_yaml_list():
-    model = _model(
-        """\
-        model:
-          class_path: MultiLabelFCN
-          init_args:
-            backbone: vgg_small
-            num_classes: 3
-            saliency: [dcsm, simonyan]
-        """
-    )
+    model = _model("saliency: [dcsm, simonyan]")
     strategies = model.evaluator.strategies
     assert [type(s) for s in strategies] == [DCSM, Simonyan]
 
@@ -41,16 +35,11 @@ def test_names_in_a_yaml_list():
 def test_class_path_by_registry_name_and_by_class_name():
     model = _model(
         """\
-        model:
-          class_path: MultiLabelFCN
-          init_args:
-            backbone: vgg_small
-            num_classes: 3
-            saliency:
-              - class_path: gradcam
-                init_args: {layer: relu4_3, name: gc}
-              - class_path: DCSM
-                init_args: {alpha: 5}
+        saliency:
+          - class_path: gradcam
+            init_args: {layer: relu4_3, name: gc}
+          - class_path: DCSM
+            init_args: {alpha: 5}
         """
     )
     gradcam, dcsm = model.evaluator.strategies

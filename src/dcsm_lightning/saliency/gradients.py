@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from dcsm_lightning.saliency.backprop import At, Backprop, class_gradients
+from dcsm_lightning.saliency.backprop import At, Backprop, ClassGradients, class_gradients
 from dcsm_lightning.saliency.base import (
     SaliencyStrategy,
+    Seed,
     _check_choice,
     check_candidates,
     check_image,
     rescale,
 )
 from dcsm_lightning.saliency.candidates import CandidateSlots
+from dcsm_lightning.saliency.captum_engine import captum_class_gradients
 from dcsm_lightning.saliency.equations import (
     Normalize,
     max_abs_over_channels,
@@ -29,6 +31,34 @@ from dcsm_lightning.saliency.registry import register_saliency
 
 #: The conv layers of VGG-16 blocks 3-5, the paper's best layer set (Table 2).
 BLOCKS_3_TO_5: tuple[str, ...] = tuple(f"conv{b}_{j}" for b in (3, 4, 5) for j in (1, 2, 3))
+
+Engine = Literal["shared", "captum"]
+
+
+def engine_gradients(
+    engine: Engine,
+    model: nn.Module,
+    image: torch.Tensor,
+    slots: CandidateSlots,
+    layers: list[tuple[str, nn.Module]] | None,
+    at: At,
+    seed: Seed,
+    backprop: Backprop,
+    batched: bool,
+) -> ClassGradients:
+    """Eq. 3's per-slot maps ``max_k |dS_c / dL|`` (N x B x h x w per target) from an engine.
+
+    ``"shared"``: :func:`~dcsm_lightning.saliency.class_gradients` (one forward per scale,
+    ``batched`` picks the backward); ``"captum"``: :func:`captum_class_gradients` (Captum's
+    ``Saliency`` / ``LayerGradientXActivation``, one call per slot).
+    """
+    if engine == "captum":
+        return captum_class_gradients(
+            model, image, slots, layers, at, seed, backprop, reduce=max_abs_over_channels
+        )
+    return class_gradients(
+        model, image, slots, layers, at, seed, backprop, batched, reduce=max_abs_over_channels
+    )
 
 
 @register_saliency("simonyan")
@@ -43,28 +73,34 @@ class Simonyan(SaliencyStrategy):
     Args:
         alpha: tanh gain.
         normalize: ``"max"`` divides each map by its maximum before the tanh; ``"none"`` not.
+        engine: ``"shared"`` (default: one forward per scale for all candidates) or
+            ``"captum"`` (the derivative from ``captum.attr.Saliency``, one call per
+            candidate slot; the same maps, see :func:`engine_gradients`).
         (others): see :class:`~dcsm_lightning.saliency.SaliencyStrategy`.
     """
 
-    def __init__(self, *, alpha: float = 8.0, normalize: Normalize = "max", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        alpha: float = 8.0,
+        normalize: Normalize = "max",
+        engine: Engine = "shared",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         _check_alpha(alpha)
         _check_choice("normalize", normalize, ("max", "none"))
+        _check_choice("engine", engine, ("shared", "captum"))
         self.alpha = float(alpha)
         self.normalize = normalize
+        self.engine = engine
 
     def scale_maps(
         self, model: nn.Module, image: torch.Tensor, slots: CandidateSlots, size: tuple[int, int]
     ) -> torch.Tensor:
-        result = class_gradients(
-            model,
-            image,
-            slots,
-            None,
-            seed=self.seed,
-            backprop="bp",
-            batched=self.use_batched_backward(image.device),
-            reduce=max_abs_over_channels,
+        batched = self.use_batched_backward(image.device)
+        result = engine_gradients(
+            self.engine, model, image, slots, None, "input", self.seed, "bp", batched
         )
         raw = upsample_maps(result.grads[0].transpose(0, 1), size)  # B x N x H x W
         return tanh_normalize(raw, self.alpha, self.normalize)
@@ -91,6 +127,10 @@ class LayerGradient(SaliencyStrategy):
         alpha: tanh gain of Eq. 5.
         subtract: apply Eq. 4 (subtract the other candidates' maps).
         normalize: ``"max"`` or ``"none"``: divide each map by its own maximum before the tanh.
+        engine: ``"shared"`` (default: one forward per scale, the candidates' seeds back
+            through it) or ``"captum"`` (``captum.attr.LayerGradientXActivation`` with
+            ``multiply_by_inputs=False``, one call per candidate slot; the same maps, see
+            :func:`engine_gradients`). Everything after Eq. 3 is the same code.
         (others): see :class:`~dcsm_lightning.saliency.SaliencyStrategy`.
     """
 
@@ -103,9 +143,12 @@ class LayerGradient(SaliencyStrategy):
         alpha: float = 3.0,
         subtract: bool = False,
         normalize: Normalize = "max",
+        engine: Engine = "shared",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        _check_choice("engine", engine, ("shared", "captum"))
+        self.engine = engine
         if isinstance(layers, str) or not layers:
             raise ValueError(f"layers must be a non-empty list of layer names, got {layers!r}")
         _check_choice("at", at, ("input", "output"))
@@ -123,7 +166,8 @@ class LayerGradient(SaliencyStrategy):
         self, model: nn.Module, image: torch.Tensor, slots: CandidateSlots, size: tuple[int, int]
     ) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Eq. 3 maps B x N x H x W per layer at one scale, and the model output there."""
-        result = class_gradients(
+        result = engine_gradients(
+            self.engine,
             model,
             image,
             slots,
@@ -132,7 +176,6 @@ class LayerGradient(SaliencyStrategy):
             self.seed,
             self.backprop,
             self.use_batched_backward(image.device),
-            reduce=max_abs_over_channels,
         )
         maps = [upsample_maps(g.transpose(0, 1), size) for g in result.grads]
         return maps, result.output
