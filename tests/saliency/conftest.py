@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from saliency_refs import tiny_fcn
+from saliency_refs import tiny_fcn, toy_scenes, trained_tiny_fcn
 from torch import nn
 
 
@@ -22,6 +22,19 @@ def image() -> torch.Tensor:
 def candidates() -> torch.Tensor:
     # Different candidate sets per image: 3 and 2 candidates.
     return torch.tensor([[True, False, True, True], [False, True, False, True]])
+
+
+@pytest.fixture(scope="session")
+def trained() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """A briefly trained tiny FCN (about 2 s), held-out toy images B=8 and their tags (bool)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model = trained_tiny_fcn()
+    finally:
+        torch.set_num_threads(threads)
+    images, labels = toy_scenes(8, seed=5)
+    return model, images, labels > 0.5
 
 
 @pytest.fixture(autouse=True)

@@ -85,3 +85,34 @@ def assert_unchanged(model: nn.Module, before: dict) -> None:
     for m in model.modules():
         assert not m._forward_hooks and not m._forward_pre_hooks
         assert not m._backward_hooks and not m._backward_pre_hooks
+
+
+def toy_scenes(num: int, seed: int, size: int = 24) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images B x 3 x size x size with 1-2 of K coloured, striped 8 x 8 patches; tags B x K."""
+    gen = torch.Generator().manual_seed(seed)
+    colours = torch.tensor([[1.0, -1, -1], [-1, 1, -1], [-1, -1, 1], [1, 1, -1]])
+    images = 0.3 * torch.randn(num, 3, size, size, generator=gen)
+    labels = torch.zeros(num, K)
+    stripes = (torch.arange(8) % 2 * 2 - 1).float()
+    for i in range(num):
+        for c in torch.randperm(K, generator=gen)[: 1 + i % 2].tolist():
+            y, x = torch.randint(0, size - 8, (2,), generator=gen).tolist()
+            texture = stripes[:, None] if c % 2 else stripes[None, :]
+            images[i, :, y : y + 8, x : x + 8] = 2 * colours[c, :, None, None] * (1 + texture) / 2
+            labels[i, c] = 1
+    return images, labels
+
+
+def trained_tiny_fcn(steps: int = 200) -> nn.Module:
+    """``tiny_fcn`` trained briefly (Adam, global max pooling) on :func:`toy_scenes`."""
+    model = tiny_fcn(seed=0)
+    images, labels = toy_scenes(64, seed=0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for step in range(steps):
+        batch = slice(16 * (step % 4), 16 * (step % 4 + 1))
+        logits = model(images[batch]).amax((2, 3))
+        loss = nn.functional.binary_cross_entropy_with_logits(logits, labels[batch])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.eval()

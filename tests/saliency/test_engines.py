@@ -62,3 +62,17 @@ def test_engine_by_name_and_bad_engine():
     assert create_saliency("dcsm", engine="captum").engine == "captum"
     with pytest.raises(ValueError, match="engine must be one of"):
         DCSM(engine="torch")
+
+
+def test_captum_methods_on_resnet18():
+    torch.manual_seed(0)
+    net = resnet18(weights=None, num_classes=5).eval()
+    image = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    candidates = torch.tensor([[True, False, False, True, False]])
+    for options in (
+        {"method": "IntegratedGradients", "attribute_args": {"n_steps": 4}},
+        {"method": "LayerGradientXActivation", "layer": "layer3"},
+    ):
+        maps = create_saliency("captum", **options)(net, image, candidates)
+        assert maps[candidates].amax((1, 2)).gt(0).all() and maps.le(1).all()
+        assert torch.equal(maps[~candidates], torch.zeros_like(maps[~candidates]))

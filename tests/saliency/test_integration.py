@@ -44,7 +44,9 @@ def test_simonyan_and_layer_gradient_on_vgg_small():
         assert maps.shape == (1, 4, 32, 32) and int(maps.amax((2, 3)).gt(0).sum()) >= 3
 
 
-@pytest.mark.parametrize("module", ["candidates", "dcsm", "guided", "registry"])
+@pytest.mark.parametrize(
+    "module", ["candidates", "dcsm", "guided", "registry", "captum_attribution", "distinct"]
+)
 def test_docstring_examples(module):
     mod = importlib.import_module(f"dcsm_lightning.saliency.{module}")
     result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)

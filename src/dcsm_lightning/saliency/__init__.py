@@ -2,8 +2,9 @@
 
 Built-in strategies (registry name -> class): ``simonyan`` -> :class:`Simonyan`,
 ``layer_gradient`` -> :class:`LayerGradient`, ``dcsm`` -> :class:`DCSM`, ``gradcam`` ->
-:class:`GradCAM`, ``cam`` -> :class:`CAM`. Third-party strategies come in through the
-entry-point group ``dcsm_lightning.saliency``.
+:class:`GradCAM`, ``cam`` -> :class:`CAM`, ``captum`` -> :class:`CaptumAttribution` (any
+``captum.attr`` method), ``distinct`` -> :class:`Distinct` (Eq. 4 on any strategy).
+Third-party strategies come in through the entry-point group ``dcsm_lightning.saliency``.
 
 Writing a strategy: subclass :class:`SaliencyStrategy` and override
 :meth:`SaliencyStrategy.scale_maps`; :func:`class_gradients`, :func:`max_pool_scores`,
@@ -20,7 +21,9 @@ from dcsm_lightning.saliency.base import (
 )
 from dcsm_lightning.saliency.cam import CAM, GradCAM
 from dcsm_lightning.saliency.candidates import CandidateSlots, select_candidates
+from dcsm_lightning.saliency.captum_attribution import CaptumAttribution
 from dcsm_lightning.saliency.dcsm import DCSM
+from dcsm_lightning.saliency.distinct import Distinct
 from dcsm_lightning.saliency.equations import (
     average_maps,
     max_abs_over_channels,
@@ -49,7 +52,9 @@ __all__ = [
     "DCSM",
     "ENTRY_POINT_GROUP",
     "CandidateSlots",
+    "CaptumAttribution",
     "ClassGradients",
+    "Distinct",
     "GradCAM",
     "LayerGradient",
     "SaliencyStrategy",

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
+import inspect
 import warnings
 from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
@@ -151,6 +152,10 @@ def create_saliency(name: str, /, **kwargs: Any) -> SaliencyStrategy:
         ValueError: unknown name (the message lists the known ones) or a bad option.
     """
     cls = get_saliency_class(name)
+    try:
+        inspect.signature(cls).bind(**kwargs)
+    except TypeError as err:  # e.g. a required option missing
+        raise ValueError(f"saliency strategy {name!r}: {err}") from None
     try:
         return cls(**kwargs)
     except TypeError as err:
