@@ -130,6 +130,15 @@ class SegmentationIoU(Metric):
     is a miss for the true class. The matrix is a state with ``dist_reduce_fx="sum"``, so
     under DDP ``compute`` returns the scores of all processes' data together.
 
+    Why not torchmetrics' ``JaccardIndex`` (``task="multiclass", average="none",
+    ignore_index=255``)? Where both are defined, the two agree (tested). They differ in two
+    places that matter for weak supervision: a class absent from the split's targets and
+    predictions is NaN here and left out of the mIoU, where ``JaccardIndex`` scores it 0 (or
+    ``zero_division``) and averages it in, so small VOC subsets and synthetic splits would be
+    pulled down by classes they do not contain; and a prediction may itself be void (255: a
+    pixel a post-processing step leaves unlabelled, e.g. uncertain pseudo-labels), which is
+    counted as a miss of the true class here, while ``JaccardIndex`` refuses such predictions.
+
     As input to ``forward`` and ``update`` the metric accepts the following input:
 
     - ``pred`` (:class:`~torch.Tensor`): integer label map of shape ``(H, W)`` or
