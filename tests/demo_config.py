@@ -22,3 +22,14 @@ def demo_config(checkpoint_dir: Path) -> dict:
     for checkpoint in checkpoints(config):
         checkpoint["init_args"]["dirpath"] = str(checkpoint_dir)
     return config
+
+
+#: Command-line options that shrink the demo configs to seconds: tiny data, no logger.
+TINY = [
+    "--data.init_args.num_train=16",
+    "--data.init_args.num_val=8",
+    "--data.init_args.batch_size=8",
+    "--data.init_args.size=64",
+    "--trainer.logger=false",
+    "--trainer.enable_progress_bar=false",
+]

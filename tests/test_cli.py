@@ -11,19 +11,10 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from demo_config import CONFIGS, checkpoints, demo_config
+from demo_config import CONFIGS, TINY, checkpoints, demo_config
 from PIL import Image
 
 from dcsm_lightning.cli import main
-
-TINY = [
-    "--data.init_args.num_train=16",
-    "--data.init_args.num_val=8",
-    "--data.init_args.batch_size=8",
-    "--data.init_args.size=64",
-    "--trainer.logger=false",
-    "--trainer.enable_progress_bar=false",
-]
 
 
 def _tiny(tmp_path: Path, *extra: str, monitor: str | None = None) -> list[str]:
@@ -45,7 +36,8 @@ def test_every_config_parses(config, capsys):
         main(["fit", "--config", str(CONFIGS / config), "--print_config"])
     assert exit_info.value.code == 0
     printed = yaml.safe_load(capsys.readouterr().out)
-    assert printed["model"]["class_path"] == "dcsm_lightning.models.MultiLabelFCN"
+    model = "SegmentationNet" if config.endswith("_seg.yaml") else "MultiLabelFCN"
+    assert printed["model"]["class_path"] == f"dcsm_lightning.models.{model}"
 
 
 def test_strategy_is_swapped_from_the_command_line(capsys):

@@ -63,3 +63,28 @@ def test_report_needs_class_names(tmp_path):
     )
     with pytest.raises(ValueError, match="class_names"):
         trainer.validate(_LogsIoU(), DataLoader(torch.zeros(2, 1)), verbose=False)
+
+
+def test_include_puts_earlier_rows_first_and_a_remeasured_method_replaces_its_row(tmp_path):
+    from dcsm_lightning.report import read_csv, write_comparison
+
+    names = ["background", "a", "b"]
+    earlier = {
+        "dcsm": {"miou": 0.4, "per_class": [0.5, 0.3, 0.4]},
+        "segnet": {"miou": 0.1, "per_class": [0.1, 0.1, 0.1]},
+    }
+    write_comparison(earlier, names, tmp_path / "first")
+    report = ComparisonReport(
+        tmp_path / "second", include=[str(tmp_path / "first" / "comparison.csv")]
+    )
+    now = {"segnet": {"miou": 0.6, "per_class": [0.7, 0.5, math.nan]}}
+    merged = {**report._included(names), **now}
+    assert list(merged) == ["dcsm", "segnet"] and merged["segnet"]["miou"] == 0.6
+    write_comparison(merged, names, tmp_path / "second")
+    back, columns = read_csv(tmp_path / "second" / "comparison.csv")
+    assert columns == names and back["dcsm"] == earlier["dcsm"]
+    assert math.isnan(back["segnet"]["per_class"][2])
+    with pytest.raises(ValueError, match="columns"):
+        report._included(["background", "a", "c"])
+    with pytest.raises(FileNotFoundError):
+        ComparisonReport(include=[str(tmp_path / "nope.csv")])

@@ -103,3 +103,21 @@ def test_bad_inputs(maps, cand, valid, match) -> None:
 def test_not_a_tensor() -> None:
     with pytest.raises(TypeError, match="maps"):
         maps_to_probs([[[0.5]]], torch.tensor([True]))  # type: ignore[arg-type]
+
+
+def test_maps_from_label_logits_hand_example_and_eq7_gives_the_argmax() -> None:
+    from dcsm_lightning.segment import maps_from_label_logits
+
+    # one pixel, p = softmax(log [2, 1, 5]) = [0.25, 0.125, 0.625]: M^c = p_c / (p_0 + p_max)
+    logits = torch.tensor([2.0, 1.0, 5.0]).log()[:, None, None]
+    torch.testing.assert_close(
+        maps_from_label_logits(logits)[:, 0, 0], torch.tensor([1 / 7, 5 / 7])
+    )
+    g = torch.Generator().manual_seed(0)
+    logits = (
+        torch.randn(3, 5, 8, 8, generator=g) * torch.tensor([1.0, 10.0, 100.0])[:, None, None, None]
+    )
+    maps = maps_from_label_logits(logits)
+    assert maps.shape == (3, 4, 8, 8) and maps.min() >= 0 and maps.max() <= 1
+    everything = torch.ones(3, 4, dtype=torch.bool)
+    assert torch.equal(labels_from_maps(maps, everything), logits.argmax(1))

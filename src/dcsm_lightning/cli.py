@@ -4,7 +4,8 @@ LightningCLI's ``fit`` / ``validate`` / ``test`` / ``predict``, plus three short
 of our callbacks after those of the config:
 
 - ``compare``: ``validate`` + :class:`~dcsm_lightning.comparison.ComparisonReport`
-  (``--output_dir``, default the run's log directory);
+  (``--output_dir``, default the run's log directory; ``--include CSV``, repeatable, puts the
+  rows of earlier comparisons first, e.g. the classifier's beside a segmentation network's);
 - ``predict --output_dir DIR [--overwrite] [--method NAME]``: ``predict`` +
   :class:`~dcsm_lightning.writer.SegmentationWriter` (masks, heatmaps, overlays, scores);
 - ``pseudo-labels --output_dir DIR [--overwrite] [--method NAME] [--uncertain_threshold T]``:
@@ -105,9 +106,11 @@ def main(args: list[str] | None = None) -> DCSMLightningCLI | None:
     trainer_defaults: dict[str, Any] = {}
     if command == "compare":
         args[0] = "validate"
-        trainer_defaults["callbacks"] = [
-            ComparisonReport(output_dir=_pop_option(args, "--output_dir"))
-        ]
+        output_dir = _pop_option(args, "--output_dir")
+        include = []
+        while (path := _pop_option(args, "--include")) is not None:
+            include.append(path)
+        trainer_defaults["callbacks"] = [ComparisonReport(output_dir=output_dir, include=include)]
     elif command in ("predict", "pseudo-labels"):
         output_dir = _pop_option(args, "--output_dir")
         overwrite = _pop_flag(args, "--overwrite")

@@ -10,7 +10,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 
-from dcsm_lightning.report import format_table, write_comparison
+from dcsm_lightning.report import format_table, read_csv, write_comparison
 
 _MIOU_KEY = re.compile(r"^(?P<stage>val|test)/miou/(?P<method>.+)$")
 
@@ -53,11 +53,23 @@ class ComparisonReport(Callback):
     Args:
         output_dir: where to write; default the trainer's ``log_dir``.
         class_names: the K foreground names; default ``trainer.datamodule.class_names``.
+        include: ``comparison.csv`` files of earlier runs (e.g. the classifier's saliency
+            methods, when this run validates a segmentation network): their rows come first,
+            in order; a method measured again in this run takes the place of its old row.
+            Their columns must be this run's labels. They are read here, so a missing or
+            malformed file stops the run before it starts.
     """
 
-    def __init__(self, output_dir: str | None = None, class_names: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        output_dir: str | None = None,
+        class_names: list[str] | None = None,
+        include: list[str] | None = None,
+    ) -> None:
         self.output_dir = output_dir
         self.class_names = class_names
+        self.include = list(include or [])
+        self._earlier = [(path, *read_csv(path)) for path in self.include]
         #: paths written by the last run (``{"md": ..., "csv": ..., "png": ...}``).
         self.written: dict[str, Path] = {}
 
@@ -76,6 +88,7 @@ class ComparisonReport(Callback):
                 f"ComparisonReport: nothing logged under {stage}/miou/; no report written"
             )
             return
+        results = {**self._included(["background", *names]), **results}
         out_dir = Path(self.output_dir or trainer.log_dir or trainer.default_root_dir)
         self.written = write_comparison(results, ["background", *names], out_dir)
         table = format_table(results, ["background", *names])
@@ -84,6 +97,16 @@ class ComparisonReport(Callback):
                 logger.experiment.add_text(f"{stage}/comparison", table, trainer.global_step)
         paths = ", ".join(str(p) for p in self.written.values())
         print(f"\n{table}\n\nComparison written to: {paths}")
+
+    def _included(self, label_names: list[str]) -> dict[str, dict[str, object]]:
+        rows: dict[str, dict[str, object]] = {}
+        for path, results, columns in self._earlier:
+            if columns != label_names:
+                raise ValueError(
+                    f"{path} has the columns {columns}, this run's labels are {label_names}"
+                )
+            rows.update(results)
+        return rows
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._write(trainer, "val")

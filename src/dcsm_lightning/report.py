@@ -118,6 +118,32 @@ def format_csv(results: Mapping[str, Mapping[str, Any]], class_names: Sequence[s
     return buffer.getvalue()
 
 
+def read_csv(path: str | os.PathLike) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Read a ``comparison.csv`` written by :func:`format_csv` back into ``results``.
+
+    Returns:
+        (results in the file's row order, the K + 1 label names of its columns).
+
+    Raises:
+        FileNotFoundError: no such file. ValueError: not a comparison CSV (names the file).
+    """
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    if not rows or rows[0][:2] != ["method", "miou"] or len(rows[0]) < 3:
+        raise ValueError(f"{path} is not a comparison CSV (header 'method,miou,background,...')")
+    names = rows[0][2:]
+    results: dict[str, dict[str, Any]] = {}
+    for line, row in enumerate(rows[1:], start=2):
+        try:
+            values = [math.nan if cell == "" else float(cell) for cell in row[1:]]
+        except ValueError as err:
+            raise ValueError(f"{path}, line {line}: {err}") from None
+        if len(values) != len(names) + 1:
+            raise ValueError(f"{path}, line {line}: {len(row)} cells, header has {len(names) + 2}")
+        results[row[0]] = {"miou": values[0], "per_class": values[1:]}
+    return results, names
+
+
 def render_miou_chart(results: Mapping[str, Mapping[str, Any]]) -> bytes:
     """PNG bytes of a bar chart of mIoU (%) per method, with value labels.
 

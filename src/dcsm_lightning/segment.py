@@ -17,7 +17,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["VOID", "labels_from_maps", "maps_to_probs", "uncertain_to_void"]
+__all__ = [
+    "VOID",
+    "labels_from_maps",
+    "maps_from_label_logits",
+    "maps_to_probs",
+    "uncertain_to_void",
+]
 
 #: Label id of ignored pixels (letterbox padding, VOC void).
 VOID = 255
@@ -165,3 +171,30 @@ def uncertain_to_void(labels: Tensor, maps: Tensor, threshold: float) -> Tensor:
     top = maps.amax(dim=-3)
     winning = torch.maximum(top, 1 - top)
     return labels.masked_fill(winning < threshold, VOID)
+
+
+def maps_from_label_logits(logits: Tensor) -> Tensor:
+    """Logits of a segmentation network -> class maps for Eq. 7 and the CRF.
+
+    With ``p = softmax(logits)`` over background (0) and the K classes, and ``p_max`` the
+    largest class probability at the pixel, ``M^c = p_c / (p_0 + p_max)``, computed from the
+    logits as ``exp(z_c - z_max) * sigmoid(z_max - z_0)`` (no underflow). Then Eq. 7's
+    background ``1 - max_c M^c = p_0 / (p_0 + p_max)`` beats every class exactly when ``p_0``
+    does, and the classes keep the order of ``p``: :func:`labels_from_maps` of these maps (all
+    classes as candidates) is the argmax of ``logits`` (up to float ties), and the ``DenseCRF``
+    callback refines them like saliency maps.
+
+    Args:
+        logits: float tensor of shape (B, K + 1, H, W) or (K + 1, H, W), any real values.
+
+    Returns:
+        float tensor of shape (B, K, H, W) or (K, H, W), values in [0, 1].
+    """
+    if logits.ndim not in (3, 4) or logits.shape[-3] < 2 or not logits.is_floating_point():
+        raise ValueError(
+            "Expected float `logits` of shape (K + 1, H, W) or (B, K + 1, H, W) with K >= 1, "
+            f"got {logits.dtype} of shape {tuple(logits.shape)}."
+        )
+    background, classes = logits[..., :1, :, :], logits[..., 1:, :, :]
+    top = classes.amax(dim=-3, keepdim=True)
+    return torch.exp(classes - top) * torch.sigmoid(top - background)

@@ -13,6 +13,7 @@ from dcsm_lightning.models import (
     global_max_pool,
     multilabel_loss,
 )
+from dcsm_lightning.models.augment import random_rescale
 
 
 def _batches(n=4, k=3, size=32, seed=0):
@@ -66,13 +67,18 @@ def test_default_optimizer_is_the_paper_sgd():
     assert (group["lr"], group["momentum"], group["weight_decay"]) == (1e-5, 0.9, 5e-4)
 
 
-def test_random_rescale_stays_in_range(monkeypatch):
-    model = MultiLabelFCN(num_classes=3, backbone="vgg_small", scale_range=(0.7, 1.4))
+def test_random_rescale_stays_in_range_and_keeps_masks_aligned():
     torch.manual_seed(0)
-    sides = {model._rescale(torch.zeros(1, 3, 100, 100)).shape[-1] for _ in range(50)}
+    image = torch.zeros(1, 3, 100, 100)
+    sides = {random_rescale(image, (0.7, 1.4))[0].shape[-1] for _ in range(50)}
     assert min(sides) >= 70 and max(sides) <= 140 and len(sides) > 10
-    fixed = MultiLabelFCN(num_classes=3, backbone="vgg_small", scale_range=(1.0, 1.0))
-    assert fixed._rescale(torch.zeros(1, 3, 100, 100)).shape[-1] == 100
+    assert random_rescale(image, (1.0, 1.0))[0].shape[-1] == 100
+    mask = torch.zeros(1, 100, 100, dtype=torch.long)
+    mask[:, :50] = 255  # the top half void
+    image[:, :, :50] = 1.0
+    scaled, scaled_mask = random_rescale(image, (0.5, 0.5), mask)
+    assert scaled_mask.shape == (1, 50, 50) and scaled_mask.dtype == torch.long
+    assert torch.equal(scaled_mask == 255, scaled[:, 0] == 1.0)
 
 
 @pytest.mark.parametrize(

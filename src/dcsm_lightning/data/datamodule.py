@@ -17,6 +17,7 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
 from dcsm_lightning.data.classes import SYNTHETIC_CLASSES
+from dcsm_lightning.data.masks import MaskFolder
 from dcsm_lightning.data.synthetic import SyntheticScenes
 from dcsm_lightning.data.transforms import letterbox, normalize
 from dcsm_lightning.data.voc import VOCSegmentation, resolve_class_names
@@ -98,6 +99,7 @@ class _InMemory(Dataset):
 
     def __init__(self, dataset: Dataset) -> None:
         self.samples = [dataset[i] for i in range(len(dataset))]  # type: ignore[arg-type]
+        self.ids = [str(s["id"]) for s in self.samples]
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -123,6 +125,10 @@ class SegmentationDataModule(LightningDataModule):
         train_split, val_split: split names for fit / validate.
         test_split: split for ``test``; None: ``val_split``.
         predict_split: split for ``predict``; None: ``val_split``.
+        train_mask_root: train on the masks in ``<train_mask_root>/SegmentationClass/<id>.png``
+            (the output of ``dcsm-lightning pseudo-labels``, see
+            :class:`~dcsm_lightning.data.masks.MaskFolder`) instead of the split's own;
+            validation, test and predict keep the dataset's masks.
     """
 
     def __init__(
@@ -136,6 +142,7 @@ class SegmentationDataModule(LightningDataModule):
         val_split: str = "val",
         test_split: str | None = None,
         predict_split: str | None = None,
+        train_mask_root: str | None = None,
     ) -> None:
         super().__init__()
         for name, value, low in (
@@ -157,6 +164,7 @@ class SegmentationDataModule(LightningDataModule):
             "test": test_split or val_split,
             "predict": predict_split or val_split,
         }
+        self.train_mask_root = train_mask_root
         self._datasets: dict[str, Dataset] = {}
 
     @property
@@ -176,13 +184,16 @@ class SegmentationDataModule(LightningDataModule):
             "predict": ("predict",),
         }.get(stage or "", ("train", "val", "test", "predict"))
         for role in wanted:
-            if role not in self._datasets:
-                self._datasets[role] = self.make_dataset(self.splits[role])
+            self.dataset(role)
 
     def dataset(self, role: str) -> Dataset:
         """The raw dataset for ``role`` (train / val / test / predict), built on first use."""
         if role not in self._datasets:
-            self._datasets[role] = self.make_dataset(self.splits[role])
+            dataset = self.make_dataset(self.splits[role])
+            if role == "train" and self.train_mask_root is not None:
+                preload = isinstance(dataset, _InMemory)  # read and check every mask now
+                dataset = MaskFolder(dataset, self.train_mask_root, self.num_classes, preload)
+            self._datasets[role] = dataset
         return self._datasets[role]
 
     def _loader(self, role: str) -> DataLoader:
@@ -225,6 +236,8 @@ class SyntheticDataModule(SegmentationDataModule):
         batch_size, num_workers, pin_memory, hflip: see :class:`SegmentationDataModule`.
         num_test: size of the ``test`` split.
         predict_split: ``"train"``, ``"val"`` or ``"test"``; None: ``"val"``.
+        train_mask_root: train on these masks (pseudo-labels), see
+            :class:`SegmentationDataModule`.
 
     Raises:
         ValueError: bad sizes, seed, batch size or ``predict_split``.
@@ -242,6 +255,7 @@ class SyntheticDataModule(SegmentationDataModule):
         hflip: bool = True,
         num_test: int = 200,
         predict_split: str | None = None,
+        train_mask_root: str | None = None,
     ) -> None:
         super().__init__(
             size,
@@ -253,6 +267,7 @@ class SyntheticDataModule(SegmentationDataModule):
             val_split="val",
             test_split="test",
             predict_split=predict_split,
+            train_mask_root=train_mask_root,
         )
         if predict_split not in (None, "train", "val", "test"):
             raise ValueError(
@@ -284,6 +299,8 @@ class VOCDataModule(SegmentationDataModule):
         train_split, val_split, test_split, predict_split: names of lists in
             ``ImageSets/Segmentation``; test / predict default to ``val_split``. A split
             without masks (e.g. VOC ``test``) yields batches without ``mask``.
+        train_mask_root: train on these masks (pseudo-labels), see
+            :class:`SegmentationDataModule`.
     """
 
     def __init__(
@@ -299,6 +316,7 @@ class VOCDataModule(SegmentationDataModule):
         val_split: str = "val",
         test_split: str | None = None,
         predict_split: str | None = None,
+        train_mask_root: str | None = None,
     ) -> None:
         super().__init__(
             size,
@@ -310,6 +328,7 @@ class VOCDataModule(SegmentationDataModule):
             val_split=val_split,
             test_split=test_split,
             predict_split=predict_split,
+            train_mask_root=train_mask_root,
         )
         self.save_hyperparameters()
         self.root = root

@@ -123,6 +123,17 @@ def load_label_map(path: str | os.PathLike) -> np.ndarray:
         raise ValueError(f"cannot read mask {path}: corrupt or not an image ({exc})") from exc
 
 
+def check_mask_labels(mask: np.ndarray, num_classes: int, path: str | os.PathLike) -> None:
+    """Raise ``ValueError`` naming ``path`` if ``mask`` holds a label outside 0..K and 255."""
+    bad = (mask > num_classes) & (mask != VOID_LABEL)
+    if bad.any():
+        raise ValueError(
+            f"mask {path} has values {sorted(np.unique(mask[bad]).tolist())[:10]} "
+            f"outside 0..{num_classes} and 255 (K = {num_classes} classes: "
+            "are class_names right?)"
+        )
+
+
 class VOCSegmentation(Dataset):
     """A split of a VOC-layout dataset with image-level labels derived from its masks.
 
@@ -244,13 +255,7 @@ class VOCSegmentation(Dataset):
                     f"mask {mask_path} is {mask.shape[1]} x {mask.shape[0]} (W x H) but image "
                     f"{image_path} is {rgb.shape[1]} x {rgb.shape[0]}"
                 )
-            bad = (mask > self.num_classes) & (mask != VOID_LABEL)
-            if bad.any():
-                raise ValueError(
-                    f"mask {mask_path} has values {sorted(np.unique(mask[bad]).tolist())[:10]} "
-                    f"outside 0..{self.num_classes} and 255 (K = {self.num_classes} classes: "
-                    "are class_names right?)"
-                )
+            check_mask_labels(mask, self.num_classes, mask_path)
             sample["mask"] = mask
             sample["labels"] = labels_from_mask(mask, self.num_classes)
         if self.size is not None:

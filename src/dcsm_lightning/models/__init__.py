@@ -1,4 +1,5 @@
-"""Multi-label FCN classifiers: backbones with the paper's layer names and the LightningModule."""
+"""Multi-label FCN classifiers (backbones with the paper's layer names, the LightningModule) and
+the second stage's segmentation network."""
 
 from dcsm_lightning.models.backbones import (
     VGGFCN,
@@ -8,14 +9,20 @@ from dcsm_lightning.models.backbones import (
 )
 from dcsm_lightning.models.fcn import MultiLabelFCN, global_max_pool, multilabel_loss
 from dcsm_lightning.models.finetuning import TwoStageFinetuning
+from dcsm_lightning.models.segheads import create_segmenter, load_segmenter_weights
+from dcsm_lightning.models.segnet import SegmentationNet, segmentation_loss
 
 __all__ = [
     "VGGFCN",
     "MultiLabelFCN",
+    "SegmentationNet",
     "TwoStageFinetuning",
     "create_backbone",
+    "create_segmenter",
     "global_max_pool",
     "list_backbones",
+    "load_segmenter_weights",
     "multilabel_loss",
     "register_backbone",
+    "segmentation_loss",
 ]

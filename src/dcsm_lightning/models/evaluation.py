@@ -72,8 +72,8 @@ class SegmentationEvaluator(nn.Module):
             if key not in self.metrics:
                 self.metrics[key] = SegmentationIoU(len(self.label_names)).to(model.device)
             self.metrics[key].update(pred, batch["mask"])
-        if batch_idx == 0 and self.log_panels and stage == "val":
-            first = self.strategies[0].name
+        if batch_idx == 0 and self.log_panels and stage == "val" and outputs.get("maps"):
+            first = next(iter(outputs["maps"]))  # the first strategy's (or network's) maps
             method = f"{first}+crf" if f"{first}+crf" in outputs["masks"] else first
             self._panel_batch = {
                 "rgb": batch["rgb"].cpu(),
@@ -110,3 +110,46 @@ class SegmentationEvaluator(nn.Module):
                 model.logger, f"{stage}/panels", panel_grid(**self._panel_batch), model.global_step
             )
         self._panel_batch = None
+
+
+class EvaluationSteps:
+    """LightningModule mixin: validation / test / predict steps and the evaluator's hooks.
+
+    The module sets ``self.evaluator`` (a :class:`SegmentationEvaluator`) and implements
+    ``_evaluation_step(batch, stage) -> dict`` (stage ``"val"``, ``"test"`` or ``"predict"``)
+    returning the step outputs of ``docs/contracts.md``; every ``masks`` entry is then counted
+    against ``batch["mask"]`` and logged per epoch as ``<stage>/miou/<method>``.
+    """
+
+    evaluator: SegmentationEvaluator
+
+    def _evaluation_step(self, batch: dict[str, Any], stage: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        return self._evaluation_step(batch, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        return self._evaluation_step(batch, "test")
+
+    def predict_step(
+        self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
+    ) -> dict[str, Any]:
+        return self._evaluation_step(batch, "predict")
+
+    def on_validation_batch_end(
+        self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        # Callbacks (e.g. DenseCRF) run this hook before the module, so their masks are here too.
+        self.evaluator.update(self, "val", outputs, batch, batch_idx)  # type: ignore[arg-type]
+
+    def on_test_batch_end(
+        self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        self.evaluator.update(self, "test", outputs, batch, batch_idx)  # type: ignore[arg-type]
+
+    def on_validation_epoch_end(self) -> None:
+        self.evaluator.log_epoch(self, "val")  # type: ignore[arg-type]
+
+    def on_test_epoch_end(self) -> None:
+        self.evaluator.log_epoch(self, "test")  # type: ignore[arg-type]

@@ -11,8 +11,10 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torchmetrics.classification import MultilabelAveragePrecision, MultilabelF1Score
 
+from dcsm_lightning.models.augment import check_scale_range, random_rescale
 from dcsm_lightning.models.backbones import create_backbone
-from dcsm_lightning.models.evaluation import SegmentationEvaluator
+from dcsm_lightning.models.evaluation import EvaluationSteps, SegmentationEvaluator
+from dcsm_lightning.models.optim import build_optimizers
 from dcsm_lightning.models.pretrained import load_pretrained
 from dcsm_lightning.saliency import as_saliency, saliency_spec_type, select_candidates
 
@@ -35,7 +37,7 @@ def multilabel_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, labels, reduction="none").sum(1).mean()
 
 
-class MultiLabelFCN(LightningModule):
+class MultiLabelFCN(EvaluationSteps, LightningModule):
     """Multi-label fully convolutional classifier with global max pooling (Sec. 3.2).
 
     ``forward(image)`` returns the class score map B x K x h x w. Training resizes each batch by
@@ -82,9 +84,7 @@ class MultiLabelFCN(LightningModule):
         segment_in_fit: bool = False,
     ) -> None:
         super().__init__()
-        low, high = scale_range
-        if not 0 < low <= high:
-            raise ValueError(f"scale_range must satisfy 0 < low <= high, got {scale_range}")
+        check_scale_range(scale_range)
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(
                 f"class_names has {len(class_names)} names but num_classes is {num_classes}"
@@ -114,17 +114,9 @@ class MultiLabelFCN(LightningModule):
         """Image B x 3 x H x W -> class probabilities B x K in [0, 1] (scale 1.0)."""
         return torch.sigmoid(global_max_pool(self(image)))
 
-    def _rescale(self, image: torch.Tensor) -> torch.Tensor:
-        low, high = self.hparams.scale_range
-        ratio = float(torch.empty(()).uniform_(low, high)) if high > low else low
-        if ratio == 1.0:
-            return image
-        height, width = image.shape[-2:]
-        size = (max(1, round(height * ratio)), max(1, round(width * ratio)))
-        return F.interpolate(image, size=size, mode="bilinear", align_corners=False)
-
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        logits = global_max_pool(self(self._rescale(batch["image"])))
+        image, _ = random_rescale(batch["image"], self.hparams.scale_range)
+        logits = global_max_pool(self(image))
         loss = multilabel_loss(logits, batch["labels"])
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["labels"]))
         return loss
@@ -167,43 +159,13 @@ class MultiLabelFCN(LightningModule):
         in_fit = self._trainer is not None and self.trainer.state.fn == "fit"
         return "mask" in batch and (self.hparams.segment_in_fit or not in_fit)
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
-        return self._evaluation_step(batch, "val")
-
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
-        return self._evaluation_step(batch, "test")
-
-    def predict_step(
-        self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
-    ) -> dict[str, Any]:
-        return self._evaluation_step(batch, "predict")
-
-    def on_validation_batch_end(
-        self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
-    ) -> None:
-        # Callbacks (e.g. DenseCRF) run this hook before the module, so their masks are here too.
-        self.evaluator.update(self, "val", outputs, batch, batch_idx)
-
-    def on_test_batch_end(
-        self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
-    ) -> None:
-        self.evaluator.update(self, "test", outputs, batch, batch_idx)
-
-    def on_validation_epoch_end(self) -> None:
-        self.evaluator.log_epoch(self, "val")
-
-    def on_test_epoch_end(self) -> None:
-        self.evaluator.log_epoch(self, "test")
-
     def configure_optimizers(self) -> Any:
-        params = [p for p in self.parameters() if p.requires_grad]
-        if self.optimizer_factory is None:
-            optimizer = torch.optim.SGD(params, lr=1e-5, momentum=0.9, weight_decay=5e-4)
-        else:
-            optimizer = self.optimizer_factory(params)
-        if self.scheduler_factory is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}
+        return build_optimizers(
+            self.parameters(),
+            self.optimizer_factory,
+            self.scheduler_factory,
+            default=lambda p: torch.optim.SGD(p, lr=1e-5, momentum=0.9, weight_decay=5e-4),
+        )
 
     @property
     def strategy_names(self) -> Sequence[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -14,12 +15,18 @@ VGG16_FILENAME = "vgg16-397923af.pth"
 VGG16_URL = f"https://download.pytorch.org/models/{VGG16_FILENAME}"
 
 _HOW_TO = (
-    "Supply VGG-16 ImageNet weights in one of these ways:\n"
-    f"  1. download {VGG16_URL} on a machine with internet and pass its path:\n"
-    "     --model.pretrained=/path/to/vgg16-397923af.pth\n"
-    f"  2. put that file in torch's hub cache ({{cache}}) and pass --model.pretrained=hub-cache\n"
+    "Supply {what} in one of these ways:\n"
+    "  1. download {url} on a machine with internet and pass its path:\n"
+    "     --model.pretrained=/path/to/{filename}\n"
+    "  2. put that file in torch's hub cache ({cache}) and pass --model.pretrained=hub-cache\n"
     "  3. let torchvision download it now: --model.allow_download=true"
 )
+
+
+def _download_vgg16() -> dict[str, torch.Tensor]:
+    from torchvision.models import VGG16_Weights
+
+    return VGG16_Weights.IMAGENET1K_V1.get_state_dict(progress=True)
 
 
 def hub_cache_file(filename: str = VGG16_FILENAME) -> Path:
@@ -39,28 +46,36 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return obj
 
 
-def resolve_weights(pretrained: str, allow_download: bool = False) -> dict[str, torch.Tensor]:
+def resolve_weights(
+    pretrained: str,
+    allow_download: bool = False,
+    url: str = VGG16_URL,
+    what: str = "VGG-16 ImageNet weights",
+    download: Callable[[], dict[str, torch.Tensor]] = _download_vgg16,
+) -> dict[str, torch.Tensor]:
     """Return a state dict for ``pretrained``: a file path or ``"hub-cache"``.
+
+    Args:
+        pretrained: a weights file (a state dict, or a checkpoint holding ``state_dict``) or
+            ``"hub-cache"``: the file named like ``url`` in torch's hub cache.
+        allow_download: call ``download`` when the hub cache lacks the file.
+        url, what, download: the weights torchvision would fetch (default VGG-16 ImageNet).
 
     Raises:
         FileNotFoundError: the file is absent; the message says how to supply it.
     """
-    cache = hub_cache_file()
+    filename = url.rsplit("/", 1)[-1]
+    cache = hub_cache_file(filename)
+    how_to = _HOW_TO.format(what=what, url=url, filename=filename, cache=cache)
     if pretrained == "hub-cache":
         if cache.is_file():
             return _read_state_dict(cache)
         if allow_download:
-            from torchvision.models import VGG16_Weights
-
-            return VGG16_Weights.IMAGENET1K_V1.get_state_dict(progress=True)
-        raise FileNotFoundError(
-            f"pretrained='hub-cache' but {cache} does not exist.\n" + _HOW_TO.format(cache=cache)
-        )
+            return download()
+        raise FileNotFoundError(f"pretrained='hub-cache' but {cache} does not exist.\n{how_to}")
     path = Path(pretrained).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(
-            f"pretrained weights file {path} does not exist.\n" + _HOW_TO.format(cache=cache)
-        )
+        raise FileNotFoundError(f"pretrained weights file {path} does not exist.\n{how_to}")
     return _read_state_dict(path)
 
 
