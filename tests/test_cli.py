@@ -90,7 +90,8 @@ def test_compare_writes_table_csv_and_chart(trained, capsys):
     main(["compare", *_tiny(root), f"--ckpt_path={ckpt}", f"--output_dir={out}"])
     rows = list(csv.DictReader((out / "comparison.csv").open()))
     methods = [r["method"] for r in rows]
-    assert sorted(methods) == ["dcsm", "dcsm+crf", "simonyan", "simonyan+crf"]
+    plain = ["dcsm", "simonyan", "gradcam", "distinct_gradcam", "ig", "distinct_ig"]
+    assert sorted(methods) == sorted(plain + [f"{m}+crf" for m in plain])
     assert {"method", "miou", "background"} <= set(rows[0])
     assert (out / "comparison.md").read_text().count("|") > 10
     assert (out / "comparison.png").stat().st_size > 1000
