@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -149,3 +151,13 @@ def test_distinct_is_eq4_on_the_base_maps_then_renormalised(trained):
     assert two.any() and not torch.allclose(distinct[two], plain[two])
     with_tanh = Distinct(base=base, alpha=3.0, name="dg")(model, image, candidates)
     assert torch.allclose(with_tanh, torch.tanh(3.0 * expected) * candidates[..., None, None])
+
+
+def test_readme_captum_example_runs():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    (block,) = [b for b in blocks if "CaptumAttribution(" in b]
+    namespace: dict = {}
+    exec(block, namespace)
+    assert namespace["ig"].name == "ig" and namespace["dcsm_by_captum"].engine == "captum"
+    assert namespace["distinct_gradcam"].name == "distinct_gradcam"
