@@ -39,12 +39,15 @@ def test_class_path_by_registry_name_and_by_class_name():
           - class_path: gradcam
             init_args: {layer: relu4_3, name: gc}
           - class_path: DCSM
-            init_args: {alpha: 5}
+            init_args: {alpha: 5, engine: captum}
+          - class_path: captum
+            init_args: {method: IntegratedGradients, attribute_args: {n_steps: 8}}
         """
     )
-    gradcam, dcsm = model.evaluator.strategies
+    gradcam, dcsm, ig = model.evaluator.strategies
     assert isinstance(gradcam, GradCAM) and (gradcam.layer, gradcam.name) == ("relu4_3", "gc")
-    assert isinstance(dcsm, DCSM) and dcsm.alpha == 5.0
+    assert isinstance(dcsm, DCSM) and (dcsm.alpha, dcsm.engine) == (5.0, "captum")
+    assert ig.method == "IntegratedGradients" and ig.attribute_args == {"n_steps": 8}
 
 
 def test_name_on_the_command_line(capsys):
