@@ -9,9 +9,9 @@ of our callbacks after those of the config:
 - ``predict --output_dir DIR [--overwrite] [--method NAME]``: ``predict`` +
   :class:`~dcsm_lightning.writer.SegmentationWriter` (masks, heatmaps, overlays, scores);
 - ``pseudo-labels --output_dir DIR [--overwrite] [--method NAME] [--uncertain_threshold T]``:
-  ``predict`` on the train split, with the image tags as candidates, and the writer in
-  ``pseudo_labels`` mode (VOC ``SegmentationClass`` layout; pixels whose winning probability
-  is below T become void 255);
+  ``predict`` on the datamodule's ``train_split``, with the image tags as candidates, and the
+  writer in ``pseudo_labels`` mode (VOC ``SegmentationClass`` layout; pixels whose winning
+  probability is below T become void 255);
 
 and ``synth``, which exports the built-in dataset in the PASCAL VOC layout.
 """
@@ -24,20 +24,37 @@ import warnings
 from typing import Any
 
 from lightning.pytorch import LightningDataModule, LightningModule
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser
 
+from dcsm_lightning.cli_base import BaseCLI
 from dcsm_lightning.comparison import ComparisonReport
+from dcsm_lightning.errors import run_command
 from dcsm_lightning.writer import SegmentationWriter
 
 
-class DCSMLightningCLI(LightningCLI):
-    """LightningCLI whose datamodule's ``num_classes`` and ``class_names`` feed the model."""
+class DCSMLightningCLI(BaseCLI):
+    """LightningCLI whose datamodule's ``num_classes`` and ``class_names`` feed the model.
+
+    Args:
+        predict_train_split: predict on the datamodule's ``train_split`` (``"train"`` if it
+            has none) unless ``predict_split`` is given (``pseudo-labels``).
+    """
+
+    def __init__(self, *args: Any, predict_train_split: bool = False, **kwargs: Any) -> None:
+        self.predict_train_split = predict_train_split
+        super().__init__(*args, **kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         for field in ("num_classes", "class_names"):
             parser.link_arguments(
                 f"data.{field}", f"model.init_args.{field}", apply_on="instantiate"
             )
+
+    def before_instantiate_classes(self) -> None:
+        init_args = self.config[self.subcommand].data.get("init_args")
+        if self.predict_train_split and init_args is not None:
+            if init_args.get("predict_split") is None:
+                init_args.predict_split = init_args.get("train_split") or "train"
 
 
 def _pop_flag(args: list[str], name: str) -> bool:
@@ -121,12 +138,9 @@ def main(args: list[str] | None = None) -> DCSMLightningCLI | None:
             if output_dir is None:
                 raise SystemExit("dcsm-lightning pseudo-labels needs --output_dir DIR")
             # Training images come with their tags: use them as candidates unless told otherwise.
-            for option, value in (
-                ("--data.init_args.predict_split", "train"),
-                ("--model.init_args.candidates", "labels"),
-            ):
-                if not any(a.startswith(option) for a in args):
-                    args.append(f"{option}={value}")
+            option = "--model.init_args.candidates"
+            if not any(a.startswith(option) for a in args):
+                args.append(f"{option}=labels")
         if output_dir is not None:
             mode = "pseudo_labels" if command == "pseudo-labels" else "predictions"
             try:
@@ -156,12 +170,14 @@ def main(args: list[str] | None = None) -> DCSMLightningCLI | None:
             parser_kwargs={"parser_mode": "omegaconf"},
             trainer_defaults=trainer_defaults,
             args=args,
+            predict_train_split=command == "pseudo-labels",
         )
 
 
 def console_main() -> None:
-    """Console-script entry: run :func:`main` and exit 0 (``main`` returns the CLI object)."""
-    main()
+    """Console-script entry: :func:`main` with one-line user errors and an exit status
+    (see :mod:`dcsm_lightning.errors`; ``--debug`` or ``DCSM_DEBUG=1`` shows tracebacks)."""
+    sys.exit(run_command(main))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@ import errno
 import json
 import math
 import os
+import re
 import secrets
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,38 @@ def voc_palette(num_colors: int = 256) -> np.ndarray:
 
 _PALETTE = voc_palette()
 _TMP_ATTEMPTS = 16
+_HOST = re.sub(r"[^A-Za-z0-9]+", "_", socket.gethostname()) or "host"
+_TEMP_NAME = re.compile(r"^\..+\.(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)-[0-9a-f]{8}\.tmp(\.\w+)?$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temp_files(folder: str | os.PathLike) -> int:
+    """Remove the temporary files that killed runs on this host left under ``folder``.
+
+    A temporary file of :func:`atomic_path` is stale when the process named in it (this host,
+    that pid) no longer runs; files of running processes and of other hosts are kept.
+
+    Returns:
+        the number of files removed.
+    """
+    removed = 0
+    for parent, _, names in os.walk(folder):
+        for name in names:
+            match = _TEMP_NAME.match(name)
+            if match and match["host"] == _HOST and not _alive(int(match["pid"])):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(parent, name))
+                    removed += 1
+    return removed
 
 
 def _create_temp(target: Path) -> Path:
@@ -54,10 +88,13 @@ def _create_temp(target: Path) -> Path:
 
     ``tempfile.mkstemp`` would create it 0o600, and the rename would carry that mode to the
     final file; ``os.open(..., 0o666)`` lets the user's umask decide, like a plain ``open``.
-    The name keeps ``target``'s suffix so writers that infer the format from it still work.
+    The name keeps ``target``'s suffix so writers that infer the format from it still work,
+    and names its writer (host and pid) so that :func:`remove_stale_temp_files` can tell the
+    leftovers of a killed run from the files of a run in progress.
     """
+    owner = f"{_HOST}-{os.getpid()}"
     for _ in range(_TMP_ATTEMPTS):
-        tmp = target.with_name(f".{target.stem}.{secrets.token_hex(4)}.tmp{target.suffix}")
+        tmp = target.with_name(f".{target.stem}.{owner}-{secrets.token_hex(4)}.tmp{target.suffix}")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:
@@ -116,7 +153,13 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
         reason = exc.strerror or str(exc)
         raise type(exc)(exc.errno, f"cannot write {target}: {reason}", str(target)) from exc
     try:
-        yield tmp_path
+        try:
+            yield tmp_path
+        except OSError as exc:  # disk full, file size limit, ...: name the file
+            if exc.errno is None:
+                raise
+            reason = exc.strerror or str(exc)
+            raise type(exc)(exc.errno, f"cannot write {target}: {reason}", str(target)) from exc
         _commit(tmp_path, target, overwrite)
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -297,6 +340,10 @@ def check_writable_dir(path: str | os.PathLike) -> Path:
         PermissionError / NotADirectoryError / OSError: naming ``path``.
     """
     folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(
+            errno.ENOTDIR, f"output folder {folder} is a file, not a folder", str(folder)
+        )
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = _create_temp(folder / "write-test")

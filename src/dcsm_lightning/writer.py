@@ -6,6 +6,7 @@ letterbox, so every file it writes has the size of the image on disk.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +20,7 @@ from torch import Tensor
 from dcsm_lightning.data.transforms import uncrop_images, uncrop_labels, valid_extent
 from dcsm_lightning.io import (
     check_writable_dir,
+    remove_stale_temp_files,
     save_heatmap_png,
     save_json,
     save_label_png,
@@ -30,6 +32,7 @@ from dcsm_lightning.segment import uncertain_to_void
 CRF_SUFFIX = "+crf"
 PSEUDO_LIST = Path("ImageSets", "Segmentation", "pseudo.txt")
 _UNSAFE = re.compile(r"[^\w.-]+")
+_NO_OP = contextlib.nullcontext()
 
 
 def default_method(mask_names: Sequence[str]) -> str:
@@ -147,6 +150,7 @@ class SegmentationWriter(BasePredictionWriter):
         if stage != "predict":
             return
         check_writable_dir(self.output_dir)
+        remove_stale_temp_files(self.output_dir)  # left by a killed run
         callbacks = list(getattr(trainer, "callbacks", []) or [])
         if self in callbacks:
             later = {type(cb).__name__ for cb in callbacks[callbacks.index(self) + 1 :]}
@@ -318,25 +322,28 @@ class SegmentationWriter(BasePredictionWriter):
                 label = uncertain_to_void(label, maps[b], self.uncertain_threshold)
             label = uncrop_labels(label, extent, orig).numpy()
             for path, kind, arg in todo:  # in plan order: the marker file comes last
-                if kind == "mask":
-                    save_label_png(path, label, overwrite=self.overwrite)
-                elif kind == "heatmap":
-                    heat = uncrop_images(maps[b, arg : arg + 1], extent, orig)[0].clamp(0, 1)
-                    save_heatmap_png(
-                        path, heat.numpy(), overwrite=self.overwrite, cmap=self.heatmap_cmap
-                    )
-                elif kind == "overlay":
-                    image = uncrop_images(rgb[b].detach().cpu().permute(2, 0, 1), extent, orig)
-                    image = image.round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0)
-                    save_overlay_png(path, image.numpy(), label, overwrite=self.overwrite)
-                else:  # scores
-                    record = {
-                        "id": ids[b],
-                        "method": method,
-                        "scores": {
-                            n: float(p) for n, p in zip(names, probs[b].tolist(), strict=True)
-                        },
-                        "candidates": [names[k] for k in arg],
-                    }
-                    save_json(path, record, overwrite=self.overwrite)
+                # another run writing into the same folder may have written it meanwhile:
+                # keep that file (never overwrite without overwrite=True)
+                with contextlib.suppress(FileExistsError) if not self.overwrite else _NO_OP:
+                    if kind == "mask":
+                        save_label_png(path, label, overwrite=self.overwrite)
+                    elif kind == "heatmap":
+                        heat = uncrop_images(maps[b, arg : arg + 1], extent, orig)[0].clamp(0, 1)
+                        save_heatmap_png(
+                            path, heat.numpy(), overwrite=self.overwrite, cmap=self.heatmap_cmap
+                        )
+                    elif kind == "overlay":
+                        image = uncrop_images(rgb[b].detach().cpu().permute(2, 0, 1), extent, orig)
+                        image = image.round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0)
+                        save_overlay_png(path, image.numpy(), label, overwrite=self.overwrite)
+                    else:  # scores
+                        record = {
+                            "id": ids[b],
+                            "method": method,
+                            "scores": {
+                                n: float(p) for n, p in zip(names, probs[b].tolist(), strict=True)
+                            },
+                            "candidates": [names[k] for k in arg],
+                        }
+                        save_json(path, record, overwrite=self.overwrite)
             self.written += 1

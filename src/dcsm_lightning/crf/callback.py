@@ -6,7 +6,6 @@ style: the callback only calls the function), one image per worker process.
 
 from __future__ import annotations
 
-import gc
 import multiprocessing
 import os
 from collections.abc import Mapping, MutableMapping, Sequence
@@ -20,6 +19,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
 from dcsm_lightning.crf.inference import _crf_kwargs, _dense_crf_numpy, _finish, _prepare
+from dcsm_lightning.crf.workers import init_worker
 
 __all__ = ["DenseCRF"]
 
@@ -276,9 +276,12 @@ class DenseCRF(Callback):
             workers = self.num_workers
         if workers <= 1 and self.num_workers != 1:
             return None
-        # gc.freeze: the forked child never collects (nor finalises) the parent's objects
+        # init_worker: workers die with this process and freeze the GC (see crf/workers.py)
         self._pool = ProcessPoolExecutor(
-            max_workers=workers, mp_context=_pool_context(), initializer=gc.freeze
+            max_workers=workers,
+            mp_context=_pool_context(),
+            initializer=init_worker,
+            initargs=(os.getpid(),),
         )
         self._pool_workers = workers
         return self._pool

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader, Dataset
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from dcsm_lightning.data.classes import SYNTHETIC_CLASSES
 from dcsm_lightning.data.masks import MaskFolder
@@ -203,12 +204,25 @@ class SegmentationDataModule(LightningDataModule):
             prepared,
             batch_size=self.batch_size,
             shuffle=train,
+            sampler=None if train else self._evaluation_sampler(prepared),
             drop_last=train and len(prepared) > self.batch_size,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
             collate_fn=collate_batch,
         )
+
+    def _evaluation_sampler(self, dataset: Dataset) -> Sampler | None:
+        """Under DDP, each image on exactly one process (no padding repeats): metrics stay exact.
+
+        Lightning's default ``DistributedSampler`` repeats images so that every process gets
+        as many; the repeats would be counted twice by the validation / test metrics.
+        """
+        trainer = self.trainer
+        kwargs = trainer.distributed_sampler_kwargs if trainer is not None else None
+        if not kwargs or kwargs.get("num_replicas", 1) <= 1:
+            return None
+        return UnrepeatedDistributedSampler(dataset, shuffle=False, **kwargs)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")
@@ -330,9 +344,12 @@ class VOCDataModule(SegmentationDataModule):
             predict_split=predict_split,
             train_mask_root=train_mask_root,
         )
-        self.save_hyperparameters()
         self.root = root
         self.class_names = list(resolve_class_names(root, class_names))
+        # Save the names in use, not None: the model gets them (linked by the CLI), and
+        # Lightning refuses a datamodule and a model whose shared hyper-parameters differ.
+        self.save_hyperparameters()
+        self.save_hyperparameters({**self.hparams, "class_names": self.class_names})
 
     def make_dataset(self, split: str) -> Dataset:
         return VOCSegmentation(self.root, split, class_names=self.class_names)

@@ -55,8 +55,9 @@ def _refuse_truncated() -> Iterator[None]:
 def load_rgb(path: str | os.PathLike) -> np.ndarray:
     """Read an image file as uint8 RGB.
 
-    Grayscale (``L``, ``1``, ``I;16`` ...), palette (``P``), ``CMYK`` and images with an alpha
-    channel (``RGBA``, ``LA``) are converted to RGB (alpha is dropped, not composited) with an
+    Grayscale (``L``, ``1``; 16-bit ``I;16`` / ``I`` scaled to 8 bits), palette (``P``),
+    ``CMYK`` and images with an alpha channel (``RGBA``, ``LA``) are converted to RGB (alpha
+    is dropped, not composited) with an
     :class:`ImageModeWarning` naming the file. EXIF orientation is ignored on purpose: VOC
     masks are aligned with the stored pixels.
 
@@ -68,27 +69,48 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: the file is not an image, or is corrupt or truncated (names the file).
+        ValueError: the file is not an image, is corrupt or truncated, is over Pillow's pixel
+            limit, or holds float / 32-bit pixels (names the file).
     """
     path = os.fspath(path)
     try:
         with Image.open(path) as image, _refuse_truncated():
             image.load()
             mode = image.mode
-            rgb = image if mode == "RGB" else image.convert("RGB")
-            array = np.asarray(rgb, dtype=np.uint8).copy()
+            deep = mode in ("I", "F") or mode.startswith("I;16")
+            rgb = image if mode == "RGB" or deep else image.convert("RGB")
+            array = np.array(rgb)
     except FileNotFoundError:
         raise
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise ValueError(
+            f"cannot read image {path}: larger than Pillow's limit of {Image.MAX_IMAGE_PIXELS} "
+            "pixels (PIL.Image.MAX_IMAGE_PIXELS); shrink the image or raise that limit"
+        ) from exc
+    except (OSError, SyntaxError, ValueError) as exc:
         raise ValueError(
             f"cannot read image {path}: corrupt, truncated or not an image ({exc})"
         ) from exc
+    if deep:
+        array = _gray16_to_rgb8(array, mode, path)
     if mode != "RGB":
         alpha = " (alpha channel dropped)" if "A" in mode else ""
         warnings.warn(
             f"{path} is a {mode!r} image; converted to RGB{alpha}", ImageModeWarning, stacklevel=2
         )
     return array
+
+
+def _gray16_to_rgb8(values: np.ndarray, mode: str, path: str) -> np.ndarray:
+    """16-bit grayscale H x W -> uint8 H x W x 3, scaled (``v / 257``), not clipped as Pillow's
+    own conversion does (it turns every value above 255 white)."""
+    if mode == "F" or values.min() < 0 or values.max() > 65535:
+        raise ValueError(
+            f"image {path} has {mode!r} pixels in [{values.min()}, {values.max()}]; "
+            "save it as an 8- or 16-bit image"
+        )
+    gray = np.rint(values.astype(np.float64) / 257).astype(np.uint8)
+    return np.repeat(gray[..., None], 3, axis=2)
 
 
 def letterbox_extent(height: int, width: int, size: int) -> tuple[int, int]:

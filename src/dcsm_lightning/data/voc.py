@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -157,7 +158,7 @@ class VOCSegmentation(Dataset):
     Raises:
         FileNotFoundError: missing root, ``JPEGImages``, split list, listed images, or masks
             missing for part of the split (names the paths, explains the layout).
-        ValueError: invalid ``class_names``; an empty split list.
+        ValueError: invalid ``class_names``; an empty split list; an id listed twice.
         ValueError (when reading a sample): unreadable image or mask, mask size different from
             its image, mask values above K other than 255.
     """
@@ -188,6 +189,12 @@ class VOCSegmentation(Dataset):
         self.ids = read_split_ids(split_file)
         if not self.ids:
             raise ValueError(f"split list {split_file} lists no image ids")
+        repeated = sorted(i for i, n in Counter(self.ids).items() if n > 1)
+        if repeated:
+            raise ValueError(
+                f"split list {split_file} lists {_some(repeated)} more than once; "
+                "remove the repeated lines"
+            )
         images = _index_folder(image_dir, IMAGE_SUFFIXES)
         absent = [i for i in self.ids if i not in images]
         if absent:

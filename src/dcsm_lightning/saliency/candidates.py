@@ -32,7 +32,8 @@ def select_candidates(
         bool B x K, True for candidates.
 
     Raises:
-        ValueError: ``probs`` is not a finite floating B x K tensor, or ``min_candidates < 0``.
+        ValueError: ``probs`` is not a floating B x K tensor of values in [0, 1] (e.g. logits),
+            ``threshold`` is not in [0, 1] (or NaN), or ``min_candidates < 0``.
 
     Example:
         >>> probs = torch.tensor([[0.9, 0.2, 0.6, 0.1], [0.1, 0.3, 0.2, 0.05]])
@@ -49,6 +50,13 @@ def select_candidates(
         raise ValueError(f"probs must be a float tensor of shape B x K, got {got}")
     if not torch.isfinite(probs).all():
         raise ValueError("probs contains NaN or Inf")
+    if probs.numel() and (probs.min() < 0 or probs.max() > 1):
+        raise ValueError(
+            f"probs must be probabilities in [0, 1], got values in [{float(probs.min()):.4g}, "
+            f"{float(probs.max()):.4g}]: pass torch.sigmoid(logits), not the logits"
+        )
+    if not 0.0 <= threshold <= 1.0:  # also refuses NaN
+        raise ValueError(f"threshold must be a number in [0, 1], got {threshold}")
     if min_candidates < 0:
         raise ValueError(f"min_candidates must be >= 0, got {min_candidates}")
     chosen = probs > threshold

@@ -1,0 +1,58 @@
+"""Fixtures of the robustness tests: a tiny VOC-layout tree, a config and a checkpoint."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+from robust_helpers import SIZE, robust_config
+
+from dcsm_lightning.cli import main
+from dcsm_lightning.data.synthetic import export_voc
+from dcsm_lightning.errors import run_command
+
+
+@pytest.fixture(scope="session")
+def base_tree(tmp_path_factory) -> Path:
+    """The synthetic export in the VOC layout: 6 train and 5 val images of 48 px."""
+    return export_voc(tmp_path_factory.mktemp("base") / "VOC2012", 6, 5, seed=0, size=SIZE)
+
+
+@pytest.fixture
+def tree(base_tree, tmp_path) -> Path:
+    """A private copy of :func:`base_tree` that a test may damage."""
+    return Path(shutil.copytree(base_tree, tmp_path / "VOC2012"))
+
+
+@pytest.fixture
+def config(tree, tmp_path) -> Path:
+    """``robust.yaml`` on the private tree (checkpoints go to ``tmp_path/ckpt``)."""
+    path = tmp_path / "robust.yaml"
+    path.write_text(yaml.safe_dump(robust_config(tree, tmp_path / "ckpt")))
+    return path
+
+
+@pytest.fixture(scope="session")
+def checkpoint(base_tree, tmp_path_factory) -> Path:
+    """A 1-epoch checkpoint of the robust config (6 synthetic classes)."""
+    folder = tmp_path_factory.mktemp("trained")
+    path = folder / "robust.yaml"
+    path.write_text(yaml.safe_dump(robust_config(base_tree, folder / "ckpt")))
+    code = run_command(main, ["fit", "--config", str(path), f"--trainer.default_root_dir={folder}"])
+    assert code == 0
+    return folder / "ckpt" / "last.ckpt"
+
+
+@pytest.fixture
+def run(capsys) -> Callable[..., tuple[int, str]]:
+    """Run the command in this process: ``run(*args) -> (exit status, stderr)``."""
+
+    def _run(*args: str) -> tuple[int, str]:
+        capsys.readouterr()
+        code = run_command(main, list(args))
+        return code, capsys.readouterr().err
+
+    return _run
