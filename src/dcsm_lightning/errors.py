@@ -52,6 +52,12 @@ class UserError(Exception):
         self.hint = hint
 
 
+def with_hint(exc: BaseException, hint: str) -> BaseException:
+    """Attach a one-line ``hint`` to any exception (printed under its first line); return it."""
+    exc.hint = hint  # type: ignore[attr-defined]
+    return exc
+
+
 class Interrupted(Exception):  # noqa: N818 (a state, not an error)
     """The run stopped early on a signal (SIGTERM from a batch scheduler, Ctrl-C).
 
@@ -101,9 +107,21 @@ def debug_requested(args: list[str]) -> bool:
     return flag or os.environ.get(DEBUG_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def unwrap(exc: BaseException) -> BaseException:
+    """The exception a class raised while jsonargparse instantiated it (jsonargparse wraps it
+    in a ValueError listing the union's types), else ``exc``."""
+    while (
+        isinstance(exc, ValueError)
+        and exc.__cause__ is not None
+        and str(exc).startswith("Does not validate against any of the Union subtypes")
+    ):
+        exc = exc.__cause__
+    return exc
+
+
 def is_user_error(exc: BaseException) -> bool:
     """Whether ``exc`` is a problem with the user's input rather than a bug."""
-    return isinstance(exc, _USER_ERROR_TYPES)
+    return isinstance(unwrap(exc), _USER_ERROR_TYPES)
 
 
 def _first_line(text: str) -> tuple[str, bool]:
@@ -123,23 +141,32 @@ def _first_line(text: str) -> tuple[str, bool]:
 
 
 def summarize_parse_error(message: str) -> str:
-    """One line from a (nested, multi-line) jsonargparse error: the field and its problem."""
+    """One line from a (nested, multi-line) jsonargparse error: the field and its problem.
+
+    The reason is the line after the innermost "Problem with given class_path" if there is
+    one, else the last line that is not one of jsonargparse's union-type explanations.
+    """
     lines = [line.strip() for line in message.splitlines() if line.strip()]
     if len(lines) <= 1:
         return lines[0] if lines else message
     keys = re.findall(r'Parser key "([^"]+)"', message)
-    details = [
-        line.lstrip("- ").strip()
-        for line in lines
-        if "Parser key" not in line and not line.lstrip("- ").startswith(_PARSE_NOISE)
-    ]
+    problems = [i for i, line in enumerate(lines) if "Problem with given class_path" in line]
+    if problems and problems[-1] + 1 < len(lines) and "Parser key" not in lines[problems[-1] + 1]:
+        detail = lines[problems[-1] + 1].lstrip("- ")
+    else:
+        details = [
+            line.lstrip("- ")
+            for line in lines
+            if "Parser key" not in line and not line.lstrip("- ").startswith(_PARSE_NOISE)
+        ]
+        detail = details[-1] if details else lines[0]
     field = ".".join(dict.fromkeys(keys))
-    detail = details[-1] if details else lines[0]
     return f"{field}: {detail}" if field else detail
 
 
 def describe(exc: BaseException) -> tuple[str, str | None]:
     """The one-line message and the hint (or None) printed for a user error."""
+    exc = unwrap(exc)
     if isinstance(exc, argparse.ArgumentError):
         return summarize_parse_error(str(exc)), f"run `{PROG} <subcommand> --help` for the options"
     if isinstance(exc, KeyError) and len(exc.args) == 1 and isinstance(exc.args[0], str):

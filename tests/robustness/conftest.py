@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from robust_helpers import SIZE, robust_config
 from dcsm_lightning.cli import main
 from dcsm_lightning.data.synthetic import export_voc
 from dcsm_lightning.errors import run_command
+
+RUN_COMMANDS = ("fit", "validate", "test", "predict", "compare", "pseudo-labels")
 
 
 @pytest.fixture(scope="session")
@@ -47,12 +50,16 @@ def checkpoint(base_tree, tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def run(capsys) -> Callable[..., tuple[int, str]]:
-    """Run the command in this process: ``run(*args) -> (exit status, stderr)``."""
+def run(capsys, tmp_path) -> Callable[..., tuple[int, str]]:
+    """Run the command in this process: ``run(*args) -> (exit status, stderr)``; each run gets
+    its own ``default_root_dir`` (LightningCLI refuses to overwrite a saved config.yaml)."""
 
     def _run(*args: str) -> tuple[int, str]:
         capsys.readouterr()
-        code = run_command(main, list(args))
+        args = list(args)
+        if args and args[0] in RUN_COMMANDS:
+            args.append(f"--trainer.default_root_dir={tempfile.mkdtemp(dir=tmp_path)}")
+        code = run_command(main, args)
         return code, capsys.readouterr().err
 
     return _run

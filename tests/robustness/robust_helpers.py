@@ -24,6 +24,7 @@ def robust_config(root: Path, ckpt_dir: Path, crf_workers: int = 0) -> dict:
             "logger": False,
             "enable_progress_bar": False,
             "enable_model_summary": False,
+            "default_root_dir": str(ckpt_dir.parent),  # LightningCLI saves config.yaml here
             "callbacks": [
                 {
                     "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",

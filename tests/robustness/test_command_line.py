@@ -129,3 +129,12 @@ def test_bugs_keep_their_traceback():
 
     with pytest.raises(TypeError):
         run_command(buggy, [])
+
+
+def test_missing_pretrained_weights_say_how_to_supply_them(run, config, tmp_path):
+    code, err = run(
+        "fit", "--config", str(config), f"--model.init_args.pretrained={tmp_path}/w.pth"
+    )
+    assert code == EXIT_USER_ERROR
+    assert error_line(err) == f"pretrained weights file {tmp_path}/w.pth does not exist."
+    assert "hint: download https://download.pytorch.org/models/vgg16-397923af.pth" in err

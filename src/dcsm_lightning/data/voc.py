@@ -20,11 +20,16 @@ from torch.utils.data import Dataset
 
 from dcsm_lightning.data.classes import VOC_CLASSES, check_class_names, labels_from_mask
 from dcsm_lightning.data.transforms import letterbox, load_rgb
+from dcsm_lightning.errors import with_hint
 from dcsm_lightning.io import VOID_LABEL
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 CLASS_NAMES_FILE = "class_names.txt"
 
+LAYOUT_HINT = (
+    "the layout: <root>/JPEGImages, SegmentationClass[Aug], ImageSets/Segmentation/<split>.txt "
+    "(README, 'Real VOC and VGG-16 weights'); `dcsm-lightning synth --out DIR` writes an example"
+)
 LAYOUT_HELP = """\
 dcsm-lightning never downloads data; it expects a PASCAL VOC 2012 tree on disk:
   <root>/                          the VOC2012 folder (or VOCdevkit/, which holds VOC2012/)
@@ -183,8 +188,11 @@ class VOCSegmentation(Dataset):
             if missing[0] == split_file and split_file.parent.is_dir():
                 found = sorted(p.stem for p in split_file.parent.glob("*.txt"))
                 hint = f" (available splits: {', '.join(found) or 'none'})"
-            raise FileNotFoundError(
-                f"VOC data not found: {missing[0]} does not exist{hint}.\n{LAYOUT_HELP}"
+            raise with_hint(
+                FileNotFoundError(
+                    f"VOC data not found: {missing[0]} does not exist{hint}.\n{LAYOUT_HELP}"
+                ),
+                LAYOUT_HINT,
             )
         self.ids = read_split_ids(split_file)
         if not self.ids:
@@ -198,9 +206,13 @@ class VOCSegmentation(Dataset):
         images = _index_folder(image_dir, IMAGE_SUFFIXES)
         absent = [i for i in self.ids if i not in images]
         if absent:
-            raise FileNotFoundError(
-                f"{len(absent)} of {len(self.ids)} ids in {split_file} have no image in "
-                f"{image_dir} (looked for <id>.jpg / .jpeg / .png): {_some(absent)}.\n{LAYOUT_HELP}"
+            raise with_hint(
+                FileNotFoundError(
+                    f"{len(absent)} of {len(self.ids)} ids in {split_file} have no image in "
+                    f"{image_dir} (looked for <id>.jpg / .jpeg / .png): {_some(absent)}."
+                    f"\n{LAYOUT_HELP}"
+                ),
+                LAYOUT_HINT,
             )
         self.image_paths = [image_dir / images[i] for i in self.ids]
         self.mask_paths: list[Path] | None = None
@@ -228,9 +240,13 @@ class VOCSegmentation(Dataset):
             )
             return None
         if absent:
-            raise FileNotFoundError(
-                f"{len(absent)} of {len(self.ids)} ids in {split_file} have no mask <id>.png in "
-                f"{' or '.join(str(f) for f, _ in folders)}: {_some(absent)}.\n{LAYOUT_HELP}"
+            raise with_hint(
+                FileNotFoundError(
+                    f"{len(absent)} of {len(self.ids)} ids in {split_file} have no mask "
+                    f"<id>.png in {' or '.join(str(f) for f, _ in folders)}: {_some(absent)}."
+                    f"\n{LAYOUT_HELP}"
+                ),
+                LAYOUT_HINT,
             )
         return paths
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from dcsm_lightning.errors import with_hint
 from dcsm_lightning.models.backbones import VGGFCN, load_torchvision_vgg16
 
 #: File name torchvision gives VGG-16's ImageNet weights in torch's hub cache.
@@ -67,15 +68,23 @@ def resolve_weights(
     filename = url.rsplit("/", 1)[-1]
     cache = hub_cache_file(filename)
     how_to = _HOW_TO.format(what=what, url=url, filename=filename, cache=cache)
+    hint = (
+        f"download {url} and pass --model.init_args.pretrained=/path/to/{filename}, put it in "
+        f"{cache.parent} (pretrained=hub-cache), or add --model.init_args.allow_download=true"
+    )
     if pretrained == "hub-cache":
         if cache.is_file():
             return _read_state_dict(cache)
         if allow_download:
             return download()
-        raise FileNotFoundError(f"pretrained='hub-cache' but {cache} does not exist.\n{how_to}")
+        raise with_hint(
+            FileNotFoundError(f"pretrained='hub-cache' but {cache} does not exist.\n{how_to}"), hint
+        )
     path = Path(pretrained).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"pretrained weights file {path} does not exist.\n{how_to}")
+        raise with_hint(
+            FileNotFoundError(f"pretrained weights file {path} does not exist.\n{how_to}"), hint
+        )
     return _read_state_dict(path)
 
 
