@@ -1,4 +1,8 @@
-"""fit / compare / predict under Lightning's DDP strategy (2 CPU processes, gloo) vs one process."""
+"""fit / compare / predict under Lightning's DDP strategy (2 CPU processes, gloo) vs one process.
+
+9 validation images on 2 processes: a DistributedSampler that pads the shards would count one
+image twice and change the metrics; they must match one process exactly.
+"""
 
 from __future__ import annotations
 
@@ -40,7 +44,8 @@ def test_fit_compare_and_predict_under_ddp_match_one_process(tmp_path):
     config["trainer"]["logger"] = False
     config["trainer"]["enable_progress_bar"] = False
     config["trainer"]["max_epochs"] = 1
-    config["data"]["init_args"].update(num_train=16, num_val=8, batch_size=4, size=64)
+    config["data"]["init_args"].update(num_train=16, num_val=9, batch_size=4, size=64)
+    config["model"]["init_args"]["saliency"] = config["model"]["init_args"]["saliency"][:2]
     (tmp_path / "input.yaml").write_text(yaml.safe_dump(config))
     base = ["--config", "input.yaml", "--trainer.accelerator=cpu"]
     ddp = ["--trainer.strategy=ddp", "--trainer.devices=2"]
@@ -72,5 +77,5 @@ def test_fit_compare_and_predict_under_ddp_match_one_process(tmp_path):
             )
 
     _cli("predict", *base, *ddp, f"--ckpt_path={ckpt}", "--output_dir=pred", cwd=tmp_path)
-    assert len(list((tmp_path / "pred" / "masks").glob("*.png"))) == 8
-    assert len(list((tmp_path / "pred" / "scores").glob("*.json"))) == 8
+    assert len(list((tmp_path / "pred" / "masks").glob("*.png"))) == 9
+    assert len(list((tmp_path / "pred" / "scores").glob("*.json"))) == 9
