@@ -33,3 +33,6 @@ TINY = [
     "--trainer.logger=false",
     "--trainer.enable_progress_bar=false",
 ]
+#: The paper's two strategies only (DCSM, Simonyan), for tests of the commands rather than of
+#: the demo's methods: the demo's Captum rows (Integrated Gradients) are the slow ones.
+PAPER_STRATEGIES = "--model.init_args.saliency=[DCSM, Simonyan]"

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from demo_config import CONFIGS, TINY, checkpoints, demo_config
+from demo_config import CONFIGS, PAPER_STRATEGIES, TINY, checkpoints, demo_config
 from PIL import Image
 
 from dcsm_lightning.cli import main
@@ -125,7 +125,12 @@ def test_predict_writes_masks_heatmaps_overlays_and_scores_then_resumes(trained,
     def args() -> list[
         str
     ]:  # a fresh run folder each time: LightningCLI never overwrites config.yaml
-        return ["predict", *_tiny(root), f"--ckpt_path={ckpt}", f"--output_dir={out}"]
+        return [
+            "predict",
+            *_tiny(root, PAPER_STRATEGIES),
+            f"--ckpt_path={ckpt}",
+            f"--output_dir={out}",
+        ]
 
     main(args())
     masks = sorted(p.stem for p in (out / "masks").glob("*.png"))
@@ -147,7 +152,14 @@ def test_predict_writes_masks_heatmaps_overlays_and_scores_then_resumes(trained,
 def test_pseudo_labels_write_the_train_split_in_voc_layout(trained, tmp_path):
     root, ckpt = trained
     out = tmp_path / "pseudo"
-    main(["pseudo-labels", *_tiny(root), f"--ckpt_path={ckpt}", f"--output_dir={out}"])
+    main(
+        [
+            "pseudo-labels",
+            *_tiny(root, PAPER_STRATEGIES),
+            f"--ckpt_path={ckpt}",
+            f"--output_dir={out}",
+        ]
+    )
     written = sorted(p.stem for p in (out / "SegmentationClass").glob("*.png"))
     assert len(written) == 16 and all(name.startswith("train") for name in written)
     listed = (out / "ImageSets" / "Segmentation" / "pseudo.txt").read_text().split()
@@ -161,7 +173,7 @@ def test_pseudo_labels_method_and_uncertain_threshold(trained, tmp_path):
         out = tmp_path / f"pseudo_{threshold}"
         extra = [] if threshold is None else [f"--uncertain_threshold={threshold}"]
         args = [f"--ckpt_path={ckpt}", f"--output_dir={out}", "--method", "dcsm", *extra]
-        main(["pseudo-labels", *_tiny(root), *args])
+        main(["pseudo-labels", *_tiny(root, PAPER_STRATEGIES), *args])
         masks = [np.array(Image.open(p)) for p in (out / "SegmentationClass").glob("*.png")]
         assert len(masks) == 16
         void[threshold] = sum(int((m == 255).sum()) for m in masks)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from demo_config import CONFIGS, TINY, demo_config
+from demo_config import CONFIGS, PAPER_STRATEGIES, TINY, demo_config
 from PIL import Image
 
 from dcsm_lightning.cli import main
@@ -46,7 +46,7 @@ def _command(tmp_path: Path, config: dict, name: str, *extra: str):
 
 
 def test_two_stages_end_to_end(tmp_path):
-    teacher = _command(tmp_path, demo_config(tmp_path / "ckpt1"), "teacher")
+    teacher = _command(tmp_path, demo_config(tmp_path / "ckpt1"), "teacher", PAPER_STRATEGIES)
     main(["fit", *teacher()])
     ckpt1 = tmp_path / "ckpt1" / "last.ckpt"
     pseudo = tmp_path / "pseudo"
