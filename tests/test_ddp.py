@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import yaml
-from demo_config import PAPER_STRATEGIES, demo_config
+from demo_config import demo_config
 
 
 def _cli(*args: str, cwd: Path) -> None:
@@ -47,7 +47,7 @@ def test_fit_compare_and_predict_under_ddp_match_one_process(tmp_path):
     config["data"]["init_args"].update(num_train=16, num_val=9, batch_size=4, size=64)
     config["model"]["init_args"]["saliency"] = config["model"]["init_args"]["saliency"][:2]
     (tmp_path / "input.yaml").write_text(yaml.safe_dump(config))
-    base = ["--config", "input.yaml", "--trainer.accelerator=cpu", PAPER_STRATEGIES]
+    base = ["--config", "input.yaml", "--trainer.accelerator=cpu"]
     ddp = ["--trainer.strategy=ddp", "--trainer.devices=2"]
 
     _cli("fit", *base, *ddp, cwd=tmp_path)
