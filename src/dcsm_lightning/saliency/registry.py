@@ -168,7 +168,7 @@ def create_saliency(name: str, /, **kwargs: Any) -> SaliencyStrategy:
 def saliency_spec_type() -> Any:
     """The type of a strategy in a signature that LightningCLI / jsonargparse fills.
 
-    ``SaliencyStrategy | Literal[<registered names>] | SaliencyByName`` where
+    ``SaliencyStrategy | SaliencyByName | Literal[<registered names>]`` where
     ``SaliencyByName`` is a dict ``{"class_path": <registered name>, "init_args": {...}}``.
     The names are those registered when this is called, entry-point plugins included, so
     ``--help`` lists them. Turn a value into a strategy with :func:`as_saliency`.
@@ -177,7 +177,8 @@ def saliency_spec_type() -> Any:
     by_name = TypedDict(  # noqa: UP013 (class syntax cannot take the runtime Literal)
         "SaliencyByName", {"class_path": names, "init_args": NotRequired[dict[str, Any]]}
     )
-    return Union[SaliencyStrategy, names, by_name]  # noqa: UP007 (a runtime type object)
+    # The names last: an unknown name's error then lists the known ones.
+    return Union[SaliencyStrategy, by_name, names]  # noqa: UP007 (a runtime type object)
 
 
 def as_saliency(spec: SaliencyStrategy | str | Mapping[str, Any]) -> SaliencyStrategy:
