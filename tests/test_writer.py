@@ -17,7 +17,7 @@ import dcsm_lightning.writer as writer_module
 from dcsm_lightning.data.transforms import valid_extent
 from dcsm_lightning.io import VOID_LABEL
 from dcsm_lightning.segment import uncertain_to_void
-from dcsm_lightning.writer import SegmentationWriter, default_method
+from dcsm_lightning.writer import SegmentationWriter, check_id, default_method
 
 SIZE = 12
 NAMES = ["aeroplane", "potted plant", "bird"]  # "potted plant" -> file name "potted_plant"
@@ -327,3 +327,33 @@ def test_helpers():
     out = uncertain_to_void(labels, maps, 0.65)
     assert out.tolist() == [[1, VOID_LABEL], [3, 0]]
     assert uncertain_to_void(labels, maps, 0.5).tolist() == labels.tolist()
+
+
+def test_ids_with_folders_mirror_them_and_resume(tmp_path):
+    dataset = ContractImages()
+    for index, item in enumerate(dataset.items):
+        item["id"] = f"sub/dir{index % 2}/{item['id']}"
+    _predict(SegmentationWriter(str(tmp_path)), dataset)
+    for item in dataset.items:
+        np.testing.assert_array_equal(
+            _read(tmp_path / "masks" / f"{item['id']}.png"), item["true_labels"].numpy()
+        )
+        assert (tmp_path / "overlays" / f"{item['id']}.png").is_file()
+    writer = SegmentationWriter(str(tmp_path), mode="predictions")
+    assert writer.done_ids() == {item["id"] for item in dataset.items}
+    _predict(writer, dataset)
+    assert (writer.written, writer.skipped) == (0, len(dataset.items))
+    pseudo = SegmentationWriter(str(tmp_path / "pseudo"), mode="pseudo_labels")
+    _predict(pseudo, dataset)
+    listed = (tmp_path / "pseudo" / "ImageSets" / "Segmentation" / "pseudo.txt").read_text()
+    assert sorted(listed.split()) == sorted(item["id"] for item in dataset.items)
+
+
+@pytest.mark.parametrize("bad", ["../x", "/abs/x", "a/../x", "a//x", "a\\x", "", ".", "a/"])
+def test_ids_that_would_leave_the_output_dir_are_refused(tmp_path, bad):
+    dataset = ContractImages()
+    dataset.items[0]["id"] = bad
+    with pytest.raises(ValueError, match="must be a relative path"):
+        _predict(SegmentationWriter(str(tmp_path / "out")), dataset)
+    assert not list((tmp_path / "out").rglob("*.png"))
+    assert check_id("cats/img_1") == "cats/img_1"

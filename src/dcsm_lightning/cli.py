@@ -6,8 +6,11 @@ of our callbacks after those of the config:
 - ``compare``: ``validate`` + :class:`~dcsm_lightning.comparison.ComparisonReport`
   (``--output_dir``, default the run's log directory; ``--include CSV``, repeatable, puts the
   rows of earlier comparisons first, e.g. the classifier's beside a segmentation network's);
-- ``predict --output_dir DIR [--overwrite] [--method NAME]``: ``predict`` +
+- ``predict --output_dir DIR [--overwrite] [--method NAME] [--images DIR]``: ``predict`` +
   :class:`~dcsm_lightning.writer.SegmentationWriter` (masks, heatmaps, overlays, scores);
+  ``--images DIR`` predicts every image under DIR with
+  :class:`~dcsm_lightning.data.TaggedImagesDataModule` (see
+  :func:`~dcsm_lightning.checkpoint_defaults.folder_options`);
 - ``pseudo-labels --output_dir DIR [--overwrite] [--method NAME] [--uncertain_threshold T]``:
   ``predict`` on the datamodule's ``train_split``, with the image tags as candidates, and the
   writer in ``pseudo_labels`` mode (VOC ``SegmentationClass`` layout; pixels whose winning
@@ -19,6 +22,7 @@ and ``synth``, which exports the built-in dataset in the PASCAL VOC layout.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from typing import Any
@@ -26,6 +30,7 @@ from typing import Any
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningArgumentParser
 
+from dcsm_lightning.checkpoint_defaults import checkpoint_defaults, folder_options
 from dcsm_lightning.cli_base import BaseCLI
 from dcsm_lightning.comparison import ComparisonReport
 from dcsm_lightning.errors import run_command
@@ -38,6 +43,9 @@ class DCSMLightningCLI(BaseCLI):
     Args:
         predict_train_split: predict on the datamodule's ``train_split`` (``"train"`` if it
             has none) unless ``predict_split`` is given (``pseudo-labels``).
+
+    ``predict --ckpt_path`` takes what the run leaves unset from the checkpoint
+    (:func:`~dcsm_lightning.checkpoint_defaults.checkpoint_defaults`).
     """
 
     def __init__(self, *args: Any, predict_train_split: bool = False, **kwargs: Any) -> None:
@@ -55,6 +63,20 @@ class DCSMLightningCLI(BaseCLI):
         if self.predict_train_split and init_args is not None:
             if init_args.get("predict_split") is None:
                 init_args.predict_split = init_args.get("train_split") or "train"
+        config = self.config[self.subcommand]
+        ckpt_path = config.get("ckpt_path") if self.subcommand == "predict" else None
+        if not ckpt_path or not os.path.isfile(ckpt_path) or config.get("data") is None:
+            return
+        updates = checkpoint_defaults(
+            ckpt_path, vars(config.data.init_args), vars(config.model.init_args)
+        )
+        updates = {
+            key: {"class_path": config[key].class_path, "init_args": values}
+            for key, values in updates.items()
+            if values
+        }
+        if updates:
+            self.config = self.parser.parse_object({self.subcommand: updates}, self.config)
 
 
 def _pop_flag(args: list[str], name: str) -> bool:
@@ -133,6 +155,12 @@ def main(args: list[str] | None = None) -> DCSMLightningCLI | None:
         overwrite = _pop_flag(args, "--overwrite")
         method = _pop_option(args, "--method")
         threshold = _pop_option(args, "--uncertain_threshold")
+        images = _pop_option(args, "--images")
+        if images is not None:
+            try:
+                args += folder_options(images, args)
+            except ValueError as err:
+                raise SystemExit(f"dcsm-lightning {command}: {err}") from None
         if command == "pseudo-labels":
             args[0] = "predict"
             if output_dir is None:

@@ -52,10 +52,21 @@ def _safe_name(name: str) -> str:
     return _UNSAFE.sub("_", name).strip("_") or "_"
 
 
-def _check_id(image_id: str) -> str:
+def check_id(image_id: str) -> str:
+    """An image id as a safe relative path: ``"img"`` or ``"cats/img"`` (``/``-separated).
+
+    Outputs mirror it (``masks/cats/img.png``), so it must stay inside the output folder.
+
+    Raises:
+        ValueError: an empty, absolute or backslash id, or one with ``.``, ``..`` or empty parts.
+    """
     image_id = str(image_id)
-    if not image_id or image_id in {".", ".."} or Path(image_id).name != image_id:
-        raise ValueError(f"image id {image_id!r} must be a plain file name (no folders)")
+    parts = image_id.split("/")
+    if "\\" in image_id or any(part in {"", ".", ".."} for part in parts):
+        raise ValueError(
+            f"image id {image_id!r} must be a relative path without '.', '..', empty parts "
+            "or backslashes (outputs are written under output_dir/<folder>/<id>)"
+        )
     return image_id
 
 
@@ -70,7 +81,8 @@ class SegmentationWriter(BasePredictionWriter):
 
     Layout, ``mode="predictions"``::
 
-        output_dir/masks/<id>.png              VOC palette PNG (255 = void)
+        output_dir/masks/<id>.png              VOC palette PNG (255 = void); an id may be a
+                                               relative path (``cats/img``): folders mirror it
         output_dir/heatmaps/<id>_<class>.png   one per candidate class, colour-mapped
         output_dir/overlays/<id>.png           mask over the image
         output_dir/scores/<id>.json            {"id", "method", "scores": {class: prob},
@@ -206,10 +218,10 @@ class SegmentationWriter(BasePredictionWriter):
         """Ids whose last file exists: a datamodule may drop them before predicting."""
         folder = self.marker_path("x").parent
         suffix = self.marker_path("x").suffix
-        if not folder.is_dir():
-            return set()
         return {
-            p.stem for p in folder.iterdir() if p.suffix == suffix and not p.name.startswith(".")
+            p.relative_to(folder).with_suffix("").as_posix()
+            for p in folder.rglob(f"*{suffix}")
+            if p.is_file() and not p.name.startswith(".")
         }
 
     def write_id_list(self) -> Path:
@@ -269,7 +281,7 @@ class SegmentationWriter(BasePredictionWriter):
                 f"with a non-empty 'masks' entry, got {type(prediction).__name__}"
             )
         method = self._resolve_method(prediction["masks"])
-        ids = [_check_id(i) for i in batch["id"]]
+        ids = [check_id(i) for i in batch["id"]]
         predicting = self.mode == "predictions"
         if predicting:
             candidates = prediction["candidates"].detach().cpu().bool()

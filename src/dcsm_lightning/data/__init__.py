@@ -1,5 +1,6 @@
-"""Datasets and datamodules: the built-in synthetic scenes, PASCAL VOC from disk, and the
-letterbox / normalisation transforms that produce the batch contract (``docs/contracts.md``)."""
+"""Datasets and datamodules: the built-in synthetic scenes, PASCAL VOC from disk, your own
+folder of tagged images, and the letterbox / normalisation transforms that produce the batch
+contract (``docs/contracts.md``)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,11 @@ from dcsm_lightning.data.datamodule import (
     collate_batch,
     prepare_sample,
 )
+from dcsm_lightning.data.folder import IMAGE_EXTENSIONS, TaggedImages, find_images
 from dcsm_lightning.data.scenes import render_scene
-from dcsm_lightning.data.synthetic import SyntheticScenes, export_voc
+from dcsm_lightning.data.synthetic import SyntheticScenes, export_folder, export_voc
+from dcsm_lightning.data.tagged import TaggedImagesDataModule
+from dcsm_lightning.data.tags import TagRow, read_tag_file
 from dcsm_lightning.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -30,6 +34,7 @@ from dcsm_lightning.data.transforms import (
 from dcsm_lightning.data.voc import VOCSegmentation, load_label_map, resolve_voc_root
 
 __all__ = [
+    "IMAGE_EXTENSIONS",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "PAD_RGB",
@@ -39,17 +44,23 @@ __all__ = [
     "SegmentationDataModule",
     "SyntheticDataModule",
     "SyntheticScenes",
+    "TagRow",
+    "TaggedImages",
+    "TaggedImagesDataModule",
     "VOCDataModule",
     "VOCSegmentation",
     "check_class_names",
     "collate_batch",
+    "export_folder",
     "export_voc",
+    "find_images",
     "labels_from_mask",
     "letterbox",
     "load_label_map",
     "load_rgb",
     "normalize",
     "prepare_sample",
+    "read_tag_file",
     "render_scene",
     "resolve_voc_root",
 ]

@@ -70,8 +70,7 @@ class MaskFolder(Dataset):
         self.dataset = dataset
         self.folder = find_mask_folder(root)
         self.num_classes = num_classes
-        present = set(os.listdir(self.folder))
-        missing = [i for i in ids if f"{i}.png" not in present]
+        missing = [i for i in ids if not (self.folder / f"{i}.png").is_file()]  # ids: a/b ok
         if missing:
             more = f" (and {len(missing) - 1} more of {len(ids)})" if len(missing) > 1 else ""
             raise FileNotFoundError(

@@ -1,4 +1,5 @@
-"""The built-in synthetic segmentation dataset and its export in the PASCAL VOC 2012 layout.
+"""The built-in synthetic segmentation dataset and its exports: the PASCAL VOC 2012 layout,
+and a plain image folder with a CSV of tags.
 
 Images come from :func:`~dcsm_lightning.data.scenes.render_scene`; image ``index`` of split
 ``split`` is drawn from its own generator ``numpy.random.default_rng([stream(split), seed,
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import os
 import zlib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +98,23 @@ class SyntheticScenes(Dataset):
         }
 
 
+def _export_root(out_dir: str | os.PathLike, overwrite: bool) -> Path:
+    root = Path(out_dir)
+    if root.exists() and not root.is_dir():
+        raise NotADirectoryError(f"export folder {root} is a file, not a folder")
+    if root.is_dir() and any(root.iterdir()) and not overwrite:
+        raise FileExistsError(
+            f"export folder {root} is not empty; choose a new folder or pass overwrite=True "
+            "(--overwrite) to replace the files of the same names"
+        )
+    return root
+
+
+def _save_jpeg(path: Path, rgb: np.ndarray, overwrite: bool) -> None:
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        Image.fromarray(rgb).save(tmp, format="JPEG", quality=JPEG_QUALITY, subsampling=0)
+
+
 def export_voc(
     out_dir: str | os.PathLike,
     num_train: int,
@@ -133,14 +152,7 @@ def export_voc(
         FileExistsError: ``out_dir`` exists and is not empty, and ``overwrite`` is False.
         NotADirectoryError: ``out_dir`` is a file.
     """
-    root = Path(out_dir)
-    if root.exists() and not root.is_dir():
-        raise NotADirectoryError(f"export folder {root} is a file, not a folder")
-    if root.is_dir() and any(root.iterdir()) and not overwrite:
-        raise FileExistsError(
-            f"export folder {root} is not empty; choose a new folder or pass overwrite=True "
-            "(--overwrite) to replace the files of the same names"
-        )
+    root = _export_root(out_dir, overwrite)
     datasets = [
         SyntheticScenes(num_train, size, seed, "train"),
         SyntheticScenes(num_val, size, seed, "val"),
@@ -150,16 +162,81 @@ def export_voc(
         for index in range(len(dataset)):
             sample = dataset[index]
             ids.append(sample["id"])
-            with atomic_path(
-                root / "JPEGImages" / f"{sample['id']}.jpg", overwrite=overwrite
-            ) as tmp:
-                Image.fromarray(sample["rgb"]).save(
-                    tmp, format="JPEG", quality=JPEG_QUALITY, subsampling=0
-                )
+            _save_jpeg(root / "JPEGImages" / f"{sample['id']}.jpg", sample["rgb"], overwrite)
             save_label_png(
                 root / "SegmentationClass" / f"{sample['id']}.png", sample["mask"], overwrite
             )
         split_file = root / "ImageSets" / "Segmentation" / f"{dataset.split}.txt"
         save_text(split_file, "".join(f"{i}\n" for i in ids), overwrite=overwrite)
     save_text(root / "class_names.txt", "".join(f"{n}\n" for n in SYNTHETIC_CLASSES), overwrite)
+    return root
+
+
+def sorted_class_ids(class_names: Sequence[str]) -> np.ndarray:
+    """A lookup table (256,) from mask ids in ``class_names`` order to sorted-name order.
+
+    0 (background) and 255 (void) map to themselves; ``table[mask]`` relabels a mask.
+    """
+    table = np.arange(256, dtype=np.int64)
+    ordered = sorted(class_names)
+    for k, name in enumerate(class_names):
+        table[k + 1] = ordered.index(name) + 1
+    return table
+
+
+def export_folder(
+    out_dir: str | os.PathLike,
+    splits: Mapping[str, int],
+    seed: int,
+    size: int = 96,
+    overwrite: bool = False,
+) -> Path:
+    """Write synthetic splits as a plain image folder plus a CSV of tags per split.
+
+    This is the layout of "your own images" (read by
+    :class:`~dcsm_lightning.data.TaggedImagesDataModule`): no lists, and masks only for
+    evaluation::
+
+        out_dir/
+          images/<id>.jpg          (JPEG, quality 95, no chroma subsampling, as export_voc)
+          masks/<id>.png           (VOC palette PNG: 0 bg, 255 void, classes numbered 1..K
+                                    in sorted name order: the default class_names)
+          <split>.csv              (header "image,tags"; e.g. "train_000003.jpg,disc star")
+
+    The tags are those of :class:`SyntheticScenes` (from the masks). The masks number the
+    classes in sorted name order (``cross`` 1, ``disc`` 2, ...), the order
+    :class:`~dcsm_lightning.data.TaggedImagesDataModule` derives from the tags, so they
+    evaluate without giving ``class_names``. Every file is written atomically; ``overwrite``
+    as in :func:`export_voc`.
+
+    Args:
+        out_dir: the folder to create (absent or empty unless ``overwrite``).
+        splits: split name (``train``, ``val``, ``test``) -> number of images (>= 0).
+        seed: the dataset seed. size: image side in pixels.
+        overwrite: allow writing into a non-empty folder.
+
+    Returns:
+        ``out_dir`` as a Path.
+
+    Raises:
+        FileExistsError: ``out_dir`` is not empty and ``overwrite`` is False.
+        NotADirectoryError: ``out_dir`` is a file.
+        ValueError: an unknown split or a negative count.
+    """
+    datasets = [SyntheticScenes(count, size, seed, split) for split, count in splits.items()]
+    root = _export_root(out_dir, overwrite)
+    relabel = sorted_class_ids(SYNTHETIC_CLASSES)
+    for dataset in datasets:
+        rows = ["image,tags\n"]
+        for index in range(len(dataset)):
+            sample = dataset[index]
+            name = f"{sample['id']}.jpg"
+            _save_jpeg(root / "images" / name, sample["rgb"], overwrite)
+            mask = relabel[sample["mask"]]
+            save_label_png(root / "masks" / f"{sample['id']}.png", mask, overwrite)
+            tags = " ".join(
+                n for n, on in zip(SYNTHETIC_CLASSES, sample["labels"], strict=True) if on
+            )
+            rows.append(f"{name},{tags}\n")
+        save_text(root / f"{dataset.split}.csv", "".join(rows), overwrite=overwrite)
     return root
