@@ -4,6 +4,7 @@ images with the shortest command, score the masks, write pseudo-labels from the 
 from __future__ import annotations
 
 import json
+import re
 import runpy
 import shutil
 import sys
@@ -15,6 +16,7 @@ from demo_config import CONFIGS
 from PIL import Image
 
 from dcsm_lightning.cli import main
+from dcsm_lightning.errors import EXIT_USER_ERROR, run_command
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SIZE = 64
@@ -111,11 +113,6 @@ def test_pseudo_labels_cover_the_tagged_training_images(pseudo_labels):
     assert listed == written
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10: the checkpoint's candidates='predicted' overrides the candidates='labels' "
-    "that pseudo-labels sets (LightningCLI applies ckpt hparams after the command line)",
-)
 def test_pseudo_labels_use_the_tags_as_candidates(pseudo_labels):
     out, tags = pseudo_labels
     for image_id, names in tags.items():
@@ -129,3 +126,32 @@ def test_images_option_needs_a_model(tmp_path):
         main(["predict", "--images", str(tmp_path), "--output_dir", str(tmp_path / "out")])
     with pytest.raises(SystemExit, match="checkpoint .*nope.ckpt does not exist"):
         main(["predict", "--images", str(tmp_path), "--ckpt_path", str(tmp_path / "nope.ckpt")])
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ("a.png,cat\nb.png,cat dgo\n", "t.csv line 3: unknown class 'dgo'"),
+        ("a.png,cat\nghost.png,dog\n", "1 of 2 rows of .*t.csv name no image under"),
+        ("a.png,cat\na.png,dog\n", "t.csv line 3: 'a.png' is listed twice"),
+    ],
+)
+def test_bad_tags_stop_the_command_with_one_line(tmp_path, capsys, rows, message):
+    (tmp_path / "images").mkdir()
+    for name in ("a.png", "b.png"):
+        Image.new("RGB", (SIZE, SIZE)).save(tmp_path / "images" / name)
+    (tmp_path / "t.csv").write_text("image,tags\n" + rows)
+    args = [
+        "fit",
+        "--model=dcsm_lightning.models.MultiLabelFCN",
+        "--data=dcsm_lightning.data.TaggedImagesDataModule",
+        f"--data.images={tmp_path / 'images'}",
+        f"--data.tags={tmp_path / 't.csv'}",
+        "--data.class_names=[cat, dog]",
+        "--trainer.logger=false",
+        f"--trainer.default_root_dir={tmp_path / 'run'}",
+    ]
+    assert run_command(main, args) == EXIT_USER_ERROR
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0].startswith("dcsm-lightning: error:") and len(lines) <= 2
+    assert re.search(message, lines[0])
