@@ -1,22 +1,54 @@
 #!/usr/bin/env bash
-# The demo on the built-in synthetic data: train the classifier, compare Simonyan and DCSM with
-# and without dense CRF on the validation split, and predict its masks.
-# Each run gets its own folder runs/synthetic/version_N; nothing earlier is overwritten.
+# The whole pipeline on the built-in synthetic data, from image tags to a segmentation network:
+#   1. fit the classifier; compare Simonyan and DCSM, with and without dense CRF, on val;
+#   2. write DCSM + CRF pseudo-labels of the train split (the tags as candidates);
+#   3. fit SegmentationNet (DeepLab-LargeFOV, initialised from the classifier) on them;
+#   4. validate it on val (ground truth it never saw) and print one table of all six methods;
+#      predict the val masks with it.
+# Each run gets its own folders runs/synthetic/version_N and runs/synthetic_seg/version_M;
+# nothing earlier is overwritten. Extra arguments go to the classifier's fit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONFIG=configs/synthetic.yaml
+SEG_CONFIG=configs/synthetic_seg.yaml
 # The command from the README's venv, else whichever dcsm-lightning is on PATH.
 if [ -x .venv/bin/dcsm-lightning ]; then CLI=.venv/bin/dcsm-lightning; else CLI=dcsm-lightning; fi
+TIMES=()
+stage() {  # stage NAME COMMAND...: run it and remember how long it took
+  local name=$1 start=$SECONDS
+  shift
+  "$@"
+  TIMES+=("$(printf '%-28s %4d s' "$name" $((SECONDS - start)))")
+}
 
-"$CLI" fit --config "$CONFIG" "$@"
+stage "fit classifier" "$CLI" fit --config "$CONFIG" "$@"
 RUN=$(ls -td runs/synthetic/version_* | head -n 1)
 CKPT="$RUN/checkpoints/last.ckpt"
+stage "compare saliency methods" \
+  "$CLI" compare --config "$CONFIG" --ckpt_path "$CKPT" --output_dir "$RUN/compare"
+# The classifier's weights go in as `pretrained` rather than --ckpt_path, so that the command's
+# candidates=labels (the image tags) is not replaced by the checkpoint's saved `predicted`.
+stage "pseudo-labels (train)" \
+  "$CLI" pseudo-labels --config "$CONFIG" --model.init_args.pretrained="$CKPT" \
+  --model.init_args.saliency=dcsm --output_dir "$RUN/pseudo_labels"
 
-"$CLI" compare --config "$CONFIG" --ckpt_path "$CKPT" --output_dir "$RUN/compare"
-"$CLI" predict --config "$CONFIG" --ckpt_path "$CKPT" --output_dir "$RUN/predictions"
+stage "fit SegmentationNet" \
+  "$CLI" fit --config "$SEG_CONFIG" --model.init_args.pretrained="$CKPT" \
+  --data.init_args.train_mask_root="$RUN/pseudo_labels"
+SEG_RUN=$(ls -td runs/synthetic_seg/version_* | head -n 1)
+SEG_CKPT="$SEG_RUN/checkpoints/last.ckpt"
+stage "compare with SegmentationNet" \
+  "$CLI" compare --config "$SEG_CONFIG" --ckpt_path "$SEG_CKPT" --output_dir "$SEG_RUN/compare" \
+  --include "$RUN/compare/comparison.csv"
+stage "predict (SegmentationNet)" \
+  "$CLI" predict --config "$SEG_CONFIG" --ckpt_path "$SEG_CKPT" --output_dir "$SEG_RUN/predictions"
 
 echo
-echo "Checkpoint:        $CKPT"
-echo "Comparison table:  $RUN/compare/comparison.md (CSV: comparison.csv, chart: comparison.png)"
-echo "Predicted masks:   $RUN/predictions/masks (heatmaps/, overlays/, scores/ beside it)"
+printf '%s\n' "${TIMES[@]}"
+echo
+echo "Classifier:        $CKPT"
+echo "Pseudo-labels:     $RUN/pseudo_labels/SegmentationClass"
+echo "SegmentationNet:   $SEG_CKPT"
+echo "Comparison table:  $SEG_RUN/compare/comparison.md (CSV: comparison.csv, chart: comparison.png)"
+echo "Predicted masks:   $SEG_RUN/predictions/masks (heatmaps/, overlays/, scores/ beside it)"
 echo "TensorBoard logs:  tensorboard --logdir runs"

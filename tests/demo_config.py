@@ -1,4 +1,5 @@
-"""The demo config ``configs/synthetic.yaml`` as a dict, for the command-line tests."""
+"""The demo configs (``configs/synthetic.yaml``, ``synthetic_seg.yaml``) as dicts, for the
+command-line tests."""
 
 from __future__ import annotations
 
@@ -19,6 +20,14 @@ def checkpoints(config: dict) -> list[dict]:
 def demo_config(checkpoint_dir: Path) -> dict:
     """``configs/synthetic.yaml`` with every ModelCheckpoint saving into ``checkpoint_dir``."""
     config = yaml.safe_load((CONFIGS / "synthetic.yaml").read_text())
+    for checkpoint in checkpoints(config):
+        checkpoint["init_args"]["dirpath"] = str(checkpoint_dir)
+    return config
+
+
+def seg_config(checkpoint_dir: Path) -> dict:
+    """``configs/synthetic_seg.yaml`` with its ModelCheckpoint saving into ``checkpoint_dir``."""
+    config = yaml.safe_load((CONFIGS / "synthetic_seg.yaml").read_text())
     for checkpoint in checkpoints(config):
         checkpoint["init_args"]["dirpath"] = str(checkpoint_dir)
     return config

@@ -10,19 +10,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from demo_config import CONFIGS, PAPER_STRATEGIES, TINY, demo_config
+from demo_config import PAPER_STRATEGIES, TINY, demo_config, seg_config
 from PIL import Image
 
 from dcsm_lightning.cli import main
-
-
-def seg_config(checkpoint_dir: Path) -> dict:
-    """``configs/synthetic_seg.yaml`` with its ModelCheckpoint saving into ``checkpoint_dir``."""
-    config = yaml.safe_load((CONFIGS / "synthetic_seg.yaml").read_text())
-    for callback in config["trainer"]["callbacks"]:
-        if callback["class_path"].endswith("ModelCheckpoint"):
-            callback["init_args"]["dirpath"] = str(checkpoint_dir)
-    return config
 
 
 def _command(tmp_path: Path, config: dict, name: str, *extra: str):

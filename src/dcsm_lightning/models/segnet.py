@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_warn
 
 from dcsm_lightning.models.augment import check_scale_range, random_rescale
 from dcsm_lightning.models.evaluation import EvaluationSteps, SegmentationEvaluator
@@ -110,6 +111,14 @@ class SegmentationNet(EvaluationSteps, LightningModule):
     def setup(self, stage: str) -> None:
         if stage == "fit" and self.hparams.pretrained and self.trainer.ckpt_path is None:
             load_segmenter_weights(self.net, self.hparams.pretrained, self.hparams.allow_download)
+
+    def on_fit_start(self) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None and getattr(datamodule, "train_mask_root", "") is None:
+            rank_zero_warn(
+                "SegmentationNet trains on the dataset's own masks (data.train_mask_root is "
+                "not set): full supervision, not pseudo-labels"
+            )
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         if "mask" not in batch:
