@@ -26,10 +26,9 @@ RUN=$(ls -td runs/synthetic/version_* | head -n 1)
 CKPT="$RUN/checkpoints/last.ckpt"
 stage "compare saliency methods" \
   "$CLI" compare --config "$CONFIG" --ckpt_path "$CKPT" --output_dir "$RUN/compare"
-# The classifier's weights go in as `pretrained` rather than --ckpt_path, so that the command's
-# candidates=labels (the image tags) is not replaced by the checkpoint's saved `predicted`.
+# DCSM only (the first strategy, which pseudo-labels write): the other rows are not needed here.
 stage "pseudo-labels (train)" \
-  "$CLI" pseudo-labels --config "$CONFIG" --model.init_args.pretrained="$CKPT" \
+  "$CLI" pseudo-labels --config "$CONFIG" --ckpt_path "$CKPT" \
   --model.init_args.saliency=dcsm --output_dir "$RUN/pseudo_labels"
 
 stage "fit SegmentationNet" \
