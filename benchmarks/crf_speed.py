@@ -27,7 +27,7 @@ import torch
 from pydensecrf.utils import unary_from_softmax
 
 from dcsm_lightning.crf import DenseCRF, dense_crf
-from dcsm_lightning.crf.inference import _dense_crf_numpy
+from dcsm_lightning.data.adapter import SegmentationBatch
 
 
 def synthetic_image(seed: int, height: int, width: int, labels: int):
@@ -89,8 +89,14 @@ def make_batch(batch: int, size: int = 500):
         candidates[i, classes] = True
         all_maps[i, classes, :h, :w] = torch.from_numpy(probs)
         valid[i, :h, :w] = True
-    batch_dict = {"rgb": torch.stack(rgbs), "valid": valid}
-    return batch_dict, {"maps": {"dcsm": all_maps}, "candidates": candidates}
+    view = SegmentationBatch(
+        image=torch.zeros(batch, 3, 1, 1),
+        rgb=torch.stack(rgbs),
+        ids=[str(i) for i in range(batch)],
+        orig_size=torch.tensor([[size, size]] * batch),
+        valid=valid,
+    )
+    return view, {"maps": all_maps, "candidates": candidates}
 
 
 def _own_cpu_seconds() -> float:
@@ -105,7 +111,7 @@ def _children_cpu_seconds() -> float:
 
 
 def bench_callback(repeats: int, batch: int) -> None:
-    batch_dict, step_out = make_batch(batch)
+    view, step_out = make_batch(batch)
     callbacks = {workers: DenseCRF(num_workers=workers) for workers in (0, 2)}
     results: dict[int, torch.Tensor] = {}
     times: dict[int, list[float]] = {0: [], 2: []}
@@ -113,12 +119,12 @@ def bench_callback(repeats: int, batch: int) -> None:
     kids_start = _children_cpu_seconds()
     for _ in range(repeats + 1):  # interleaved, so load drifts hit both; the first is pool start
         for workers, cb in callbacks.items():
-            outputs = {"maps": step_out["maps"], "candidates": step_out["candidates"]}
             cpu_start = _own_cpu_seconds()
-            t, _ = timed(cb.process, outputs, batch_dict)
+            args = (None, "predict", view, step_out["maps"], step_out["candidates"])
+            t, masks = timed(cb.refine, *args)
             own_cpu[workers] += _own_cpu_seconds() - cpu_start
             times[workers].append(t)
-            results[workers] = outputs["masks"]["dcsm+crf"]
+            results[workers] = masks
     callbacks[2].close()  # joins the workers, so their CPU time is counted
     cpu = {w: own_cpu[w] / (repeats + 1) for w in (0, 2)}
     cpu[2] += (_children_cpu_seconds() - kids_start) / (repeats + 1)
@@ -147,7 +153,7 @@ def bench_startup() -> None:
             continue
         start = time.perf_counter()
         with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context(method)) as ex:
-            list(ex.map(_dense_crf_numpy, [rgb, rgb], [probs, probs]))
+            list(ex.map(dense_crf, [rgb, rgb], [probs, probs]))
             line.append(f"{method} {time.perf_counter() - start:6.3f} s")
     print("(c) 2-worker pool, time to first results: " + " | ".join(line))
 

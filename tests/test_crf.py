@@ -8,7 +8,9 @@ import torch
 from pydensecrf.utils import unary_from_softmax
 from torch.utils.data import DataLoader, Dataset
 
-from dcsm_lightning.crf import DenseCRF, crf_labels_from_maps, dense_crf
+from dcsm_lightning.crf import CRFSettings, DenseCRF, crf_labels_from_maps, crf_masks, dense_crf
+from dcsm_lightning.evaluation import SaliencySegmentation
+from dcsm_lightning.saliency import SaliencyStrategy
 from dcsm_lightning.segment import VOID, labels_from_maps, maps_to_probs
 
 
@@ -116,7 +118,7 @@ def test_single_label_and_defaults_paper() -> None:
 )
 def test_dense_crf_bad_inputs(rgb, probs, kwargs, match) -> None:
     with pytest.raises(ValueError, match=match):
-        dense_crf(rgb, probs, **kwargs)
+        dense_crf(rgb, probs, CRFSettings(**kwargs))
 
 
 # --- crf_labels_from_maps ---------------------------------------------------------------------
@@ -156,11 +158,11 @@ def test_crf_labels_from_maps_crops_padding() -> None:
 
 def test_crf_labels_from_maps_kwargs_and_errors() -> None:
     rgb, maps, cand, valid = _letterboxed(1)
-    zero_iter = crf_labels_from_maps(rgb, maps, cand, valid, iterations=0)
+    zero_iter = crf_labels_from_maps(rgb, maps, cand, valid, CRFSettings(iterations=0))
     # zero iterations = argmax of the unaries = the no-CRF labels
     assert torch.equal(zero_iter, labels_from_maps(maps, cand, valid))
     with pytest.raises(TypeError, match="sigma"):
-        crf_labels_from_maps(rgb, maps, cand, valid, sigma=3)
+        CRFSettings(sigma=3)
     with pytest.raises(ValueError, match="rgb"):
         crf_labels_from_maps(rgb[:20], maps, cand, valid)
     with pytest.raises(ValueError, match="valid"):
@@ -173,7 +175,20 @@ def test_crf_labels_from_maps_kwargs_and_errors() -> None:
     assert (crf_labels_from_maps(rgb, maps, cand, none_valid) == VOID).all()
 
 
-# --- DenseCRF callback with someone else's LightningModule ------------------------------------
+# --- crf_masks and the DenseCRF callback in someone else's LightningModule's flow -----------
+
+
+def test_crf_masks_is_the_function_per_image_with_or_without_a_pool() -> None:
+    from concurrent.futures import ProcessPoolExecutor
+
+    items = [_letterboxed(i, h=28 + i * 4) for i in range(3)]
+    rgb, maps, cand, valid = (torch.stack(x) for x in zip(*items, strict=True))
+    expected = torch.stack([crf_labels_from_maps(*item) for item in items])
+    assert torch.equal(crf_masks(rgb, maps, cand, valid), expected)
+    with ProcessPoolExecutor(2) as pool:
+        assert torch.equal(crf_masks(rgb, maps, cand, valid, executor=pool), expected)
+    with pytest.raises(ValueError, match="batch size"):
+        crf_masks(rgb[:2], maps, cand, valid)
 
 
 class _Images(Dataset):
@@ -187,40 +202,75 @@ class _Images(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         rgb, maps, cand, valid = self.items[i]
-        return {"rgb": rgb, "valid": valid, "maps_in": maps, "cand_in": cand}
+        mask = labels_from_maps(maps, cand, valid)
+        return {"image": torch.zeros(3, 1, 1), "rgb": rgb, "valid": valid, "maps_in": maps,
+                "labels": cand.float(), "mask": mask}  # fmt: skip
+
+
+class _CannedMaps(SaliencyStrategy):
+    """A stand-in strategy: the maps the module stashed for this batch."""
+
+    def __init__(self) -> None:
+        super().__init__(name="toy")
+
+    def scale_maps(self, model, image, slots, size):  # not used: __call__ is replaced
+        raise NotImplementedError
+
+    def __call__(self, model, image, candidates=None):
+        return model.maps_in
 
 
 class _ForeignModule(pl.LightningModule):
-    """Not ours: only follows the step-output contract (maps + candidates)."""
+    """Not ours: a plain module; the segmentation and DenseCRF do the rest."""
 
     def __init__(self) -> None:
         super().__init__()
         self.layer = torch.nn.Linear(1, 1)
-        self.seen: list[dict] = []
-        self.pool_sizes: list[list[int]] = []
 
-    def _step(self, batch: dict) -> dict:
-        return {"maps": {"toy": batch["maps_in"]}, "candidates": batch["cand_in"]}
+    def forward(self, image):
+        return torch.zeros(len(image), 4)
 
-    def validation_step(self, batch: dict, batch_idx: int) -> dict:
-        return self._step(batch)
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self.maps_in = batch["maps_in"]
 
-    def predict_step(self, batch: dict, batch_idx: int) -> dict:
-        return self._step(batch)
+    def predict_step(self, batch: dict, batch_idx: int) -> None:
+        self.maps_in = batch["maps_in"]
 
-    def on_validation_batch_end(self, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        # runs after the callbacks' hook on the same dict
-        self.seen.append({k: v.clone() for k, v in outputs.get("masks", {}).items()})
-        self.pool_sizes.append(
-            [c._pool_workers for c in self.trainer.callbacks if isinstance(c, DenseCRF)]
-        )
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        return self.layer(torch.ones(1, 1)).sum()
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
-def _trainer(callback: DenseCRF, **kwargs) -> pl.Trainer:
+class _Recorder(pl.Callback):
+    """Collects the segmentation's masks and the CRF pool size of every validation batch."""
+
+    def __init__(self) -> None:
+        self.masks: list[dict] = []
+        self.pool_sizes: list[int] = []
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, *_) -> None:
+        seg = next(c for c in trainer.callbacks if isinstance(c, SaliencySegmentation))
+        if seg.segment_in_fit or trainer.state.fn != "fit":
+            out = seg.output_for(trainer, pl_module, batch, batch_idx, 0, "validate")
+            self.masks.append({k: v.clone() for k, v in out.masks.items()})
+        crf = next(c for c in trainer.callbacks if isinstance(c, DenseCRF))
+        self.pool_sizes.append(crf._pool_workers)
+
+
+def _segmentation(**kwargs) -> SaliencySegmentation:
+    return SaliencySegmentation(
+        [_CannedMaps()], num_classes=4, candidates="labels", log_panels=False, **kwargs
+    )
+
+
+def _trainer(callback: DenseCRF, recorder: _Recorder | None = None, **kwargs) -> pl.Trainer:
+    seg = kwargs.pop("segmentation", None) or _segmentation()
     return pl.Trainer(
         accelerator="cpu",
         devices=1,
-        callbacks=[callback],
+        callbacks=[recorder or _Recorder(), callback, seg],  # the recorder first, on purpose
         logger=False,
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -233,56 +283,44 @@ def test_callback_in_trainer_workers_0_and_2_identical() -> None:
     loader = DataLoader(_Images(), batch_size=3)
     results = {}
     for workers in (0, 2):
-        model = _ForeignModule()
-        callback = DenseCRF(num_workers=workers)
-        _trainer(callback).validate(model, loader, verbose=False)
+        callback, recorder = DenseCRF(num_workers=workers), _Recorder()
+        trainer = _trainer(callback, recorder)
+        trainer.validate(_ForeignModule(), loader, verbose=False)
         assert callback._pool is None  # shut down in teardown
-        assert len(model.seen) == 2 and set(model.seen[0]) == {"toy+crf"}
-        assert model.pool_sizes == [[workers], [workers]]  # the pool really ran
-        results[workers] = torch.cat([s["toy+crf"] for s in model.seen])
+        assert len(recorder.masks) == 2 and set(recorder.masks[0]) == {"toy", "toy+crf"}
+        assert recorder.pool_sizes == [workers, workers]  # the pool really ran
+        results[workers] = torch.cat([s["toy+crf"] for s in recorder.masks])
+        seg = next(c for c in trainer.callbacks if isinstance(c, SaliencySegmentation))
+        assert list(seg.results["val"]) == ["toy", "toy+crf"]
+        assert seg.results["val"]["toy"]["miou"] == 1.0  # the mask is the no-CRF labels
     assert torch.equal(results[0], results[2])
     # module == function
     for i, (rgb, maps, cand, valid) in enumerate(_Images().items):
         assert torch.equal(results[0][i], crf_labels_from_maps(rgb, maps, cand, valid))
 
 
-def test_callback_stages_and_predict() -> None:
+def test_callback_stages() -> None:
     loader = DataLoader(_Images(n=2), batch_size=2)
-    model = _ForeignModule()
-    preds = _trainer(DenseCRF(num_workers=0, stages=["predict"])).predict(model, loader)
-    assert preds[0]["masks"]["toy+crf"].shape == (2, 40, 40)
-    # stage not selected: the module's hook finds no masks
-    _trainer(DenseCRF(num_workers=0, stages=["predict"])).validate(model, loader, verbose=False)
-    assert model.seen == [{}]
+    recorder = _Recorder()
+    _trainer(DenseCRF(num_workers=0, stages=["predict"]), recorder).validate(
+        _ForeignModule(), loader, verbose=False
+    )
+    assert set(recorder.masks[0]) == {"toy"}  # stage not selected: no CRF masks
 
 
 class _FailingModule(_ForeignModule):
-    def validation_step(self, batch: dict, batch_idx: int) -> dict:
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
         if batch_idx == 1:
             raise RuntimeError("boom")
-        return self._step(batch)
+        super().validation_step(batch, batch_idx)
 
 
 def test_callback_pool_shut_down_on_exception() -> None:
     loader = DataLoader(_Images(n=4), batch_size=2)
-    callback = DenseCRF(num_workers=2)
-    model = _FailingModule()
+    callback, recorder = DenseCRF(num_workers=2), _Recorder()
     with pytest.raises(RuntimeError, match="boom"):
-        _trainer(callback).validate(model, loader, verbose=False)
-    assert model.pool_sizes == [[2]] and callback._pool is None
-
-
-def test_callback_process_directly_keeps_existing_masks_and_warns() -> None:
-    rgb, maps, cand, valid = _letterboxed(3)
-    outputs = {"maps": {"a": maps[None]}, "candidates": cand[None], "masks": {"a": torch.zeros(1)}}
-    cb = DenseCRF(num_workers=0)
-    cb.process(outputs, {"rgb": rgb[None]})  # no "valid": whole image
-    assert set(outputs["masks"]) == {"a", "a+crf"}
-    assert torch.equal(outputs["masks"]["a+crf"][0], crf_labels_from_maps(rgb, maps, cand))
-    with pytest.warns(UserWarning, match="maps"):
-        cb.process(torch.zeros(1), {"rgb": rgb[None]})
-    with pytest.raises(ValueError, match="rgb"):
-        cb.process(outputs, {"image": rgb[None]})
+        _trainer(callback, recorder).validate(_FailingModule(), loader, verbose=False)
+    assert recorder.pool_sizes == [2] and callback._pool is None
 
 
 def test_callback_args_validated() -> None:
@@ -291,49 +329,31 @@ def test_callback_args_validated() -> None:
     with pytest.raises(ValueError, match="stages"):
         DenseCRF(stages=["fit"])
     with pytest.raises(ValueError, match="bilateral_srgb"):
-        DenseCRF(bilateral_srgb=0)
-
-
-class _TrainableModule(_ForeignModule):
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        return self.layer(torch.ones(1, 1)).sum()
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.SGD(self.parameters(), lr=0.1)
+        DenseCRF(CRFSettings(bilateral_srgb=0))
 
 
 def test_callback_inside_fit_validation_each_epoch() -> None:
     loader = DataLoader(_Images(n=2), batch_size=2)
-    model = _TrainableModule()
-    callback = DenseCRF(num_workers=2)
-    trainer = _trainer(callback, max_epochs=2, limit_train_batches=1, num_sanity_val_steps=0)
-    trainer.fit(model, loader, loader)
-    assert model.pool_sizes == [[2], [2]]  # one validation batch per epoch, pool re-forked
-    assert torch.equal(model.seen[0]["toy+crf"], model.seen[1]["toy+crf"])
+    callback, recorder = DenseCRF(num_workers=2), _Recorder()
+    trainer = _trainer(
+        callback,
+        recorder,
+        segmentation=_segmentation(segment_in_fit=True),
+        max_epochs=2,
+        limit_train_batches=1,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(_ForeignModule(), loader, loader)
+    assert recorder.pool_sizes == [2, 2]  # one validation batch per epoch, pool re-forked
+    assert torch.equal(recorder.masks[0]["toy+crf"], recorder.masks[1]["toy+crf"])
     assert callback._pool is None
 
 
-class _MapsOnlyOutsideFit(_TrainableModule):
-    """Skips segmentation during fit, as MultiLabelFCN does by default."""
-
-    def validation_step(self, batch: dict, batch_idx: int) -> dict:
-        if self.trainer.state.fn == "fit":
-            return {"loss": torch.zeros(())}
-        return self._step(batch)
-
-
-def test_callback_silent_in_fit_without_maps_warns_in_validate(recwarn) -> None:
+def test_no_crf_in_fit_unless_asked() -> None:
     loader = DataLoader(_Images(n=2), batch_size=2)
-    model = _MapsOnlyOutsideFit()
-    callback = DenseCRF(num_workers=0)
-    trainer = _trainer(callback, max_epochs=1, limit_train_batches=1)
-    trainer.fit(model, loader, loader)
-    assert not [w for w in recwarn if "DenseCRF" in str(w.message)]
-    assert model.seen == [{}, {}]  # sanity check + one epoch, no CRF masks
-    model.seen.clear()
-    trainer.validate(model, loader, verbose=False)
-    assert set(model.seen[0]) == {"toy+crf"}
-    # a module that returns no maps outside fit still gets the one-time warning
-    model.validation_step = lambda batch, batch_idx: {"loss": torch.zeros(())}
-    with pytest.warns(UserWarning, match="DenseCRF"):
-        _trainer(DenseCRF(num_workers=0)).validate(model, loader, verbose=False)
+    callback, recorder = DenseCRF(num_workers=2), _Recorder()
+    trainer = _trainer(callback, recorder, max_epochs=1, limit_train_batches=1)
+    trainer.fit(_ForeignModule(), loader, loader)
+    assert recorder.masks == [] and set(recorder.pool_sizes) == {0}
+    trainer.validate(_ForeignModule(), loader, verbose=False)
+    assert set(recorder.masks[0]) == {"toy", "toy+crf"}

@@ -49,57 +49,80 @@ def _numpy_reference(pred: np.ndarray, target: np.ndarray, k: int) -> tuple[floa
 
 @pytest.mark.parametrize("void_pred", [False, True])
 def test_matches_numpy_confusion_matrix(void_pred: bool) -> None:
-    metric = SegmentationIoU(num_classes=K)
+    metric = SegmentationIoU(num_classes=K, per_class=True)
+    mean_metric = SegmentationIoU(num_classes=K)
     preds, targets = [], []
     for seed in range(3):  # several updates = one matrix over the split
         pred, target = _random_maps(seed, void_pred=void_pred)
         metric.update(pred, target)
+        mean_metric.update(pred, target)
         preds.append(pred)
         targets.append(target)
-    out = metric.compute()
+    per_class, miou_t = metric.compute(), mean_metric.compute()
     miou, iou = _numpy_reference(torch.cat(preds).numpy(), torch.cat(targets).numpy(), K)
-    np.testing.assert_allclose(out["per_class"].numpy(), iou, rtol=1e-6)
-    assert out["per_class"].shape == (K,) and out["per_class"].dtype == torch.float32
-    assert torch.isnan(out["per_class"][5]) and out["per_class"][4] == 0
-    assert out["miou"].ndim == 0
-    assert out["miou"].item() == pytest.approx(miou, rel=1e-6)
+    np.testing.assert_allclose(per_class.numpy(), iou, rtol=1e-6)
+    assert per_class.shape == (K,) and per_class.dtype == torch.float32
+    assert torch.isnan(per_class[5]) and per_class[4] == 0
+    assert miou_t.ndim == 0 and miou_t.dtype == torch.float32
+    assert miou_t.item() == pytest.approx(miou, rel=1e-6)
     # the functional twin gives the same on the whole split at once
-    twin = segmentation_iou(torch.cat(preds), torch.cat(targets), K)
-    torch.testing.assert_close(twin["per_class"], out["per_class"], equal_nan=True)
-    torch.testing.assert_close(twin["miou"], out["miou"])
+    pred_all, target_all = torch.cat(preds), torch.cat(targets)
+    twin = segmentation_iou(pred_all, target_all, K, per_class=True)
+    torch.testing.assert_close(twin, per_class, equal_nan=True)
+    torch.testing.assert_close(segmentation_iou(pred_all, target_all, K), miou_t)
 
 
 def test_split_matrix_is_not_a_per_image_average() -> None:
     pred, target = _random_maps(7, n=4)
-    whole = segmentation_iou(pred, target, K)["miou"]
-    per_image = torch.stack(
-        [segmentation_iou(p, t, K)["miou"] for p, t in zip(pred, target, strict=True)]
-    )
+    whole = segmentation_iou(pred, target, K)
+    per_image = torch.stack([segmentation_iou(p, t, K) for p, t in zip(pred, target, strict=True)])
     metric = SegmentationIoU(K)
     for p, t in zip(pred, target, strict=True):  # (H, W) inputs
         metric.update(p, t)
-    torch.testing.assert_close(metric.compute()["miou"], whole)
+    torch.testing.assert_close(metric.compute(), whole)
     assert not torch.isclose(per_image.mean(), whole)
 
 
 def test_agrees_with_torchmetrics_jaccard_on_present_classes() -> None:
     pred, target = _random_maps(3)
-    ours = segmentation_iou(pred, target, K)["per_class"]
+    ours = segmentation_iou(pred, target, K, per_class=True)
     theirs = MulticlassJaccardIndex(num_classes=K, average="none", ignore_index=255)(pred, target)
     present = ~torch.isnan(ours)
     torch.testing.assert_close(ours[present], theirs[present])
 
 
 def test_reset_forward_and_all_absent() -> None:
-    metric = SegmentationIoU(3)
+    metric = SegmentationIoU(3, per_class=True)
     pred = torch.tensor([[0, 1], [1, 2]])
     target = torch.tensor([[0, 1], [2, 255]])
     batch = metric(pred, target)  # forward = this batch's scores, and accumulates
-    torch.testing.assert_close(batch["per_class"], torch.tensor([1.0, 0.5, 0.0]))
+    torch.testing.assert_close(batch, torch.tensor([1.0, 0.5, 0.0]))
     metric.reset()
     with pytest.warns(UserWarning, match="before the ``update``"):
-        out = metric.compute()
-    assert torch.isnan(out["per_class"]).all() and torch.isnan(out["miou"])
+        assert torch.isnan(metric.compute()).all()
+    with pytest.warns(UserWarning, match="before the ``update``"):
+        assert torch.isnan(SegmentationIoU(3).compute())
+
+
+def test_logs_like_any_torchmetrics_metric(tmp_path) -> None:
+    """``self.log(name, metric)`` accepts it: compute() is a scalar tensor."""
+    import lightning.pytorch as pl
+    from torch.utils.data import DataLoader
+
+    pred, target = _random_maps(5, n=4)
+
+    class Logs(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.miou = SegmentationIoU(K)
+
+        def validation_step(self, batch, batch_idx) -> None:
+            self.miou.update(pred[batch_idx], target[batch_idx])
+            self.log("val/miou", self.miou)
+
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
+    out = trainer.validate(Logs(), DataLoader(torch.zeros(4, 1)), verbose=False)
+    assert out[0]["val/miou"] == pytest.approx(segmentation_iou(pred, target, K).item(), rel=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -169,11 +192,12 @@ def _ddp_worker(rank: int, port: int, shards: list, queue) -> None:
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
-        metric = SegmentationIoU(K)
+        metric, per_class = SegmentationIoU(K), SegmentationIoU(K, per_class=True)
         for pred, target in shards[rank]:
             metric.update(pred, target)
-        out = metric.compute()  # syncs the confusion matrix (sum) across ranks
-        queue.put((rank, out["miou"].item(), out["per_class"].tolist()))
+            per_class.update(pred, target)
+        # compute() syncs the confusion matrix (sum) across ranks
+        queue.put((rank, metric.compute().item(), per_class.compute().tolist()))
     finally:
         dist.destroy_process_group()
 
@@ -182,7 +206,8 @@ def test_ddp_two_processes_equal_one_process() -> None:
     pred, target = _random_maps(11, n=5, void_pred=True)
     # uneven shards: rank 0 gets 3 images in two updates, rank 1 gets 2
     shards = [[(pred[:2], target[:2]), (pred[2], target[2])], [(pred[3:], target[3:])]]
-    single = segmentation_iou(pred, target, K)
+    single_miou = segmentation_iou(pred, target, K).item()
+    single_iou = segmentation_iou(pred, target, K, per_class=True)
     # fork is ~50x faster to start than spawn (no torchmetrics re-import); see _ddp_worker
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     ctx = multiprocessing.get_context(method)
@@ -196,8 +221,8 @@ def test_ddp_two_processes_equal_one_process() -> None:
         p.join(timeout=30)
         assert p.exitcode == 0
     for _, miou, per_class in results:
-        assert miou == pytest.approx(single["miou"].item(), rel=1e-6)
-        np.testing.assert_allclose(per_class, single["per_class"].numpy(), rtol=1e-6)
+        assert miou == pytest.approx(single_miou, rel=1e-6)
+        np.testing.assert_allclose(per_class, single_iou.numpy(), rtol=1e-6)
     # and the shards alone differ from the whole (the sync did something)
-    alone = segmentation_iou(pred[3:], target[3:], K)["miou"].item()
-    assert alone != pytest.approx(single["miou"].item(), rel=1e-6)
+    alone = segmentation_iou(pred[3:], target[3:], K).item()
+    assert alone != pytest.approx(single_miou, rel=1e-6)

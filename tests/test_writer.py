@@ -15,7 +15,8 @@ from torch.utils.data import DataLoader, Dataset
 
 import dcsm_lightning.writer as writer_module
 from dcsm_lightning.data.transforms import valid_extent
-from dcsm_lightning.io import VOID_LABEL
+from dcsm_lightning.evaluation import SaliencySegmentation, SegmentationOutput
+from dcsm_lightning.io import VOID
 from dcsm_lightning.segment import uncertain_to_void
 from dcsm_lightning.writer import SegmentationWriter, check_id, default_method
 
@@ -48,10 +49,10 @@ class ContractImages(Dataset):
         self.items = []
         for index, (height, width) in enumerate(ORIG_SIZES):
             labels = torch.randint(0, K + 1, (height, width), generator=generator)
-            labels[0, 0] = VOID_LABEL
+            labels[0, 0] = VOID
             candidates = torch.rand(K, generator=generator) > 0.4
             candidates[index % K] = True
-            mask, extent = _letterbox(labels[None], VOID_LABEL)
+            mask, extent = _letterbox(labels[None], VOID)
             valid = torch.zeros(SIZE, SIZE, dtype=torch.bool)
             valid[: extent[0], : extent[1]] = True
             rgb = torch.tensor(MEAN_COLOUR, dtype=torch.uint8).expand(SIZE, SIZE, 3).clone()
@@ -88,27 +89,39 @@ class ContractImages(Dataset):
 
 
 class ContractModule(pl.LightningModule):
-    """Returns contract step outputs: "dcsm+crf" is the true mask, "dcsm" is all background."""
+    """A module whose segmentation (below) returns "dcsm+crf" = the true mask, "dcsm" = all
+    background; ``shift`` moves the "+crf" labels, ``calls`` counts the segmented batches."""
 
     def __init__(self, shift: int = 0) -> None:
         super().__init__()
         self.shift = shift
         self.calls = 0
 
-    def predict_step(self, batch: dict, batch_idx: int) -> dict:
-        self.calls += 1
+    def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        return batch["probs"]
+
+
+class ContractSegmentation(SaliencySegmentation):
+    """The segmentation with canned outputs: ``segment`` reads them from the raw batch."""
+
+    def __init__(self, class_names: list[str] | None) -> None:
+        super().__init__([], class_names=class_names, num_classes=K)
+
+    def output_for(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0, stage="predict"):
+        pl_module.calls += 1
         mask = batch["mask"]
-        shifted = torch.where(mask == VOID_LABEL, mask, (mask + self.shift) % (K + 1))
-        return {
-            "probs": batch["probs"],
-            "candidates": batch["candidates"],
-            "maps": {"dcsm": batch["maps"], "simonyan": batch["maps"] / 2},
-            "masks": {
-                "dcsm": torch.where(mask == VOID_LABEL, mask, 0),
-                "simonyan": torch.where(mask == VOID_LABEL, mask, 1),
+        shifted = torch.where(mask == VOID, mask, (mask + pl_module.shift) % (K + 1))
+        return SegmentationOutput(
+            batch=self.batch_adapter(batch, batch_idx),
+            probs=batch["probs"],
+            candidates=batch["candidates"],
+            maps={"dcsm": batch["maps"], "simonyan": batch["maps"] / 2},
+            masks={
+                "dcsm": torch.where(mask == VOID, mask, 0),
+                "simonyan": torch.where(mask == VOID, mask, 1),
                 "dcsm+crf": shifted,
             },
-        }
+        )
 
 
 class NamedData(pl.LightningDataModule):
@@ -121,9 +134,12 @@ class NamedData(pl.LightningDataModule):
         return DataLoader(self.dataset, batch_size=2)
 
 
-def _predict(writer, dataset=None, module=None, datamodule=True):
+def _predict(writer, dataset=None, module=None, datamodule=True, callbacks=None):
     dataset = dataset if dataset is not None else ContractImages()
     module = module if module is not None else ContractModule()
+    segmentation = ContractSegmentation(NAMES if datamodule else None)
+    if callbacks is None:
+        callbacks = [writer, segmentation]
     trainer = pl.Trainer(
         accelerator="cpu",
         devices=1,
@@ -131,7 +147,7 @@ def _predict(writer, dataset=None, module=None, datamodule=True):
         enable_checkpointing=False,
         enable_model_summary=False,
         enable_progress_bar=False,
-        callbacks=[writer],
+        callbacks=callbacks,
     )
     if datamodule:
         trainer.predict(module, datamodule=NamedData(dataset), return_predictions=False)
@@ -208,7 +224,7 @@ def test_second_run_skips_and_overwrite_replaces(tmp_path, caplog):
     )
     for item in dataset.items:
         truth = item["true_labels"].numpy()
-        expected = np.where(truth == VOID_LABEL, truth, (truth + 1) % (K + 1))
+        expected = np.where(truth == VOID, truth, (truth + 1) % (K + 1))
         np.testing.assert_array_equal(_read(tmp_path / "masks" / f"{item['id']}.png"), expected)
 
 
@@ -252,8 +268,8 @@ def test_pseudo_labels_layout_and_uncertain_pixels(tmp_path):
     _predict(writer, dataset=dataset)
     for item, conf in zip(dataset.items, confidence, strict=True):
         truth = item["true_labels"].numpy()
-        expected = np.where((torch.maximum(conf, 1 - conf) < 0.7).numpy(), VOID_LABEL, truth)
-        assert (expected == VOID_LABEL).sum() > (truth == VOID_LABEL).sum()
+        expected = np.where((torch.maximum(conf, 1 - conf) < 0.7).numpy(), VOID, truth)
+        assert (expected == VOID).sum() > (truth == VOID).sum()
         path = tmp_path / "SegmentationClass" / f"{item['id']}.png"
         with Image.open(path) as image:
             assert image.mode == "P"
@@ -292,13 +308,13 @@ def test_method_choice(tmp_path):
     for item in dataset.items:
         truth = item["true_labels"].numpy()
         mask = _read(tmp_path / "masks" / f"{item['id']}.png")
-        np.testing.assert_array_equal(mask, np.where(truth == VOID_LABEL, VOID_LABEL, 1))
+        np.testing.assert_array_equal(mask, np.where(truth == VOID, VOID, 1))
         assert (
             json.loads((tmp_path / "scores" / f"{item['id']}.json").read_text())["method"]
             == "simonyan"
         )
 
-    with pytest.raises(KeyError, match="DenseCRF before SegmentationWriter"):
+    with pytest.raises(ValueError, match="add DenseCRF"):
         _predict(SegmentationWriter(str(tmp_path / "b"), method="simonyan+crf"))
 
 
@@ -317,6 +333,63 @@ def test_class_name_fallback_and_flags(tmp_path):
         SegmentationWriter(str(tmp_path), uncertain_threshold=1.5)
 
 
+def test_callback_order_does_not_matter(tmp_path):
+    """Writer listed before or after the segmentation: the same files."""
+    for order in ("writer_first", "writer_last"):
+        writer = SegmentationWriter(str(tmp_path / order))
+        segmentation = ContractSegmentation(NAMES)
+        callbacks = [writer, segmentation]
+        _predict(writer, callbacks=callbacks if order == "writer_first" else callbacks[::-1])
+        assert writer.written == 4
+    first, last = (sorted((tmp_path / o).rglob("*.png")) for o in ("writer_first", "writer_last"))
+    assert [p.relative_to(tmp_path / "writer_first") for p in first] == [
+        p.relative_to(tmp_path / "writer_last") for p in last
+    ]
+    for a, b in zip(first, last, strict=True):
+        np.testing.assert_array_equal(_read(a), _read(b))
+
+
+class _BareImages(Dataset):
+    """Batches with only what a foreign project has: image, mask, and integer ids."""
+
+    def __len__(self) -> int:
+        return 3
+
+    def __getitem__(self, index: int) -> dict:
+        mask = torch.zeros(SIZE, SIZE, dtype=torch.long)
+        mask[: 4 + index, :5] = 1 + index % K
+        candidates = torch.zeros(K, dtype=torch.bool)
+        candidates[index % K] = True
+        return {
+            "image": torch.full((3, SIZE, SIZE), 0.5),
+            "mask": mask,
+            "id": index + 10,  # collated to a tensor of integers
+            "probs": torch.full((K,), 0.5),
+            "candidates": candidates,
+            "maps": candidates[:, None, None] * torch.full((K, SIZE, SIZE), 0.7),
+        }
+
+
+def test_missing_optional_keys_and_integer_ids(tmp_path):
+    writer = SegmentationWriter(str(tmp_path))
+    _predict(writer, dataset=_BareImages())
+    assert sorted(p.name for p in (tmp_path / "masks").iterdir()) == ["10.png", "11.png", "12.png"]
+    for index in range(3):
+        mask = _read(tmp_path / "masks" / f"{index + 10}.png")
+        assert mask.shape == (SIZE, SIZE)  # orig_size defaults to the image size, no padding
+        assert (mask[: 4 + index, :5] == 1 + index % K).all() and (mask[:, 5:] == 0).all()
+        overlay = _read(tmp_path / "overlays" / f"{index + 10}.png")
+        # rgb recovered from the normalised image: 0.5 * std + mean, in 0-255
+        expected = np.round((0.5 * np.array([0.229, 0.224, 0.225]) + [0.485, 0.456, 0.406]) * 255)
+        np.testing.assert_array_equal(overlay[-1, -1], expected)
+
+
+def test_writer_without_segmentation_says_what_to_add(tmp_path):
+    writer = SegmentationWriter(str(tmp_path))
+    with pytest.raises(ValueError, match="add SaliencySegmentation"):
+        _predict(writer, callbacks=[writer])
+
+
 def test_helpers():
     valid = torch.zeros(12, 12, dtype=torch.bool)
     valid[:12, :7] = True
@@ -325,7 +398,7 @@ def test_helpers():
     labels = torch.tensor([[1, 2], [3, 0]])
     maps = torch.tensor([[[0.9, 0.6], [0.3, 0.02]]])  # winning .9 .6 .7 .98
     out = uncertain_to_void(labels, maps, 0.65)
-    assert out.tolist() == [[1, VOID_LABEL], [3, 0]]
+    assert out.tolist() == [[1, VOID], [3, 0]]
     assert uncertain_to_void(labels, maps, 0.5).tolist() == labels.tolist()
 
 

@@ -1,43 +1,15 @@
-"""``ComparisonReport``: a callback turning logged per-method mIoU into a table, CSV and chart."""
+"""``ComparisonReport``: a callback turning per-method mIoU into a table, CSV and chart."""
 
 from __future__ import annotations
 
-import math
-import re
 from pathlib import Path
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 
+from dcsm_lightning.evaluation import find_segmentation
 from dcsm_lightning.report import format_table, read_csv, write_comparison
-
-_MIOU_KEY = re.compile(r"^(?P<stage>val|test)/miou/(?P<method>.+)$")
-
-
-def collect_results(
-    metrics: dict[str, float], label_names: list[str], stage: str = "val"
-) -> dict[str, dict[str, object]]:
-    """Group logged metrics ``<stage>/miou/<method>`` and ``<stage>/iou/<method>/<label>``.
-
-    Args:
-        metrics: logged scalars (e.g. ``trainer.callback_metrics``), values in [0, 1].
-        label_names: the K + 1 label names, background first.
-
-    Returns:
-        method -> {"miou": float, "per_class": list of K + 1 floats (NaN where not logged)}.
-    """
-    results: dict[str, dict[str, object]] = {}
-    for key, value in metrics.items():
-        match = _MIOU_KEY.match(key)
-        if match is None or match["stage"] != stage:
-            continue
-        method = match["method"]
-        per_class = [
-            float(metrics.get(f"{stage}/iou/{method}/{name}", math.nan)) for name in label_names
-        ]
-        results[method] = {"miou": float(value), "per_class": per_class}
-    return dict(sorted(results.items()))
 
 
 class ComparisonReport(Callback):
@@ -46,13 +18,15 @@ class ComparisonReport(Callback):
     The Markdown table is printed, and also logged as text (``<stage>/comparison``) to every
     :class:`~lightning.pytorch.loggers.TensorBoardLogger` of the trainer.
 
-    Works with any LightningModule that logs ``val/miou/<method>`` (and optionally
-    ``val/iou/<method>/<label>``), such as :class:`~dcsm_lightning.models.MultiLabelFCN` with
-    several saliency strategies and the :class:`~dcsm_lightning.crf.DenseCRF` callback.
+    It reads :attr:`SaliencySegmentation.results
+    <dcsm_lightning.evaluation.SaliencySegmentation.results>` of the trainer's segmentation
+    callback (given to the trainer, or by a module such as
+    :class:`~dcsm_lightning.models.MultiLabelFCN`), one row per method in its order, so it
+    works with any LightningModule the segmentation works with. Callback order does not matter.
 
     Args:
         output_dir: where to write; default the trainer's ``log_dir``.
-        class_names: the K foreground names; default ``trainer.datamodule.class_names``.
+        class_names: the K foreground names shown as columns; default the segmentation's.
         include: ``comparison.csv`` files of earlier runs (e.g. the classifier's saliency
             methods, when this run validates a segmentation network): their rows come first,
             in order; a method measured again in this run takes the place of its old row.
@@ -76,17 +50,11 @@ class ComparisonReport(Callback):
     def _write(self, trainer: Trainer, stage: str) -> None:
         if not trainer.is_global_zero or trainer.sanity_checking:
             return
-        names = self.class_names or list(getattr(trainer.datamodule, "class_names", []) or [])
-        if not names:
-            raise ValueError(
-                "ComparisonReport needs class_names (or a datamodule with class_names)"
-            )
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-        results = collect_results(metrics, ["background", *names], stage)
+        segmentation = find_segmentation(trainer, "ComparisonReport")
+        names = list(self.class_names or segmentation.class_names)
+        results = segmentation.results.get(stage, {})
         if not results:
-            rank_zero_info(
-                f"ComparisonReport: nothing logged under {stage}/miou/; no report written"
-            )
+            rank_zero_info(f"ComparisonReport: no {stage} mIoU (no masks?); no report written")
             return
         results = {**self._included(["background", *names]), **results}
         out_dir = Path(self.output_dir or trainer.log_dir or trainer.default_root_dir)

@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-VOID_LABEL = 255
+#: Label id of ignored pixels (letterbox padding, VOC void): the one definition in the package.
+VOID = 255
 
 
 def voc_palette(num_colors: int = 256) -> np.ndarray:
@@ -234,7 +235,7 @@ def blend_overlay(
             raise ValueError(f"{name} must lie in [0, 1], got {value}")
     weight = np.full(labels.shape, alpha, dtype=np.float32)
     weight[labels == 0] = background_alpha
-    weight[labels == VOID_LABEL] = alpha / 3
+    weight[labels == VOID] = alpha / 3
     weight = weight[..., None]
     out = rgb.astype(np.float32) * (1 - weight) + _PALETTE[labels].astype(np.float32) * weight
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)

@@ -9,6 +9,8 @@ functional twin share the private ``_segmentation_iou_*`` helpers.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 from torchmetrics import Metric
@@ -73,8 +75,8 @@ def _segmentation_iou_update(
     )
 
 
-def _segmentation_iou_compute(confmat: Tensor) -> dict[str, Tensor]:
-    """(K + 1, K + 1) counts -> ``{"miou": scalar, "per_class": (K,)}``, float32, NaN if absent."""
+def _segmentation_iou_compute(confmat: Tensor, per_class: bool) -> Tensor:
+    """(L + 1, L + 1) counts -> float32 IoU per label (L,) or their mean (scalar); NaN if absent."""
     dtype = torch.float32 if confmat.device.type == "mps" else torch.float64
     counts = confmat.to(dtype)
     num_classes = counts.shape[0] - 1
@@ -82,17 +84,21 @@ def _segmentation_iou_compute(confmat: Tensor) -> dict[str, Tensor]:
     gt = counts[:num_classes].sum(dim=1)  # TP + FN (FN includes void predictions)
     predicted = counts[:, :num_classes].sum(dim=0)  # TP + FP
     union = gt + predicted - tp
-    per_class = torch.where(
-        union > 0, tp / union.clamp_min(1), torch.full_like(union, float("nan"))
-    )
+    iou = torch.where(union > 0, tp / union.clamp_min(1), torch.full_like(union, float("nan")))
+    if per_class:
+        return iou.to(torch.float32)
     present = union > 0
-    miou = per_class[present].mean() if present.any() else per_class.new_tensor(float("nan"))
-    return {"miou": miou.to(torch.float32), "per_class": per_class.to(torch.float32)}
+    miou = iou[present].mean() if present.any() else iou.new_tensor(float("nan"))
+    return miou.to(torch.float32)
 
 
 def segmentation_iou(
-    pred: Tensor, target: Tensor, num_classes: int, ignore_index: int | None = 255
-) -> dict[str, Tensor]:
+    pred: Tensor,
+    target: Tensor,
+    num_classes: int,
+    ignore_index: int | None = 255,
+    per_class: bool = False,
+) -> Tensor:
     """Per-class IoU and mIoU of label maps from one confusion matrix (functional form).
 
     See :class:`SegmentationIoU` for the definition; this evaluates one set of label maps.
@@ -101,21 +107,23 @@ def segmentation_iou(
         pred: integer tensor of shape (H, W) or (B, H, W), values in [0, num_classes) or
             ``ignore_index``.
         target: integer tensor of the same shape and value range.
-        num_classes: number of classes K (21 for PASCAL VOC: background + 20).
+        num_classes: number of label ids counted, background included: K foreground classes
+            + 1 (21 for PASCAL VOC: background + 20 classes).
         ignore_index: target id that is not counted (VOC void 255); None counts every pixel.
+        per_class: return the IoU of every label instead of their mean.
 
     Returns:
-        ``{"miou": float32 scalar in [0, 1], "per_class": float32 (K,) in [0, 1]}`` with NaN for
-        classes absent from both ``pred`` and ``target`` (and NaN mIoU if all are absent).
+        float32 tensor in [0, 1]: the mIoU (a scalar; NaN if every label is absent) or, with
+        ``per_class=True``, the IoU of each label, shape ``(num_classes,)``, NaN for labels
+        absent from both ``pred`` and ``target``.
 
     Raises:
         ValueError: see :class:`SegmentationIoU`.
     """
     _segmentation_iou_validate_args(num_classes, ignore_index)
     _segmentation_iou_validate_tensors(pred, target, num_classes, ignore_index)
-    return _segmentation_iou_compute(
-        _segmentation_iou_update(pred, target, num_classes, ignore_index)
-    )
+    confmat = _segmentation_iou_update(pred, target, num_classes, ignore_index)
+    return _segmentation_iou_compute(confmat, per_class)
 
 
 class SegmentationIoU(Metric):
@@ -147,13 +155,19 @@ class SegmentationIoU(Metric):
 
     As output of ``forward`` and ``compute`` the metric returns the following output:
 
-    - ``out`` (:class:`dict`): ``out["miou"]`` a float32 scalar tensor in [0, 1] (NaN if
-      every class is absent); ``out["per_class"]`` a float32 tensor of shape
-      ``(num_classes,)`` in [0, 1], NaN for classes absent from targets and predictions
+    - ``miou`` (:class:`~torch.Tensor`): a float32 scalar in [0, 1], NaN if every label is
+      absent; or, with ``per_class=True``, a float32 tensor of shape ``(num_classes,)`` in
+      [0, 1] with the IoU of each label, NaN for labels absent from targets and predictions.
+      ``self.log(name, metric)`` works as for any torchmetrics metric (scalar form).
 
     Args:
-        num_classes: number of classes K including background (21 for PASCAL VOC).
+        num_classes: number of label ids counted, background included: K foreground classes
+            + 1 (21 for PASCAL VOC: background + 20 classes; 7 for the built-in 6 shapes).
+            Ids run over ``[0, num_classes)``; elsewhere in this library K counts foreground
+            classes only.
         ignore_index: target id that is not counted (VOC void 255); None counts every pixel.
+        per_class: ``compute`` returns the IoU of every label (like torchmetrics'
+            ``MeanIoU(per_class=True)``) instead of their mean.
         kwargs: additional keyword arguments of :class:`~torchmetrics.Metric`.
 
     Raises:
@@ -171,12 +185,13 @@ class SegmentationIoU(Metric):
         >>> target = torch.randint(0, 3, (2, 4, 4), generator=g)
         >>> pred = torch.randint(0, 3, (2, 4, 4), generator=g)
         >>> target[:, 0] = 255  # void row
-        >>> metric = SegmentationIoU(num_classes=4)
+        >>> metric = SegmentationIoU(num_classes=4, per_class=True)
         >>> metric.update(pred, target)
-        >>> out = metric.compute()
-        >>> out["per_class"]
+        >>> metric.compute()
         tensor([0.0833, 0.3846, 0.1333,    nan])
-        >>> out["miou"]
+        >>> miou = SegmentationIoU(num_classes=4)
+        >>> miou.update(pred, target)
+        >>> miou.compute()
         tensor(0.2004)
     """
 
@@ -188,11 +203,18 @@ class SegmentationIoU(Metric):
 
     confmat: Tensor
 
-    def __init__(self, num_classes: int, ignore_index: int | None = 255, **kwargs) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        ignore_index: int | None = 255,
+        per_class: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         _segmentation_iou_validate_args(num_classes, ignore_index)
         self.num_classes = num_classes
         self.ignore_index = ignore_index
+        self.per_class = per_class
         self.add_state(
             "confmat",
             torch.zeros(num_classes + 1, num_classes + 1, dtype=torch.long),
@@ -209,6 +231,6 @@ class SegmentationIoU(Metric):
             self.ignore_index,
         )
 
-    def compute(self) -> dict[str, Tensor]:
-        """Scores over everything seen since the last ``reset`` (all processes under DDP)."""
-        return _segmentation_iou_compute(self.confmat)
+    def compute(self) -> Tensor:
+        """mIoU (or per-label IoU) over everything since the last ``reset`` (all DDP ranks)."""
+        return _segmentation_iou_compute(self.confmat, self.per_class)

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from dcsm_lightning.io import atomic_path
+from dcsm_lightning.segment import split_method
 
 BACKGROUND = "background"
-CRF_SUFFIX = "+crf"
 MISSING = "–"  # en dash: how the Markdown table shows NaN
 
 
@@ -147,7 +147,7 @@ def read_csv(path: str | os.PathLike) -> tuple[dict[str, dict[str, Any]], list[s
 def render_miou_chart(results: Mapping[str, Mapping[str, Any]]) -> bytes:
     """PNG bytes of a bar chart of mIoU (%) per method, with value labels.
 
-    ``+crf`` bars are hatched and take their base method's colour, so each pair reads as
+    Refined bars (``+crf``) are hatched and take their base method's colour, so each pair reads as
     one method with and without CRF. NaN bars are empty and labelled "–". Drawn on an Agg
     canvas, without pyplot's global state.
     """
@@ -157,7 +157,8 @@ def render_miou_chart(results: Mapping[str, Mapping[str, Any]]) -> bytes:
 
     methods = [str(m) for m in results]
     values = [100 * float(result["miou"]) for result in results.values()]
-    bases = list(dict.fromkeys(m.removesuffix(CRF_SUFFIX) for m in methods))
+    strategies = [split_method(m)[0] for m in methods]
+    bases = list(dict.fromkeys(strategies))
     cycle = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     figure = Figure(figsize=(max(4.0, 0.9 * len(methods) + 1.5), 3.5), dpi=100)
     FigureCanvasAgg(figure)
@@ -165,9 +166,9 @@ def render_miou_chart(results: Mapping[str, Mapping[str, Any]]) -> bytes:
     bars = axes.bar(
         range(len(methods)),
         [0.0 if math.isnan(v) else v for v in values],
-        color=[cycle[bases.index(m.removesuffix(CRF_SUFFIX)) % len(cycle)] for m in methods],
+        color=[cycle[bases.index(b) % len(cycle)] for b in strategies],
         edgecolor="black",
-        hatch=["//" if m.endswith(CRF_SUFFIX) else "" for m in methods],
+        hatch=["" if split_method(m)[1] is None else "//" for m in methods],
     )
     axes.bar_label(bars, labels=[MISSING if math.isnan(v) else f"{v:.1f}" for v in values])
     axes.set_xticks(range(len(methods)), methods, rotation=30 if len(methods) > 4 else 0)

@@ -17,16 +17,19 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from dcsm_lightning.io import VOID
+
 __all__ = [
     "VOID",
     "labels_from_maps",
     "maps_from_label_logits",
     "maps_to_probs",
+    "method_name",
+    "split_method",
     "uncertain_to_void",
 ]
 
-#: Label id of ignored pixels (letterbox padding, VOC void).
-VOID = 255
+_STEP_SEPARATOR = "+"
 
 _RANGE_TOL = 1e-6
 
@@ -171,6 +174,22 @@ def uncertain_to_void(labels: Tensor, maps: Tensor, threshold: float) -> Tensor:
     top = maps.amax(dim=-3)
     winning = torch.maximum(top, 1 - top)
     return labels.masked_fill(winning < threshold, VOID)
+
+
+def method_name(strategy: str, step: str | None = None) -> str:
+    """The name of a segmentation method: a strategy, optionally followed by a refinement step.
+
+    ``method_name("dcsm") == "dcsm"``, ``method_name("dcsm", "crf") == "dcsm+crf"``. Every
+    mask, metric key (``val/miou/<method>``), report row and writer option uses these names.
+    """
+    return strategy if step is None else f"{strategy}{_STEP_SEPARATOR}{step}"
+
+
+def split_method(method: str) -> tuple[str, str | None]:
+    """Inverse of :func:`method_name`: ``"dcsm+crf"`` -> ``("dcsm", "crf")``, ``"dcsm"`` ->
+    ``("dcsm", None)``."""
+    strategy, sep, step = method.rpartition(_STEP_SEPARATOR)
+    return (strategy, step) if sep and strategy else (method, None)
 
 
 def maps_from_label_logits(logits: Tensor) -> Tensor:

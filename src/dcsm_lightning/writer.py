@@ -1,7 +1,9 @@
 """``SegmentationWriter``: a prediction-writer callback that saves masks, heatmaps and scores.
 
-It consumes the step outputs and batches described in ``docs/contracts.md`` and undoes the
-letterbox, so every file it writes has the size of the image on disk.
+It reads each batch's :class:`~dcsm_lightning.evaluation.SegmentationOutput` from the trainer's
+:class:`~dcsm_lightning.evaluation.SaliencySegmentation` (so it works with any LightningModule
+that one works with) and undoes the letterbox, so every file it writes has the size of the
+image on disk.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor
 
 from dcsm_lightning.data.transforms import uncrop_images, uncrop_labels, valid_extent
+from dcsm_lightning.evaluation import SaliencySegmentation, SegmentationOutput, find_segmentation
 from dcsm_lightning.io import (
     check_writable_dir,
     remove_stale_temp_files,
@@ -27,9 +30,8 @@ from dcsm_lightning.io import (
     save_overlay_png,
     save_text,
 )
-from dcsm_lightning.segment import uncertain_to_void
+from dcsm_lightning.segment import method_name, split_method, uncertain_to_void
 
-CRF_SUFFIX = "+crf"
 PSEUDO_LIST = Path("ImageSets", "Segmentation", "pseudo.txt")
 _UNSAFE = re.compile(r"[^\w.-]+")
 _NO_OP = contextlib.nullcontext()
@@ -38,14 +40,10 @@ _NO_OP = contextlib.nullcontext()
 def default_method(mask_names: Sequence[str]) -> str:
     """The mask to write when none is named: ``<first strategy>+crf`` if present, else the first."""
     if not mask_names:
-        raise ValueError("outputs['masks'] is empty: there is no mask to write")
-    first = strategy_of(mask_names[0])
-    return first + CRF_SUFFIX if first + CRF_SUFFIX in mask_names else mask_names[0]
-
-
-def strategy_of(method: str) -> str:
-    """The saliency strategy behind a mask name: ``"dcsm+crf" -> "dcsm"``."""
-    return method[: -len(CRF_SUFFIX)] if method.endswith(CRF_SUFFIX) else method
+        raise ValueError("the segmentation produced no masks: there is no mask to write")
+    first, _ = split_method(mask_names[0])
+    refined = method_name(first, "crf")
+    return refined if refined in mask_names else mask_names[0]
 
 
 def _safe_name(name: str) -> str:
@@ -73,11 +71,15 @@ def check_id(image_id: str) -> str:
 class SegmentationWriter(BasePredictionWriter):
     """Write each predicted image's mask (and heatmaps, overlay, scores) as it is predicted.
 
-    As input ``write_on_batch_end`` takes a step output (``probs`` B x K, ``candidates`` B x K,
-    ``maps`` {strategy: B x K x S x S}, ``masks`` {method: B x S x S}) and a batch (``id``,
-    ``orig_size`` B x 2, ``valid`` B x S x S, ``rgb`` B x S x S x 3), per
-    ``docs/contracts.md``. Each image is cut out of its letterbox and resized to
-    ``orig_size`` (nearest for labels, bilinear for maps and the image).
+    As input it takes, for each predict batch, the
+    :class:`~dcsm_lightning.evaluation.SegmentationOutput` of the trainer's
+    :class:`~dcsm_lightning.evaluation.SaliencySegmentation` (``probs`` B x K, ``candidates``
+    B x K, ``maps`` {strategy: B x K x S x S}, ``masks`` {method: B x S x S}, and the adapted
+    batch: ``ids``, ``orig_size`` B x 2, ``valid`` B x S x S or None, ``rgb`` B x S x S x 3);
+    what the module's ``predict_step`` returns is not read. Ids may be strings or integers
+    (``7`` -> ``7.png``); a batch without ids, sizes or ``valid`` gets the adapter's defaults.
+    Each image is cut out of its letterbox and resized to ``orig_size`` (nearest for labels,
+    bilinear for maps and the image).
 
     Layout, ``mode="predictions"``::
 
@@ -99,8 +101,8 @@ class SegmentationWriter(BasePredictionWriter):
     rewrites everything. Every file is written atomically. Under DDP each rank writes its own
     images; ``pseudo.txt`` is written by rank 0 after a barrier.
 
-    List this callback after ``DenseCRF`` in ``Trainer(callbacks=[...])``: callbacks run in
-    list order, and the ``+crf`` masks exist only once ``DenseCRF`` has run.
+    The order of ``Trainer(callbacks=[...])`` does not matter: the segmentation computes a
+    batch (with its ``DenseCRF`` masks) the first time anyone asks for it.
 
     Args:
         output_dir: folder for all outputs (created; checked writable at ``setup``).
@@ -155,22 +157,16 @@ class SegmentationWriter(BasePredictionWriter):
         self._method: str | None = None
         self._names: list[str] | None = None
         self._warned_no_maps = False
+        self._segmentation: SaliencySegmentation | None = None
 
     # ----------------------------------------------------------------- Lightning hooks
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
         if stage != "predict":
             return
+        self._segmentation = find_segmentation(trainer, "SegmentationWriter")
         check_writable_dir(self.output_dir)
         remove_stale_temp_files(self.output_dir)  # left by a killed run
-        callbacks = list(getattr(trainer, "callbacks", []) or [])
-        if self in callbacks:
-            later = {type(cb).__name__ for cb in callbacks[callbacks.index(self) + 1 :]}
-            if "DenseCRF" in later:
-                rank_zero_warn(
-                    "SegmentationWriter is listed before DenseCRF, so it cannot see the "
-                    "'+crf' masks; list DenseCRF first in Trainer(callbacks=[...])."
-                )
 
     def on_predict_start(self, trainer: Any, pl_module: Any) -> None:
         self._reset()
@@ -239,18 +235,19 @@ class SegmentationWriter(BasePredictionWriter):
             self._method = self.method or default_method(list(masks))
         if self._method not in masks:
             hint = ""
-            if self._method.endswith(CRF_SUFFIX):
-                hint = "; list DenseCRF before SegmentationWriter in Trainer(callbacks=[...])"
-            raise KeyError(
-                f"method {self._method!r} not in outputs['masks'] (has {sorted(masks)}){hint}"
+            if split_method(self._method)[1] == "crf":
+                hint = "; add DenseCRF to Trainer(callbacks=[...])"
+            raise ValueError(
+                f"method {self._method!r} is not among the segmentation's masks "
+                f"{sorted(masks)}{hint}"
             )
         return self._method
 
     def _resolve_names(self, trainer: Any, num_classes: int) -> list[str]:
         if self._names is None:
             names = self.class_names
-            if names is None:
-                names = getattr(getattr(trainer, "datamodule", None), "class_names", None)
+            if names is None and self._segmentation is not None:
+                names = self._segmentation.class_names
             if names is None:
                 names = [f"class_{k}" for k in range(num_classes)]
             names = [str(n) for n in names]
@@ -275,27 +272,31 @@ class SegmentationWriter(BasePredictionWriter):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        if not isinstance(prediction, dict) or not prediction.get("masks"):
-            raise ValueError(
-                "predict_step must return the step-output dict of docs/contracts.md "
-                f"with a non-empty 'masks' entry, got {type(prediction).__name__}"
-            )
-        method = self._resolve_method(prediction["masks"])
-        ids = [check_id(i) for i in batch["id"]]
+        if self._segmentation is None:
+            self._segmentation = find_segmentation(trainer, "SegmentationWriter")
+        out: SegmentationOutput = self._segmentation.output_for(
+            trainer, pl_module, batch, batch_idx, dataloader_idx, "predict"
+        )
+        self.write_output(trainer, out)
+
+    def write_output(self, trainer: Any, out: SegmentationOutput) -> None:
+        """Write the files of one batch's segmentation output (see the class docstring)."""
+        method = self._resolve_method(out.masks)
+        ids = [check_id(i) for i in out.batch.ids]
         predicting = self.mode == "predictions"
         if predicting:
-            candidates = prediction["candidates"].detach().cpu().bool()
+            candidates = out.candidates.detach().cpu().bool()
             names = self._resolve_names(trainer, candidates.shape[1])
-        maps_all = prediction.get("maps") or {}
-        maps = maps_all.get(strategy_of(method))
+        strategy, _ = split_method(method)
+        maps = out.maps.get(strategy)
         heatmaps = predicting and self.write_heatmaps and maps is not None
         if predicting and self.write_heatmaps and maps is None and not self._warned_no_maps:
             self._warned_no_maps = True
-            rank_zero_warn(f"no maps for {strategy_of(method)!r}: heatmaps are not written")
+            rank_zero_warn(f"no maps for {strategy!r}: heatmaps are not written")
         if self.uncertain_threshold is not None and maps is None:
-            raise KeyError(
-                f"uncertain_threshold needs outputs['maps'][{strategy_of(method)!r}], "
-                f"which is absent (has {sorted(maps_all)})"
+            raise ValueError(
+                f"uncertain_threshold needs the maps of {strategy!r}, which are absent "
+                f"(has {sorted(out.maps)})"
             )
 
         # Decide per image which files are missing, before touching any tensor.
@@ -314,16 +315,14 @@ class SegmentationWriter(BasePredictionWriter):
         if not plans:
             return
 
-        masks = prediction["masks"][method].detach().cpu()
+        masks = out.masks[method].detach().cpu()
         if maps is not None:
             maps = maps.detach().cpu()
-        probs = prediction["probs"].detach().cpu().float() if predicting else None
-        valid = batch.get("valid")
+        probs = out.probs.detach().cpu().float() if predicting else None
+        valid = out.batch.valid
         valid = valid.detach().cpu() if valid is not None else None
-        rgb = batch.get("rgb")
-        if predicting and self.write_overlays and rgb is None:
-            raise KeyError("write_overlays needs batch['rgb'] (uint8 B x S x S x 3)")
-        orig_sizes = batch["orig_size"].detach().cpu().tolist()
+        rgb = out.batch.rgb
+        orig_sizes = out.batch.orig_size.detach().cpu().tolist()
         size = masks.shape[-1]
 
         for b, todo in plans:

@@ -10,7 +10,7 @@ import torchvision
 from lightning.pytorch import Trainer
 from torch.utils.data import DataLoader
 
-from dcsm_lightning.crf import DenseCRF
+from dcsm_lightning.crf import CRFSettings, DenseCRF
 from dcsm_lightning.models import (
     MultiLabelFCN,
     SegmentationNet,
@@ -135,18 +135,18 @@ def test_step_outputs_follow_the_contract_and_eq7_reproduces_the_argmax():
     batch = _batch()
     with torch.no_grad():
         logits = model(batch["image"])
-        out = model.predict_step(batch, 0)
-    labels = out["masks"]["segnet"]
+    out = model.segmentation.segment(model, model.segmentation.batch_adapter(batch))
+    labels = out.masks["segnet"]
     assert torch.equal(labels[batch["valid"]], logits.argmax(1)[batch["valid"]])
     assert (labels[~batch["valid"]] == 255).all()
-    maps, candidates = out["maps"]["segnet"], out["candidates"]
+    maps, candidates = out.maps["segnet"], out.candidates
     assert maps.shape == (2, 3, 32, 32) and 0 <= maps.min() and maps.max() <= 1
     for b in range(2):
         won = set(labels[b][labels[b] != 255].unique().tolist()) - {0}
         assert set((candidates[b].nonzero().flatten() + 1).tolist()) == won
     assert torch.equal(labels_from_maps(maps, candidates, batch["valid"]), labels)
     probs = logits.softmax(1)[:, 1:]
-    assert torch.allclose(out["probs"][0], probs[0].flatten(1).amax(1))
+    assert torch.allclose(out.probs[0], probs[0].flatten(1).amax(1))
 
 
 def test_validate_logs_segnet_and_segnet_crf_miou():
@@ -157,7 +157,7 @@ def test_validate_logs_segnet_and_segnet_crf_miou():
     )  # fmt: skip
     trainer = Trainer(
         logger=False, enable_progress_bar=False, enable_model_summary=False,
-        callbacks=[DenseCRF(iterations=2, num_workers=0)],
+        callbacks=[DenseCRF(CRFSettings(iterations=2), num_workers=0)],
     )  # fmt: skip
     (metrics,) = trainer.validate(model, DataLoader([_batch()], batch_size=None), verbose=False)
     assert {"val/miou/segnet", "val/miou/segnet+crf", "val/iou/segnet/background"} <= set(metrics)

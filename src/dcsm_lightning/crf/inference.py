@@ -1,7 +1,9 @@
 """Dense CRF inference on one image (Shimoda & Yanai 2016, Sec. 3.4, Eq. 6-8).
 
+* :class:`CRFSettings` - the CRF's parameters (paper defaults), used by everything below.
 * :func:`dense_crf` - probabilities of L labels -> label indices.
 * :func:`crf_labels_from_maps` - class maps -> dataset label ids (Eq. 7 + CRF).
+* :func:`crf_masks` - the same for a batch, optionally in a process pool.
 
 The CRF is Kraehenbuehl & Koltun's (2011) mean-field inference as packaged by ``pydensecrf``
 with the paper's settings: unary ``-log(max(p, 1e-5))`` of the map values as given (not
@@ -11,7 +13,8 @@ renormalised), Potts pairwise terms ``addPairwiseGaussian(sxy=3, compat=1)`` and
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from concurrent.futures import Executor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,9 +22,10 @@ import pydensecrf.densecrf as dcrf
 import torch
 from torch import Tensor
 
-from dcsm_lightning.segment import VOID, maps_to_probs
+from dcsm_lightning.io import VOID
+from dcsm_lightning.segment import maps_to_probs
 
-__all__ = ["crf_labels_from_maps", "dense_crf"]
+__all__ = ["CRFSettings", "crf_labels_from_maps", "crf_masks", "dense_crf"]
 
 _RANGE_TOL = 1e-6
 
@@ -30,33 +34,45 @@ def _to_numpy(x: np.ndarray | Tensor) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, Tensor) else np.asarray(x)
 
 
-def _check_crf_args(
-    iterations: int,
-    bilateral_sxy: float,
-    bilateral_srgb: float,
-    bilateral_compat: float,
-    gaussian_sxy: float,
-    gaussian_compat: float,
-    clamp: float,
-) -> None:
-    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
-        raise ValueError(f"Expected `iterations` to be an int >= 0, got {iterations!r}.")
-    for name, value in (
-        ("bilateral_sxy", bilateral_sxy),
-        ("bilateral_srgb", bilateral_srgb),
-        ("gaussian_sxy", gaussian_sxy),
-        ("clamp", clamp),
-    ):
-        if not isinstance(value, (int, float)) or not value > 0 or not np.isfinite(value):
-            raise ValueError(f"Expected `{name}` to be a finite number > 0, got {value!r}.")
-    if not 0 < clamp <= 1:
-        raise ValueError(f"Expected `clamp` in (0, 1], got {clamp!r}.")
-    for name, value in (
-        ("bilateral_compat", bilateral_compat),
-        ("gaussian_compat", gaussian_compat),
-    ):
-        if not isinstance(value, (int, float)) or not np.isfinite(value):
-            raise ValueError(f"Expected `{name}` to be a finite number, got {value!r}.")
+@dataclass(frozen=True)
+class CRFSettings:
+    """The dense CRF's parameters, paper defaults (Sec. 3.4): the one place they are written.
+
+    Args:
+        iterations: mean-field iterations (paper: 10); 0 gives the argmax of the unaries.
+        bilateral_sxy: position scale of the appearance kernel in pixels (paper: 30).
+        bilateral_srgb: colour scale of the appearance kernel in 0-255 units (paper: 10).
+        bilateral_compat: weight of the appearance kernel (paper: 1).
+        gaussian_sxy: position scale of the smoothness kernel in pixels (paper: 3).
+        gaussian_compat: weight of the smoothness kernel (paper: 1).
+        clamp: lower bound on probabilities before the log, in (0, 1] (paper: 1e-5).
+
+    Raises:
+        ValueError: a value of the wrong type or outside its range.
+    """
+
+    iterations: int = 10
+    bilateral_sxy: float = 30.0
+    bilateral_srgb: float = 10.0
+    bilateral_compat: float = 1.0
+    gaussian_sxy: float = 3.0
+    gaussian_compat: float = 1.0
+    clamp: float = 1e-5
+
+    def __post_init__(self) -> None:
+        iterations = self.iterations
+        if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
+            raise ValueError(f"Expected `iterations` to be an int >= 0, got {iterations!r}.")
+        for name in ("bilateral_sxy", "bilateral_srgb", "gaussian_sxy", "clamp"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not value > 0 or not np.isfinite(value):
+                raise ValueError(f"Expected `{name}` to be a finite number > 0, got {value!r}.")
+        if not 0 < self.clamp <= 1:
+            raise ValueError(f"Expected `clamp` in (0, 1], got {self.clamp!r}.")
+        for name in ("bilateral_compat", "gaussian_compat"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not np.isfinite(value):
+                raise ValueError(f"Expected `{name}` to be a finite number, got {value!r}.")
 
 
 def _check_image(rgb: np.ndarray | Tensor, probs: np.ndarray | Tensor) -> None:
@@ -97,51 +113,8 @@ def _check_probs_values(probs: np.ndarray) -> None:
         raise ValueError(f"Expected `probs` values in [0, 1], got values in [{lo:.6g}, {hi:.6g}].")
 
 
-def _dense_crf_numpy(
-    rgb: np.ndarray,
-    probs: np.ndarray,
-    iterations: int = 10,
-    bilateral_sxy: float = 30.0,
-    bilateral_srgb: float = 10.0,
-    bilateral_compat: float = 1.0,
-    gaussian_sxy: float = 3.0,
-    gaussian_compat: float = 1.0,
-    clamp: float = 1e-5,
-) -> np.ndarray:
-    """The CRF itself on checked numpy arrays (also the worker-process entry point).
-
-    ``rgb`` uint8 (H, W, 3), ``probs`` float (L, H, W) -> int64 (H, W) in [0, L).
-    """
-    n_labels, height, width = probs.shape
-    if n_labels == 1 or height == 0 or width == 0:  # nothing to decide
-        return np.zeros((height, width), dtype=np.int64)
-    # Same arithmetic as pydensecrf.utils.unary_from_softmax(probs, clip=clamp): clip in the
-    # input dtype, -log, cast to float32. No renormalisation (the paper's -log Mhat).
-    unary = -np.log(np.clip(probs, clamp, 1.0)).reshape(n_labels, -1).astype(np.float32)
-    crf = dcrf.DenseCRF2D(width, height, n_labels)
-    crf.setUnaryEnergy(np.ascontiguousarray(unary))
-    crf.addPairwiseGaussian(sxy=gaussian_sxy, compat=gaussian_compat)
-    crf.addPairwiseBilateral(
-        sxy=bilateral_sxy,
-        srgb=bilateral_srgb,
-        rgbim=np.ascontiguousarray(rgb),
-        compat=bilateral_compat,
-    )
-    marginals = np.asarray(crf.inference(iterations))
-    return np.argmax(marginals, axis=0).reshape(height, width).astype(np.int64)
-
-
 def dense_crf(
-    rgb: np.ndarray | Tensor,
-    probs: np.ndarray | Tensor,
-    *,
-    iterations: int = 10,
-    bilateral_sxy: float = 30.0,
-    bilateral_srgb: float = 10.0,
-    bilateral_compat: float = 1.0,
-    gaussian_sxy: float = 3.0,
-    gaussian_compat: float = 1.0,
-    clamp: float = 1e-5,
+    rgb: np.ndarray | Tensor, probs: np.ndarray | Tensor, settings: CRFSettings | None = None
 ) -> np.ndarray | Tensor:
     """Fully connected CRF over one image (Eq. 6-8, Kraehenbuehl & Koltun 2011).
 
@@ -151,7 +124,8 @@ def dense_crf(
     ``iterations`` steps of mean-field inference; the result is the argmax of the marginals.
     Gives exactly the labels of calling ``pydensecrf`` by hand (``DenseCRF2D``, unary
     ``unary_from_softmax(probs, clip=clamp)``, ``addPairwiseGaussian`` then
-    ``addPairwiseBilateral``, ``inference``, ``argmax``).
+    ``addPairwiseBilateral``, ``inference``, ``argmax``). On numpy input it runs numpy and
+    pydensecrf only (no torch), so it is safe in forked worker processes.
 
     Args:
         rgb: uint8 image of shape (H, W, 3), numpy or torch (any device, any strides).
@@ -160,13 +134,7 @@ def dense_crf(
             label l is ``-log(max(probs[l], clamp))`` (values above 1 are clipped to 1).
             Rescaling a pixel's probabilities only adds a constant to its unaries, which
             mean-field inference cancels, so renormalising would matter only via the clamp.
-        iterations: mean-field iterations (paper: 10).
-        bilateral_sxy: position scale of the appearance kernel in pixels (paper: 30).
-        bilateral_srgb: colour scale of the appearance kernel in 0-255 units (paper: 10).
-        bilateral_compat: weight of the appearance kernel (paper: 1).
-        gaussian_sxy: position scale of the smoothness kernel in pixels (paper: 3).
-        gaussian_compat: weight of the smoothness kernel (paper: 1).
-        clamp: lower bound on probabilities before the log (paper: 1e-5).
+        settings: the CRF parameters; default :class:`CRFSettings` (the paper's).
 
     Returns:
         int64 label indices of shape (H, W) with values in [0, L): a torch tensor on the device
@@ -174,37 +142,37 @@ def dense_crf(
 
     Raises:
         ValueError: ``rgb`` not uint8 (H, W, 3); ``probs`` not float (L, H, W); sizes differ;
-            NaN or values outside [0, 1] in ``probs``; bad CRF parameters.
+            NaN or values outside [0, 1] in ``probs``.
     """
+    settings = CRFSettings() if settings is None else settings
     _check_image(rgb, probs)
-    _check_crf_args(
-        iterations,
-        bilateral_sxy,
-        bilateral_srgb,
-        bilateral_compat,
-        gaussian_sxy,
-        gaussian_compat,
-        clamp,
-    )
     probs_np = _to_numpy(probs)
     _check_probs_values(probs_np)
-    labels = _dense_crf_numpy(
-        _to_numpy(rgb),
-        probs_np,
-        iterations,
-        bilateral_sxy,
-        bilateral_srgb,
-        bilateral_compat,
-        gaussian_sxy,
-        gaussian_compat,
-        clamp,
-    )
+    rgb_np = _to_numpy(rgb)
+    n_labels, height, width = probs_np.shape
+    if n_labels == 1 or height == 0 or width == 0:  # nothing to decide
+        labels = np.zeros((height, width), dtype=np.int64)
+    else:
+        # Same arithmetic as pydensecrf.utils.unary_from_softmax(probs, clip=clamp): clip in the
+        # input dtype, -log, cast to float32. No renormalisation (the paper's -log Mhat).
+        unary = -np.log(np.clip(probs_np, settings.clamp, 1.0)).reshape(n_labels, -1)
+        crf = dcrf.DenseCRF2D(width, height, n_labels)
+        crf.setUnaryEnergy(np.ascontiguousarray(unary.astype(np.float32)))
+        crf.addPairwiseGaussian(sxy=settings.gaussian_sxy, compat=settings.gaussian_compat)
+        crf.addPairwiseBilateral(
+            sxy=settings.bilateral_sxy,
+            srgb=settings.bilateral_srgb,
+            rgbim=np.ascontiguousarray(rgb_np),
+            compat=settings.bilateral_compat,
+        )
+        marginals = np.asarray(crf.inference(settings.iterations))
+        labels = np.argmax(marginals, axis=0).reshape(height, width).astype(np.int64)
     if isinstance(probs, Tensor):
         return torch.from_numpy(labels).to(probs.device)
     return labels
 
 
-# --- maps -> dataset ids, split in three so the callback can run the middle in a pool -------
+# --- maps -> dataset ids: prepare (Eq. 7, crop), dense_crf (maybe in a worker), finish ----
 
 
 def _valid_box(valid: Tensor | None, height: int, width: int) -> tuple[int, int]:
@@ -220,8 +188,8 @@ def _valid_box(valid: Tensor | None, height: int, width: int) -> tuple[int, int]
 
 def _prepare(
     rgb: np.ndarray | Tensor, maps: Tensor, candidates: Tensor, valid: Tensor | None
-) -> tuple[np.ndarray, np.ndarray, Tensor, tuple[int, int]]:
-    """Checks, Eq. 7 and cropping: -> (rgb crop, probs crop, label ids, (h, w) of the crop)."""
+) -> tuple[np.ndarray, np.ndarray, Tensor]:
+    """Checks, Eq. 7 and cropping: -> (rgb crop, probs crop, label ids)."""
     if not isinstance(maps, Tensor) or maps.ndim != 3:
         raise ValueError(
             f"Expected `maps` to be a tensor of shape (K, H, W), got "
@@ -241,7 +209,7 @@ def _prepare(
     h, w = _valid_box(valid, *maps.shape[1:])
     rgb_np = np.ascontiguousarray(_to_numpy(rgb[:h, :w]))
     probs_np = np.ascontiguousarray(_to_numpy(probs[:, :h, :w]))
-    return rgb_np, probs_np, label_ids, (h, w)
+    return rgb_np, probs_np, label_ids
 
 
 def _finish(
@@ -261,7 +229,7 @@ def crf_labels_from_maps(
     maps: Tensor,
     candidates: Tensor,
     valid: Tensor | None = None,
-    **crf_kwargs: Any,
+    settings: CRFSettings | None = None,
 ) -> Tensor:
     """Class maps of one image -> CRF-refined label map in dataset ids (Sec. 3.4).
 
@@ -269,49 +237,75 @@ def crf_labels_from_maps(
     (Eq. 7), runs :func:`dense_crf` and maps the label indices back to dataset ids. With
     ``valid``, the CRF runs only on the bounding box of the valid pixels (the top-left
     rectangle of a letterboxed image), so padding never influences it; every pixel outside
-    ``valid`` is :data:`~dcsm_lightning.segment.VOID` (255).
+    ``valid`` is :data:`~dcsm_lightning.io.VOID` (255).
 
     Args:
         rgb: uint8 image of shape (H, W, 3), numpy or torch.
         maps: float tensor of shape (K, H, W), values in [0, 1].
         candidates: bool tensor of shape (K,).
         valid: optional bool tensor of shape (H, W); False on padding.
-        **crf_kwargs: keyword arguments of :func:`dense_crf` (``iterations``, ``bilateral_sxy``,
-            ``bilateral_srgb``, ``bilateral_compat``, ``gaussian_sxy``, ``gaussian_compat``,
-            ``clamp``).
+        settings: the CRF parameters; default :class:`CRFSettings` (the paper's).
 
     Returns:
         int64 tensor of shape (H, W) on the device of ``maps``: 0 = background, class ``k`` ->
         ``k + 1``, 255 outside ``valid``.
 
     Raises:
-        TypeError: unknown keyword in ``crf_kwargs``.
         ValueError: bad shapes, dtypes or values (see :func:`dense_crf` and
             :func:`~dcsm_lightning.segment.maps_to_probs`).
     """
-    kwargs = _crf_kwargs(crf_kwargs)
-    rgb_np, probs_np, label_ids, _ = _prepare(rgb, maps, candidates, valid)
-    index = _dense_crf_numpy(rgb_np, probs_np, **kwargs)
+    rgb_np, probs_np, label_ids = _prepare(rgb, maps, candidates, valid)
+    index = dense_crf(rgb_np, probs_np, settings)
     return _finish(index, label_ids, valid, tuple(maps.shape[1:]))
 
 
-_CRF_DEFAULTS: dict[str, Any] = {
-    "iterations": 10,
-    "bilateral_sxy": 30.0,
-    "bilateral_srgb": 10.0,
-    "bilateral_compat": 1.0,
-    "gaussian_sxy": 3.0,
-    "gaussian_compat": 1.0,
-    "clamp": 1e-5,
-}
+def crf_masks(
+    rgb: Tensor,
+    maps: Tensor,
+    candidates: Tensor,
+    valid: Tensor | None = None,
+    settings: CRFSettings | None = None,
+    executor: Executor | None = None,
+) -> Tensor:
+    """:func:`crf_labels_from_maps` for a batch, optionally one image per worker process.
 
+    Args:
+        rgb: uint8 tensor of shape (B, H, W, 3).
+        maps: float tensor of shape (B, K, H, W), values in [0, 1].
+        candidates: bool tensor of shape (B, K).
+        valid: optional bool tensor of shape (B, H, W); False on padding.
+        settings: the CRF parameters; default :class:`CRFSettings` (the paper's).
+        executor: where :func:`dense_crf` runs (e.g. a ``ProcessPoolExecutor``); None runs
+            it here. Every image is submitted before the first result is awaited.
 
-def _crf_kwargs(overrides: Mapping[str, Any]) -> dict[str, Any]:
-    unknown = set(overrides) - set(_CRF_DEFAULTS)
-    if unknown:
-        raise TypeError(
-            f"Unknown CRF argument(s) {sorted(unknown)}; expected some of {list(_CRF_DEFAULTS)}."
-        )
-    kwargs = {**_CRF_DEFAULTS, **overrides}
-    _check_crf_args(**kwargs)
-    return kwargs
+    Returns:
+        int64 tensor of shape (B, H, W) on the device of ``maps``, dataset ids, 255 outside
+        ``valid``; equal to stacking :func:`crf_labels_from_maps` per image.
+
+    Raises:
+        ValueError: batch sizes differ, or as :func:`crf_labels_from_maps`.
+    """
+    if not isinstance(maps, Tensor) or maps.ndim != 4:
+        got = tuple(maps.shape) if isinstance(maps, Tensor) else type(maps).__name__
+        raise ValueError(f"Expected `maps` of shape (B, K, H, W), got {got}.")
+    sizes = {"rgb": len(rgb), "maps": len(maps), "candidates": len(candidates)}
+    if valid is not None:
+        sizes["valid"] = len(valid)
+    if len(set(sizes.values())) != 1:
+        raise ValueError(f"Expected one batch size, got {sizes}.")
+    jobs = []
+    for i in range(len(maps)):
+        valid_i = None if valid is None else valid[i]
+        rgb_np, probs_np, label_ids = _prepare(rgb[i], maps[i], candidates[i], valid_i)
+        if executor is None:
+            job: Any = dense_crf(rgb_np, probs_np, settings)
+        else:  # submitted at once, so the workers start while the next image is prepared
+            job = executor.submit(dense_crf, rgb_np, probs_np, settings)
+        jobs.append((job, label_ids, valid_i))
+    shape = tuple(maps.shape[2:])
+    return torch.stack(
+        [
+            _finish(job if executor is None else job.result(), label_ids, valid_i, shape)
+            for job, label_ids, valid_i in jobs
+        ]
+    )

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from dcsm_lightning.io import VOID_LABEL
+from dcsm_lightning.io import VOID
 
 #: Probabilities of 1, 2, 3, 4 objects per image.
 OBJECT_COUNT_P = (0.2, 0.35, 0.3, 0.15)
@@ -252,5 +252,5 @@ def render_scene(rng: np.random.Generator, size: int = 96) -> tuple[np.ndarray, 
     rgb = np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
     lookup = np.array([0, *[c + 1 for c in classes]], dtype=np.int64)
     mask = lookup[instances]
-    mask[_outline(instances)] = VOID_LABEL
+    mask[_outline(instances)] = VOID
     return rgb, mask

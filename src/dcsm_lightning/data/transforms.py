@@ -23,7 +23,7 @@ from torch import Tensor
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from dcsm_lightning.io import VOID_LABEL
+from dcsm_lightning.io import VOID
 
 #: ImageNet channel means (RGB, 0-1 scale).
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -155,7 +155,7 @@ def letterbox(
                 f"mask must be an integer array of shape {(height, width)}, "
                 f"got {mask.dtype} of shape {mask.shape}"
             )
-        if mask.size and (mask.min() < 0 or mask.max() > VOID_LABEL):
+        if mask.size and (mask.min() < 0 or mask.max() > VOID):
             raise ValueError(f"mask values must lie in [0, 255], got [{mask.min()}, {mask.max()}]")
     new_h, new_w = letterbox_extent(height, width, size)
     if (new_h, new_w) != (height, width):
@@ -173,7 +173,7 @@ def letterbox(
     valid[:new_h, :new_w] = True
     out_mask = None
     if mask is not None:
-        out_mask = np.full((size, size), VOID_LABEL, dtype=np.int64)
+        out_mask = np.full((size, size), VOID, dtype=np.int64)
         out_mask[:new_h, :new_w] = mask
     return out_rgb, out_mask, valid
 

@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 from dcsm_lightning.data.classes import VOC_CLASSES, check_class_names, labels_from_mask
 from dcsm_lightning.data.transforms import letterbox, load_rgb
 from dcsm_lightning.errors import with_hint
-from dcsm_lightning.io import VOID_LABEL
+from dcsm_lightning.io import VOID
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 CLASS_NAMES_FILE = "class_names.txt"
@@ -131,7 +131,7 @@ def load_label_map(path: str | os.PathLike) -> np.ndarray:
 
 def check_mask_labels(mask: np.ndarray, num_classes: int, path: str | os.PathLike) -> None:
     """Raise ``ValueError`` naming ``path`` if ``mask`` holds a label outside 0..K and 255."""
-    bad = (mask > num_classes) & (mask != VOID_LABEL)
+    bad = (mask > num_classes) & (mask != VOID)
     if bad.any():
         raise ValueError(
             f"mask {path} has values {sorted(np.unique(mask[bad]).tolist())[:10]} "

@@ -1,4 +1,4 @@
-"""``MultiLabelFCN``: the multi-label FCN classifier of the paper and the saliency evaluation."""
+"""``MultiLabelFCN``: the multi-label FCN classifier of the paper (Sec. 3.2)."""
 
 from __future__ import annotations
 
@@ -11,16 +11,12 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torchmetrics.classification import MultilabelAveragePrecision, MultilabelF1Score
 
+from dcsm_lightning.evaluation import SaliencySegmentation, SaliencySpec
 from dcsm_lightning.models.augment import check_scale_range, random_rescale
 from dcsm_lightning.models.backbones import create_backbone
-from dcsm_lightning.models.evaluation import EvaluationSteps, SegmentationEvaluator
 from dcsm_lightning.models.optim import build_optimizers
 from dcsm_lightning.models.pretrained import load_pretrained
-from dcsm_lightning.saliency import as_saliency, saliency_spec_type, select_candidates
-
-#: A strategy as the CLI takes it: an instance (class_path / init_args), a registry name
-#: (``dcsm``), or ``{class_path: <registry name>, init_args: {...}}``; plugins included.
-SaliencySpec = saliency_spec_type()
+from dcsm_lightning.models.steps import EvaluationSteps
 
 
 def global_max_pool(score_map: torch.Tensor) -> torch.Tensor:
@@ -41,9 +37,11 @@ class MultiLabelFCN(EvaluationSteps, LightningModule):
     """Multi-label fully convolutional classifier with global max pooling (Sec. 3.2).
 
     ``forward(image)`` returns the class score map B x K x h x w. Training resizes each batch by
-    a random ratio in ``scale_range``. Validation and test log multi-label mAP and F1 and, when
-    saliency strategies are given and the batch has masks, the mIoU of every strategy (see
-    :class:`~dcsm_lightning.models.evaluation.SegmentationEvaluator`).
+    a random ratio in ``scale_range``. Validation and test log multi-label mAP and F1. With
+    saliency strategies, the module is one user of
+    :class:`~dcsm_lightning.evaluation.SaliencySegmentation`: it builds one from its arguments
+    and hands it to the trainer (``configure_callbacks``), which then logs the mIoU of every
+    method and feeds ``DenseCRF``, ``ComparisonReport`` and ``SegmentationWriter``.
 
     Args:
         num_classes: K (linked from the datamodule by the CLI).
@@ -57,7 +55,8 @@ class MultiLabelFCN(EvaluationSteps, LightningModule):
         saliency: one strategy or a list (names must differ); None disables segmentation. Each
             is a :class:`~dcsm_lightning.saliency.SaliencyStrategy` (``class_path: DCSM``), a
             registry name (``dcsm``; ``[dcsm, simonyan]``) or ``{class_path: <registry name>,
-            init_args: {...}}``; entry-point plugins' names included.
+            init_args: {...}}``; entry-point plugins' names included. The arguments below go
+            to the module's ``SaliencySegmentation``.
         candidates: ``"predicted"`` (score > threshold, topped up) or ``"labels"`` (oracle tags).
         candidate_threshold: probability above which a class is a candidate.
         min_candidates: top-up size N (0 disables it).
@@ -98,9 +97,17 @@ class MultiLabelFCN(EvaluationSteps, LightningModule):
         self.class_names = list(class_names or [f"class_{k}" for k in range(num_classes)])
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
-        specs = saliency if isinstance(saliency, list) else [] if saliency is None else [saliency]
-        strategies = [as_saliency(spec) for spec in specs]
-        self.evaluator = SegmentationEvaluator(strategies, self.class_names, log_panels)
+        self.segmentation: SaliencySegmentation | None = None
+        if saliency:
+            self.segmentation = SaliencySegmentation(
+                saliency,
+                self.class_names,
+                candidates=candidates,
+                candidate_threshold=candidate_threshold,
+                min_candidates=min_candidates,
+                segment_in_fit=segment_in_fit,
+                log_panels=log_panels,
+            )
         self.val_map = MultilabelAveragePrecision(num_labels=num_classes)
         self.val_f1 = MultilabelF1Score(num_labels=num_classes)
         self.test_map = self.val_map.clone()
@@ -121,17 +128,7 @@ class MultiLabelFCN(EvaluationSteps, LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["labels"]))
         return loss
 
-    def candidates_for(self, batch: dict[str, Any], probs: torch.Tensor) -> torch.Tensor:
-        """The candidate classes B x K (bool) for a batch, from scores or from its tags."""
-        if self.hparams.candidates == "labels":
-            if "labels" not in batch:
-                raise ValueError("candidates='labels' needs batch['labels'] (image-level tags)")
-            return batch["labels"] > 0.5
-        return select_candidates(
-            probs, self.hparams.candidate_threshold, self.hparams.min_candidates
-        )
-
-    def _evaluation_step(self, batch: dict[str, Any], stage: str) -> dict[str, Any]:
+    def _evaluation_step(self, batch: dict[str, Any], stage: str) -> torch.Tensor:
         logits = global_max_pool(self(batch["image"]))
         probs = torch.sigmoid(logits)
         if "labels" in batch and stage != "predict":
@@ -146,18 +143,7 @@ class MultiLabelFCN(EvaluationSteps, LightningModule):
             f1.update(probs, labels.long())
             self.log(f"{stage}/mAP", mean_ap, prog_bar=True, batch_size=batch_size)
             self.log(f"{stage}/F1", f1, batch_size=batch_size)
-        outputs: dict[str, Any] = {"probs": probs}
-        if self._should_segment(batch, stage):
-            outputs.update(self.evaluator.segment(self, batch, self.candidates_for(batch, probs)))
-        return outputs
-
-    def _should_segment(self, batch: dict[str, Any], stage: str) -> bool:
-        if not self.evaluator.strategies:
-            return False
-        if stage == "predict":
-            return True
-        in_fit = self._trainer is not None and self.trainer.state.fn == "fit"
-        return "mask" in batch and (self.hparams.segment_in_fit or not in_fit)
+        return probs
 
     def configure_optimizers(self) -> Any:
         return build_optimizers(
@@ -170,4 +156,4 @@ class MultiLabelFCN(EvaluationSteps, LightningModule):
     @property
     def strategy_names(self) -> Sequence[str]:
         """Names of the configured saliency strategies, in order."""
-        return [s.name for s in self.evaluator.strategies]
+        return [] if self.segmentation is None else [s.name for s in self.segmentation.strategies]

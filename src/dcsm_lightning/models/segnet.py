@@ -10,10 +10,12 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_warn
 
+from dcsm_lightning.data.adapter import SegmentationBatch
+from dcsm_lightning.evaluation import SaliencySegmentation
 from dcsm_lightning.models.augment import check_scale_range, random_rescale
-from dcsm_lightning.models.evaluation import EvaluationSteps, SegmentationEvaluator
 from dcsm_lightning.models.optim import build_optimizers
 from dcsm_lightning.models.segheads import create_segmenter, load_segmenter_weights
+from dcsm_lightning.models.steps import EvaluationSteps
 from dcsm_lightning.segment import VOID, maps_from_label_logits
 
 
@@ -32,6 +34,57 @@ def segmentation_loss(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits, mask, ignore_index=VOID)
 
 
+def label_maps(
+    logits: torch.Tensor, valid: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A segmentation network's logits B x (K + 1) x S x S as the evaluation flow reads them.
+
+    Returns:
+        ``probs`` B x K, the highest probability of each class over the (valid) image;
+        ``candidates`` B x K bool, the classes that win at least one valid pixel; ``maps``
+        B x K x S x S in [0, 1], :func:`~dcsm_lightning.segment.maps_from_label_logits` on the
+        candidates (0 elsewhere), whose Eq. 7 labels are the per-pixel argmax.
+    """
+    labels = logits.argmax(dim=1)
+    if valid is not None:
+        labels = labels.masked_fill(~valid, VOID)
+    classes = torch.arange(1, logits.shape[1], device=labels.device)
+    candidates = (labels[:, None] == classes[None, :, None, None]).flatten(2).any(2)
+    probs = logits.softmax(dim=1)[:, 1:]
+    if valid is not None:
+        probs = probs.masked_fill(~valid[:, None], 0.0)
+    maps = maps_from_label_logits(logits) * candidates[..., None, None]
+    return probs.flatten(2).amax(2), candidates, maps
+
+
+class NetworkSegmentation(SaliencySegmentation):
+    """The evaluation flow for a segmentation network: its maps (:func:`label_maps`) take the
+    place of saliency maps, under one method name; masks, ``DenseCRF``, metrics, reports and
+    the writer are the same as for the classifier.
+
+    Args:
+        name: the method name (``segnet``; ``segnet+crf`` with ``DenseCRF``).
+        class_names, segment_in_fit, log_panels: as in :class:`SaliencySegmentation`.
+    """
+
+    def __init__(
+        self, name: str, class_names: list[str], segment_in_fit: bool, log_panels: bool
+    ) -> None:
+        self.name = name  # before the base class builds the metrics of map_names
+        super().__init__([], class_names, segment_in_fit=segment_in_fit, log_panels=log_panels)
+
+    @property
+    def map_names(self) -> list[str]:
+        return [self.name]
+
+    def maps_and_candidates(
+        self, pl_module: LightningModule, batch: SegmentationBatch
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        with torch.no_grad():
+            probs, candidates, maps = label_maps(pl_module(batch.image), batch.valid)
+        return probs, candidates, {self.name: maps}
+
+
 class SegmentationNet(EvaluationSteps, LightningModule):
     """A fully supervised semantic segmentation network, trained on (pseudo-)label masks.
 
@@ -41,14 +94,14 @@ class SegmentationNet(EvaluationSteps, LightningModule):
     :func:`segmentation_loss` (void 255 ignored) on batches resized by a random ratio in
     ``scale_range``.
 
-    Validation / test / predict steps return the step outputs of ``docs/contracts.md`` under
-    the method name ``name``: ``masks[name]`` is the per-pixel argmax (255 on padding),
-    ``maps[name]`` the class maps of :func:`~dcsm_lightning.segment.maps_from_label_logits`
-    (so :class:`~dcsm_lightning.crf.DenseCRF` adds ``masks[name + "+crf"]``), ``candidates`` the
-    classes that win at least one pixel and ``probs`` B x K the highest probability of each
-    class over the image. mIoU is logged as ``val/miou/<name>`` (and ``+crf``) by the
-    classifier's evaluator, so :class:`~dcsm_lightning.comparison.ComparisonReport` tabulates
-    it. In ``fit``'s validation epochs ``maps`` are left out (no CRF) unless ``crf_in_fit``.
+    It evaluates through the same flow as the classifier: its :class:`NetworkSegmentation`
+    (handed to the trainer by ``configure_callbacks``) turns the logits into maps
+    (:func:`label_maps`) under the method name ``name``, so ``masks[name]`` is the per-pixel
+    argmax (255 on padding), :class:`~dcsm_lightning.crf.DenseCRF` adds ``name + "+crf"``,
+    mIoU is logged as ``val/miou/<name>`` and
+    :class:`~dcsm_lightning.comparison.ComparisonReport` and
+    :class:`~dcsm_lightning.writer.SegmentationWriter` read it. ``fit``'s validation epochs
+    log the loss only, unless ``crf_in_fit``.
 
     Args:
         num_classes: K (linked from the datamodule by the CLI); the network has K + 1 outputs.
@@ -68,7 +121,7 @@ class SegmentationNet(EvaluationSteps, LightningModule):
         lr_scheduler: optional scheduler factory.
         scale_range: (low, high) of the per-batch random resize; (1, 1) switches it off.
         name: the method name in logs and reports.
-        crf_in_fit: also return ``maps`` in ``fit``'s validation epochs (slow with DenseCRF).
+        crf_in_fit: also segment (and CRF) in ``fit``'s validation epochs (slow with DenseCRF).
         log_panels: log an image / map / mask grid per validation epoch (TensorBoard).
     """
 
@@ -102,7 +155,7 @@ class SegmentationNet(EvaluationSteps, LightningModule):
         self.class_names = list(class_names or [f"class_{k}" for k in range(num_classes)])
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
-        self.evaluator = SegmentationEvaluator([], self.class_names, log_panels)
+        self.segmentation = NetworkSegmentation(name, self.class_names, crf_in_fit, log_panels)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """Image B x 3 x H x W (normalised) -> logits B x (K + 1) x H x W."""
@@ -131,36 +184,12 @@ class SegmentationNet(EvaluationSteps, LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=len(image))
         return loss
 
-    def segment(
-        self, logits: torch.Tensor, valid: torch.Tensor | None, with_maps: bool
-    ) -> dict[str, Any]:
-        """Step outputs (``docs/contracts.md``) from logits B x (K + 1) x S x S."""
-        name = self.hparams.name
-        labels = logits.argmax(dim=1)
-        if valid is not None:
-            labels = labels.masked_fill(~valid, VOID)
-        classes = torch.arange(1, logits.shape[1], device=labels.device)
-        candidates = (labels[:, None] == classes[None, :, None, None]).flatten(2).any(2)
-        probs = logits.softmax(dim=1)[:, 1:]
-        if valid is not None:
-            probs = probs.masked_fill(~valid[:, None], 0.0)
-        outputs: dict[str, Any] = {
-            "probs": probs.flatten(2).amax(2),
-            "candidates": candidates,
-            "masks": {name: labels},
-        }
-        if with_maps:
-            maps = maps_from_label_logits(logits) * candidates[..., None, None]
-            outputs["maps"] = {name: maps}
-        return outputs
-
-    def _evaluation_step(self, batch: dict[str, Any], stage: str) -> dict[str, Any]:
+    def _evaluation_step(self, batch: dict[str, Any], stage: str) -> torch.Tensor:
         logits = self(batch["image"])
         if "mask" in batch and stage != "predict":
             loss = segmentation_loss(logits, batch["mask"])
             self.log(f"{stage}/loss", loss, batch_size=len(logits), sync_dist=True)
-        in_fit = self._trainer is not None and self.trainer.state.fn == "fit"
-        return self.segment(logits, batch.get("valid"), self.hparams.crf_in_fit or not in_fit)
+        return logits
 
     def configure_optimizers(self) -> Any:
         return build_optimizers(

@@ -1,0 +1,184 @@
+"""Batch adapters: from anyone's batch format to the fields the segmentation pieces read.
+
+Our DataLoaders yield the dict of ``docs/contracts.md``; other projects yield tuples
+``(image, labels, mask)`` or dicts with other keys. A :class:`BatchAdapter` maps either to a
+:class:`SegmentationBatch`, filling what is absent: ``rgb`` recovered from the normalised image,
+ids from the batch index, ``orig_size`` = the image size, every pixel valid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from dcsm_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+__all__ = ["BatchAdapter", "SegmentationBatch", "as_adapter", "rgb_from_image"]
+
+#: Where a field sits in a batch: a dict key (``"image"``) or a tuple position (``0``).
+Key = str | int
+
+
+@dataclass
+class SegmentationBatch:
+    """One batch as the segmentation pieces read it (shapes for B images of S x S pixels).
+
+    Attributes:
+        image: float (B, 3, S, S), the model's input (normalised).
+        rgb: uint8 (B, S, S, 3), the same pixels for the CRF, overlays and panels.
+        ids: B image ids (file names without extension, no folders).
+        orig_size: int64 (B, 2), (height, width) of each image on disk.
+        mask: int64 (B, S, S) ground truth (0 = background, class k -> k + 1, 255 = void),
+            or None.
+        labels: float (B, K) multi-hot image tags, or None.
+        valid: bool (B, S, S), False on letterbox padding, or None (all valid).
+    """
+
+    image: Tensor
+    rgb: Tensor
+    ids: list[str]
+    orig_size: Tensor
+    mask: Tensor | None = None
+    labels: Tensor | None = None
+    valid: Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.image)
+
+
+def rgb_from_image(
+    image: Tensor,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> Tensor:
+    """Undo ``(x / 255 - mean) / std``: float (B, 3, H, W) -> uint8 (B, H, W, 3).
+
+    Args:
+        image: normalised images, float (B, 3, H, W).
+        mean, std: the 3 per-channel constants of the normalisation (0-1 scale).
+    """
+    mean_t = image.new_tensor(mean).view(1, 3, 1, 1)
+    std_t = image.new_tensor(std).view(1, 3, 1, 1)
+    rgb = ((image.detach() * std_t + mean_t) * 255).round().clamp(0, 255)
+    return rgb.to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+
+class BatchAdapter:
+    """Read a :class:`SegmentationBatch` out of a user's batch by key mapping or a callable.
+
+    Each field names where it sits in the batch: a key of a dict batch or a position of a
+    tuple / list batch. A field whose key is absent takes its default: ``rgb`` from ``image``
+    (with ``mean`` / ``std``), ``id`` ``"<batch_idx>_<i>"``, ``orig_size`` the image size,
+    ``valid`` all True; ``mask`` and ``labels`` stay None (no mIoU, or no tag candidates).
+    The defaults read our own dict batches (``docs/contracts.md``) unchanged.
+
+    Example: batches ``(image, labels, mask)`` -> ``BatchAdapter(image=0, labels=1, mask=2)``.
+
+    Args:
+        image, rgb, mask, labels, valid, id, orig_size: where each field sits.
+        mean, std: the normalisation of ``image`` (0-1 scale), to recover ``rgb``.
+        transform: optional callable applied to the batch first; it returns a mapping read
+            with the keys above (e.g. ``lambda b: {"image": b.x, "mask": b.y}``).
+
+    Raises:
+        ValueError: (when called) the batch has no image, or ids / sizes of the wrong length.
+    """
+
+    def __init__(
+        self,
+        image: Key = "image",
+        rgb: Key = "rgb",
+        mask: Key = "mask",
+        labels: Key = "labels",
+        valid: Key = "valid",
+        id: Key = "id",  # noqa: A002 - the field's name
+        orig_size: Key = "orig_size",
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        transform: Callable[[Any], Mapping[str, Any]] | None = None,
+    ) -> None:
+        self.keys = {
+            "image": image,
+            "rgb": rgb,
+            "mask": mask,
+            "labels": labels,
+            "valid": valid,
+            "id": id,
+            "orig_size": orig_size,
+        }
+        self.mean = tuple(mean)
+        self.std = tuple(std)
+        self.transform = transform
+
+    @staticmethod
+    def _get(batch: Any, key: Key) -> Any:
+        if isinstance(batch, Mapping):
+            return batch.get(key)
+        if isinstance(key, int) and isinstance(batch, Sequence) and -len(batch) <= key < len(batch):
+            return batch[key]
+        return None
+
+    def __call__(self, batch: Any, batch_idx: int = 0) -> SegmentationBatch:
+        """The :class:`SegmentationBatch` of ``batch`` (``batch_idx`` names default ids)."""
+        if self.transform is not None:
+            batch = self.transform(batch)
+        field = {name: self._get(batch, key) for name, key in self.keys.items()}
+        image = field["image"]
+        if not isinstance(image, Tensor) or image.ndim != 4:
+            got = tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__
+            raise ValueError(
+                f"the batch has no image (B, 3, H, W) under {self.keys['image']!r} (got {got}); "
+                "tell the adapter where it is, e.g. BatchAdapter(image=0)"
+            )
+        size = len(image)
+        rgb = field["rgb"]
+        if rgb is None:
+            rgb = rgb_from_image(image, self.mean, self.std)
+        ids = _ids(field["id"], size, batch_idx)
+        orig_size = field["orig_size"]
+        if orig_size is None:
+            orig_size = torch.tensor([list(image.shape[-2:])] * size)
+        mask = field["mask"]
+        if mask is not None:
+            mask = mask.long()
+            if mask.ndim == 4 and mask.shape[1] == 1:  # B x 1 x H x W
+                mask = mask[:, 0]
+        labels = field["labels"]
+        return SegmentationBatch(
+            image=image,
+            rgb=rgb,
+            ids=ids,
+            orig_size=torch.as_tensor(orig_size),
+            mask=mask,
+            labels=None if labels is None else labels.float(),
+            valid=field["valid"],
+        )
+
+
+def _ids(value: Any, size: int, batch_idx: int) -> list[str]:
+    """B ids as strings: from a list, a tensor of integers, or ``"<batch_idx>_<i>"``."""
+    if value is None:
+        return [f"{batch_idx}_{i}" for i in range(size)]
+    if isinstance(value, Tensor):
+        value = value.flatten().tolist()
+    elif isinstance(value, (str, int)):
+        value = [value]
+    ids = [str(v) for v in value]
+    if len(ids) != size:
+        raise ValueError(f"{len(ids)} ids for a batch of {size} images: {ids[:5]}")
+    return ids
+
+
+def as_adapter(adapter: BatchAdapter | Callable[[Any], Mapping[str, Any]] | None) -> BatchAdapter:
+    """A :class:`BatchAdapter` from an adapter, a callable (its ``transform``) or None."""
+    if adapter is None:
+        return BatchAdapter()
+    if isinstance(adapter, BatchAdapter):
+        return adapter
+    if callable(adapter):
+        return BatchAdapter(transform=adapter)
+    raise TypeError(f"expected a BatchAdapter or a callable, got {type(adapter).__name__}")

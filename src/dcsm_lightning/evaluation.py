@@ -1,0 +1,377 @@
+"""``SaliencySegmentation``: any classifier -> saliency maps -> masks -> per-method mIoU.
+
+The one evaluation flow of the library. The callback reads each validation / test / predict
+batch through a :class:`~dcsm_lightning.data.adapter.BatchAdapter`, asks the module for class
+scores (``pl_module(image)``: B x K, or a B x K x h x w score map, max-pooled), picks the
+candidates, runs every saliency strategy, turns the maps into masks (Eq. 7), lets every
+refiner in the trainer (e.g. :class:`~dcsm_lightning.crf.DenseCRF`) add its masks, and feeds
+one :class:`~dcsm_lightning.metrics.SegmentationIoU` per method. What it produces is held as
+data: :attr:`SaliencySegmentation.last_output` (the batch's :class:`SegmentationOutput`, which
+:class:`~dcsm_lightning.writer.SegmentationWriter` reads) and
+:attr:`SaliencySegmentation.results` (per-method mIoU, which
+:class:`~dcsm_lightning.comparison.ComparisonReport` reads).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partialmethod
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback
+from torch import Tensor
+
+from dcsm_lightning.data.adapter import BatchAdapter, SegmentationBatch, as_adapter
+from dcsm_lightning.metrics import SegmentationIoU
+from dcsm_lightning.saliency import (
+    SaliencyStrategy,
+    as_saliency,
+    saliency_spec_type,
+    select_candidates,
+)
+from dcsm_lightning.saliency.base import max_pool_scores
+from dcsm_lightning.segment import labels_from_maps, method_name
+from dcsm_lightning.visualize import log_panels, panel_grid
+
+__all__ = ["MaskRefiner", "SaliencySegmentation", "SegmentationOutput", "find_segmentation"]
+
+Stage = Literal["validate", "test", "predict"]
+_LOG_PREFIX = {"validate": "val", "test": "test"}
+
+#: A strategy as a config gives it: an instance, a registry name (``dcsm``) or
+#: ``{class_path: <registry name>, init_args: {...}}``; entry-point plugins included.
+SaliencySpec = saliency_spec_type()
+
+
+@dataclass
+class SegmentationOutput:
+    """Everything computed for one batch (B images, K classes, S x S pixels).
+
+    Attributes:
+        batch: the batch as read by the adapter (ids, rgb, orig_size, valid, mask, ...).
+        probs: float (B, K), sigmoid class scores in [0, 1].
+        candidates: bool (B, K), the classes the maps were computed for.
+        maps: strategy name -> float (B, K, S, S) in [0, 1], 0 for non-candidates.
+        masks: method name (:func:`~dcsm_lightning.segment.method_name`) -> int64 (B, S, S)
+            dataset ids (0 = background, class k -> k + 1, 255 = void / padding).
+    """
+
+    batch: SegmentationBatch
+    probs: Tensor
+    candidates: Tensor
+    maps: dict[str, Tensor]
+    masks: dict[str, Tensor]
+
+
+@runtime_checkable
+class MaskRefiner(Protocol):
+    """A post-processing step that turns one strategy's maps into refined masks.
+
+    Any callback of the trainer with these two members is picked up by
+    :class:`SaliencySegmentation`; its masks are named ``method_name(strategy, step)``.
+    """
+
+    step: str
+
+    def refine(
+        self,
+        trainer: pl.Trainer,
+        stage: str,
+        batch: SegmentationBatch,
+        maps: Tensor,
+        candidates: Tensor,
+    ) -> Tensor | None:
+        """Masks int64 (B, S, S) from maps (B, K, S, S) and candidates (B, K); None = skip."""
+        ...
+
+
+class SaliencySegmentation(Callback):
+    """Turn any LightningModule whose forward gives class scores into masks and mIoU.
+
+    As input it takes each evaluation batch (through ``batch_adapter``) and the module's
+    ``forward(image)``: scores (B, K) or a score map (B, K, h, w), taken as logits. It
+    produces a :class:`SegmentationOutput` per batch and, for validate / test, one mIoU per
+    method over the split, logged as ``<stage>/miou/<method>`` and
+    ``<stage>/iou/<method>/<label>`` (stage ``val`` or ``test``) and kept in :attr:`results`.
+    Methods are the strategies' names and, for each refiner callback in the trainer (e.g.
+    ``DenseCRF``), ``<name>+<step>``. The order of the trainer's callbacks does not matter:
+    whichever asks first for a batch's output (this callback's hook, the writer) computes it.
+
+    Args:
+        saliency: one strategy or a list (names must differ): instances, registry names
+            (``"dcsm"``) or ``{class_path: <name>, init_args: {...}}``.
+        class_names: the K foreground class names (label id k + 1); or give ``num_classes``.
+        num_classes: K, when ``class_names`` is not given (names become ``class_<k>``).
+        batch_adapter: a :class:`~dcsm_lightning.data.adapter.BatchAdapter` or a callable
+            returning a dict with our batch keys; default reads ``docs/contracts.md`` batches.
+        candidates: ``"predicted"`` (score > ``candidate_threshold``, topped up to
+            ``min_candidates``) or ``"labels"`` (the batch's image tags).
+        candidate_threshold: probability above which a class is a candidate.
+        min_candidates: top-up size N (0 disables it).
+        segment_in_fit: also segment in the validation epochs of ``fit`` (slow); by default
+            only ``validate`` / ``test`` / ``predict`` do.
+        log_panels: log an image / map / mask grid of the first validation batch.
+
+    Raises:
+        ValueError: duplicate strategy names, no classes, or a bad ``candidates`` value.
+    """
+
+    def __init__(
+        self,
+        saliency: SaliencySpec | list[SaliencySpec],
+        class_names: Sequence[str] | None = None,
+        num_classes: int | None = None,
+        batch_adapter: BatchAdapter | Callable[[Any], Mapping[str, Any]] | None = None,
+        candidates: Literal["predicted", "labels"] = "predicted",
+        candidate_threshold: float = 0.5,
+        min_candidates: int = 3,
+        segment_in_fit: bool = False,
+        log_panels: bool = True,
+    ) -> None:
+        super().__init__()
+        specs = saliency if isinstance(saliency, (list, tuple)) else [saliency]
+        self.strategies: list[SaliencyStrategy] = [as_saliency(spec) for spec in specs]
+        names = [s.name for s in self.strategies]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ValueError(
+                f"saliency strategies need distinct names; {duplicated} is used twice "
+                "(set init_args.name in the config)"
+            )
+        if class_names is None:
+            if num_classes is None:
+                raise ValueError("SaliencySegmentation needs class_names or num_classes")
+            class_names = [f"class_{k}" for k in range(num_classes)]
+        if num_classes is not None and num_classes != len(class_names):
+            raise ValueError(f"{len(class_names)} class_names but num_classes={num_classes}")
+        if candidates not in ("predicted", "labels"):
+            raise ValueError(f"candidates must be 'predicted' or 'labels', got {candidates!r}")
+        self.class_names = [str(n) for n in class_names]
+        self.batch_adapter = as_adapter(batch_adapter)
+        self.candidates = candidates
+        self.candidate_threshold = candidate_threshold
+        self.min_candidates = min_candidates
+        self.segment_in_fit = segment_in_fit
+        self.log_panels = log_panels
+        self.refiners: list[MaskRefiner] = []
+        self.metrics: dict[tuple[str, str], SegmentationIoU] = {}
+        for method in self.methods:
+            self._add_metrics(method)
+        #: stage (``"val"`` / ``"test"``) -> method -> ``{"miou": float, "per_class": list}``
+        #: (K + 1 IoUs in [0, 1], background first, NaN if absent) of the last finished epoch.
+        self.results: dict[str, dict[str, dict[str, Any]]] = {}
+        #: the :class:`SegmentationOutput` of the last batch processed.
+        self.last_output: SegmentationOutput | None = None
+        self._cache_key: tuple[Any, ...] | None = None
+        self._panel: dict[str, Tensor] | None = None
+
+    # -- what it computes ---------------------------------------------------------------------
+
+    @property
+    def label_names(self) -> list[str]:
+        """The K + 1 label names, ``"background"`` first."""
+        return ["background", *self.class_names]
+
+    @property
+    def map_names(self) -> list[str]:
+        """The names of the maps :meth:`maps_and_candidates` gives (the strategies')."""
+        return [s.name for s in self.strategies]
+
+    @property
+    def methods(self) -> list[str]:
+        """Every method evaluated: each map name followed by its refined variants."""
+        return [
+            method_name(name, step)
+            for name in self.map_names
+            for step in (None, *(r.step for r in self.refiners))
+        ]
+
+    def _add_metrics(self, method: str) -> None:
+        for stage in _LOG_PREFIX.values():
+            metric = SegmentationIoU(len(self.class_names) + 1, per_class=True)
+            self.metrics[(stage, method)] = metric
+
+    def scores(self, pl_module: pl.LightningModule, image: Tensor) -> Tensor:
+        """Class probabilities (B, K) in [0, 1]: sigmoid of the max-pooled ``pl_module(image)``."""
+        with torch.no_grad():
+            return torch.sigmoid(max_pool_scores(pl_module(image)).float())
+
+    def maps_and_candidates(
+        self, pl_module: pl.LightningModule, batch: SegmentationBatch
+    ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """Class probabilities (B, K), candidates (B, K) bool and maps per name (B, K, S, S).
+
+        The override point for a module that is not a classifier (e.g. a segmentation
+        network, whose maps come from its logits): everything after it (masks, refiners,
+        metrics, results, writer) stays the same. Names must be :attr:`map_names`.
+        """
+        probs = self.scores(pl_module, batch.image)
+        if self.candidates == "labels":
+            if batch.labels is None:
+                raise ValueError("candidates='labels' needs the batch's image tags (labels)")
+            candidates = batch.labels.to(probs.device) > 0.5
+        else:
+            candidates = select_candidates(probs, self.candidate_threshold, self.min_candidates)
+        # Each strategy turns autograd back on itself (Lightning evaluates under inference mode).
+        maps = {s.name: s(pl_module, batch.image, candidates) for s in self.strategies}
+        return probs, candidates, maps
+
+    def segment(
+        self,
+        pl_module: pl.LightningModule,
+        batch: SegmentationBatch,
+        stage: str = "predict",
+        trainer: pl.Trainer | None = None,
+    ) -> SegmentationOutput:
+        """Maps, masks (Eq. 7) and refined masks of one adapted batch."""
+        probs, candidates, maps = self.maps_and_candidates(pl_module, batch)
+        masks = {name: labels_from_maps(m, candidates, batch.valid) for name, m in maps.items()}
+        for refiner in self.refiners:
+            for name, name_maps in maps.items():
+                refined = refiner.refine(trainer, stage, batch, name_maps, candidates)
+                if refined is not None:
+                    masks[method_name(name, refiner.step)] = refined
+        return SegmentationOutput(batch, probs, candidates, maps, masks)
+
+    def output_for(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+        stage: str = "predict",
+    ) -> SegmentationOutput:
+        """The :class:`SegmentationOutput` of a trainer batch, computed once per batch."""
+        key = (stage, dataloader_idx, batch_idx, id(batch))
+        if self._cache_key != key or self.last_output is None:
+            view = self.batch_adapter(batch, batch_idx)
+            self.last_output = self.segment(pl_module, view, stage, trainer)
+            self._cache_key = key
+        return self.last_output
+
+    # -- Lightning hooks ----------------------------------------------------------------------
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """Pick up the refiner callbacks of the trainer (e.g. ``DenseCRF``) and their metrics."""
+        self.refiners = [
+            cb for cb in trainer.callbacks if cb is not self and isinstance(cb, MaskRefiner)
+        ]
+        for method in self.methods:
+            if ("val", method) not in self.metrics:
+                self._add_metrics(method)
+
+    def _active(self, trainer: pl.Trainer) -> bool:
+        in_fit = trainer.state.fn == "fit"
+        return bool(self.map_names) and (self.segment_in_fit or not in_fit)
+
+    def _start(self, pl_module: pl.LightningModule, prefix: str | None = None) -> None:
+        self._cache_key = None
+        self.results.pop(prefix, None)
+        for metric in self.metrics.values():
+            metric.to(pl_module.device)
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start(pl_module, "val")
+
+    def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start(pl_module, "test")
+
+    def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start(pl_module)
+
+    def _update(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        stage: str,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int,
+    ) -> None:
+        if not self._active(trainer) or trainer.sanity_checking:
+            return
+        out = self.output_for(trainer, pl_module, batch, batch_idx, dataloader_idx, stage)
+        if out.batch.mask is None:
+            return
+        prefix = _LOG_PREFIX[stage]
+        for method, pred in out.masks.items():
+            self.metrics[(prefix, method)].update(pred, out.batch.mask.to(pred.device))
+        if batch_idx == 0 and dataloader_idx == 0 and self.log_panels and stage == "validate":
+            first = self.map_names[0]
+            refined = [method_name(first, r.step) for r in self.refiners]
+            shown = refined[0] if refined and refined[0] in out.masks else first
+            self._panel = {
+                "rgb": out.batch.rgb.cpu(),
+                "maps": out.maps[first].cpu(),
+                "masks": out.masks[shown].cpu(),
+                "candidates": out.candidates.cpu(),
+            }
+
+    def _batch_end(
+        self,
+        stage: str,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if stage == "predict":
+            if self.map_names:
+                self.output_for(trainer, pl_module, batch, batch_idx, dataloader_idx, stage)
+        else:
+            self._update(trainer, pl_module, stage, batch, batch_idx, dataloader_idx)
+
+    #: Lightning hooks ``on_{validation,test,predict}_batch_end``: segment the batch (the step's
+    #: ``outputs`` are not read) and, for validation and test, update the metrics.
+    on_validation_batch_end = partialmethod(_batch_end, "validate")
+    on_test_batch_end = partialmethod(_batch_end, "test")
+    on_predict_batch_end = partialmethod(_batch_end, "predict")
+
+    def _epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prefix: str) -> None:
+        stage_results = {}
+        for method in self.methods:
+            metric = self.metrics[(prefix, method)]
+            if not metric.update_called:
+                continue
+            per_class = metric.compute()
+            metric.reset()
+            miou = per_class.nanmean()
+            pl_module.log(f"{prefix}/miou/{method}", miou)
+            for name, iou in zip(self.label_names, per_class, strict=True):
+                if not torch.isnan(iou):
+                    pl_module.log(f"{prefix}/iou/{method}/{name}", iou)
+            stage_results[method] = {"miou": float(miou), "per_class": per_class.tolist()}
+        if stage_results:
+            self.results[prefix] = stage_results
+        if self._panel is not None and trainer.is_global_zero:
+            grid = panel_grid(**self._panel)
+            log_panels(pl_module.logger, f"{prefix}/panels", grid, trainer.global_step)
+        self._panel = None
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._epoch_end(trainer, pl_module, "val")
+
+    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._epoch_end(trainer, pl_module, "test")
+
+
+def find_segmentation(trainer: pl.Trainer, needed_by: str) -> SaliencySegmentation:
+    """The one :class:`SaliencySegmentation` among the trainer's callbacks.
+
+    Raises:
+        ValueError: there is none, or more than one (``needed_by`` names the asker).
+    """
+    found = [cb for cb in trainer.callbacks if isinstance(cb, SaliencySegmentation)]
+    if len(found) != 1:
+        raise ValueError(
+            f"{needed_by} reads the results of one SaliencySegmentation callback, found "
+            f"{len(found)}: add SaliencySegmentation(saliency=[...]) to Trainer(callbacks=[...]) "
+            "or give MultiLabelFCN a `saliency` strategy"
+        )
+    return found[0]
