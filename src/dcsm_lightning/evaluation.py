@@ -29,10 +29,10 @@ from dcsm_lightning.metrics import SegmentationIoU
 from dcsm_lightning.saliency import (
     SaliencyStrategy,
     as_saliency,
+    max_pool_scores,
     saliency_spec_type,
     select_candidates,
 )
-from dcsm_lightning.saliency.base import max_pool_scores
 from dcsm_lightning.segment import labels_from_maps, method_name
 from dcsm_lightning.visualize import log_panels, panel_grid
 

@@ -28,7 +28,7 @@ def _model(saliency_yaml: str) -> MultiLabelFCN:
 
 def test_names_in_a_yaml_list():
     model = _model("saliency: [dcsm, simonyan]")
-    strategies = model.evaluator.strategies
+    strategies = model.segmentation.strategies
     assert [type(s) for s in strategies] == [DCSM, Simonyan]
 
 
@@ -44,7 +44,7 @@ def test_class_path_by_registry_name_and_by_class_name():
             init_args: {method: IntegratedGradients, attribute_args: {n_steps: 8}}
         """
     )
-    gradcam, dcsm, ig = model.evaluator.strategies
+    gradcam, dcsm, ig = model.segmentation.strategies
     assert isinstance(gradcam, GradCAM) and (gradcam.layer, gradcam.name) == ("relu4_3", "gc")
     assert isinstance(dcsm, DCSM) and (dcsm.alpha, dcsm.engine) == (5.0, "captum")
     assert ig.method == "IntegratedGradients" and ig.attribute_args == {"n_steps": 8}

@@ -1,0 +1,85 @@
+"""SaliencySegmentation on someone else's module with tuple batches, against a hand computation."""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from dcsm_lightning.data.adapter import BatchAdapter
+from dcsm_lightning.evaluation import SaliencySegmentation
+from dcsm_lightning.metrics import segmentation_iou
+from dcsm_lightning.saliency import create_saliency, select_candidates
+from dcsm_lightning.segment import labels_from_maps
+
+K = 3
+
+
+class Foreign(pl.LightningModule):
+    """Not ours: forward gives B x K logits; batches are tuples (image, labels, mask)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
+        self.head = nn.Conv2d(8, K, 1)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(image)).amax(dim=(2, 3))
+
+    def validation_step(self, batch, batch_idx) -> None:
+        pass
+
+
+def _data() -> TensorDataset:
+    g = torch.Generator().manual_seed(1)
+    image = torch.randn(6, 3, 16, 16, generator=g)
+    labels = (torch.rand(6, K, generator=g) > 0.5).float()
+    mask = torch.randint(0, K + 1, (6, 16, 16), generator=g)
+    return TensorDataset(image, labels, mask)
+
+
+def test_foreign_module_masks_and_miou_equal_a_hand_computation() -> None:
+    model = Foreign()
+    segmentation = SaliencySegmentation(
+        ["simonyan", create_saliency("layer_gradient", layers=["features.1"])],
+        class_names=["a", "b", "c"],
+        batch_adapter=BatchAdapter(image=0, labels=1, mask=2),
+        log_panels=False,
+    )
+    trainer = pl.Trainer(
+        accelerator="cpu", logger=False, enable_progress_bar=False, callbacks=[segmentation]
+    )
+    logged = trainer.validate(model, DataLoader(_data(), batch_size=4), verbose=False)[0]
+    results = segmentation.results["val"]
+    assert list(results) == ["simonyan", "layer_gradient"]
+    image, labels, mask = _data().tensors
+    for strategy in segmentation.strategies:
+        with torch.no_grad():
+            probs = torch.sigmoid(model(image))
+        cand = select_candidates(probs)
+        maps = torch.cat([strategy(model, image[i : i + 4], cand[i : i + 4]) for i in (0, 4)])
+        assert maps.amax() > 0  # the comparison is not on empty maps
+        pred = labels_from_maps(maps, cand)
+        per_class = segmentation_iou(pred, mask, K + 1, per_class=True)
+        got = torch.tensor(results[strategy.name]["per_class"])
+        torch.testing.assert_close(got, per_class, equal_nan=True)
+        assert results[strategy.name]["miou"] == pytest.approx(float(per_class.nanmean()))
+        assert logged[f"val/miou/{strategy.name}"] == pytest.approx(float(per_class.nanmean()))
+    assert segmentation.last_output.maps["simonyan"].shape == (2, K, 16, 16)
+
+
+def test_arguments_are_checked() -> None:
+    with pytest.raises(ValueError, match="class_names or num_classes"):
+        SaliencySegmentation("dcsm")
+    with pytest.raises(ValueError, match="distinct names"):
+        SaliencySegmentation(["dcsm", "dcsm"], num_classes=2)
+    with pytest.raises(ValueError, match="candidates"):
+        SaliencySegmentation("dcsm", num_classes=2, candidates="tags")
+    assert SaliencySegmentation("dcsm", num_classes=2).label_names == [
+        "background",
+        "class_0",
+        "class_1",
+    ]
