@@ -32,7 +32,7 @@ def robust_config(root: Path, ckpt_dir: Path, crf_workers: int = 0) -> dict:
                 },
                 {
                     "class_path": "dcsm_lightning.crf.DenseCRF",
-                    "init_args": {"iterations": 2, "num_workers": crf_workers},
+                    "init_args": {"settings": {"iterations": 2}, "num_workers": crf_workers},
                 },
             ],
         },
