@@ -14,7 +14,7 @@ from dcsm_lightning.metrics import segmentation_iou
 from dcsm_lightning.saliency import create_saliency, select_candidates
 from dcsm_lightning.segment import labels_from_maps
 
-K = 3
+K = 5
 
 
 class Foreign(pl.LightningModule):
@@ -25,9 +25,11 @@ class Foreign(pl.LightningModule):
         torch.manual_seed(0)
         self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
         self.head = nn.Conv2d(8, K, 1)
+        with torch.no_grad():  # some classes above 0.5, some below
+            self.head.bias.copy_(torch.tensor([1.0, -0.03, 0.04, -1.0, -2.0]))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(image)).amax(dim=(2, 3))
+        return self.head(self.features(image)).mean(dim=(2, 3))
 
     def validation_step(self, batch, batch_idx) -> None:
         pass
@@ -45,7 +47,7 @@ def test_foreign_module_masks_and_miou_equal_a_hand_computation() -> None:
     model = Foreign()
     segmentation = SaliencySegmentation(
         ["simonyan", create_saliency("layer_gradient", layers=["features.1"])],
-        class_names=["a", "b", "c"],
+        class_names=["a", "b", "c", "d", "e"],
         batch_adapter=BatchAdapter(image=0, labels=1, mask=2),
         log_panels=False,
     )
@@ -59,7 +61,8 @@ def test_foreign_module_masks_and_miou_equal_a_hand_computation() -> None:
     for strategy in segmentation.strategies:
         with torch.no_grad():
             probs = torch.sigmoid(model(image))
-        cand = select_candidates(probs)
+        cand = select_candidates(probs)  # score > 0.5, topped up to 3
+        assert ((probs > 0.5).sum(1) < 3).any() and (cand.sum(1) < K).all()  # top-up matters
         maps = torch.cat([strategy(model, image[i : i + 4], cand[i : i + 4]) for i in (0, 4)])
         assert maps.amax() > 0  # the comparison is not on empty maps
         pred = labels_from_maps(maps, cand)
