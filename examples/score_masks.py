@@ -37,7 +37,7 @@ def score(pred_dir: Path, true_dir: Path, num_classes: int) -> tuple[float, int]
     for truth in truths:
         pred = load_label_map(pred_dir / truth.relative_to(true_dir))
         metric.update(torch.from_numpy(pred), torch.from_numpy(load_label_map(truth)))
-    return float(metric.compute()["miou"]), len(truths)
+    return float(metric.compute()), len(truths)
 
 
 def main(args: list[str] | None = None) -> None:

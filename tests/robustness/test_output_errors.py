@@ -45,7 +45,7 @@ def test_output_folder_below_a_file(run, config, checkpoint, tmp_path):
 def test_unknown_method(run, config, checkpoint, tmp_path):
     code, err = _predict(run, config, checkpoint, tmp_path / "out", "--method=nope")
     assert code == EXIT_USER_ERROR
-    assert error_line(err).startswith("method 'nope' not in outputs['masks']")
+    assert error_line(err).startswith("method 'nope' is not among the segmentation's masks")
 
 
 def test_unknown_layer(run, config, tmp_path):
