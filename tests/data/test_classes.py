@@ -37,3 +37,18 @@ def test_invalid_names_raise_naming_the_field(names, needle):
     with pytest.raises(ValueError, match="my_field") as info:
         check_class_names(names, field="my_field")
     assert needle in str(info.value)
+
+
+def test_names_for_classes_defaults_and_refuses_a_wrong_count():
+    from dcsm_lightning.data.classes import names_for_classes
+    from dcsm_lightning.models import MultiLabelFCN, SegmentationNet
+
+    assert names_for_classes(None, 2) == ["class_0", "class_1"]
+    assert names_for_classes(("a", "b"), 2) == ["a", "b"]
+    for build in (
+        lambda: names_for_classes(["a"], 2),
+        lambda: MultiLabelFCN(num_classes=2, backbone="vgg_small", class_names=["a"]),
+        lambda: SegmentationNet(num_classes=2, backbone="vgg_small", class_names=["a"]),
+    ):
+        with pytest.raises(ValueError, match="class_names has 1 names but num_classes is 2"):
+            build()

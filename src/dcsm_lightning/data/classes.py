@@ -88,6 +88,19 @@ def check_class_names(names: Sequence[str], field: str = "class_names") -> tuple
     return tuple(names)
 
 
+def names_for_classes(class_names: Sequence[str] | None, num_classes: int) -> list[str]:
+    """The K class names a model logs with: ``class_names``, or ``class_<k>`` when None.
+
+    Raises:
+        ValueError: ``class_names`` does not hold exactly ``num_classes`` names.
+    """
+    if class_names is not None and len(class_names) != num_classes:
+        raise ValueError(
+            f"class_names has {len(class_names)} names but num_classes is {num_classes}"
+        )
+    return list(class_names or [f"class_{k}" for k in range(num_classes)])
+
+
 def labels_from_mask(mask: np.ndarray, num_classes: int) -> np.ndarray:
     """Multi-hot image tags from a label map: class k is present where ``mask == k + 1``.
 

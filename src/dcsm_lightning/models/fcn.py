@@ -11,6 +11,7 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torchmetrics.classification import MultilabelAveragePrecision, MultilabelF1Score
 
+from dcsm_lightning.data.classes import names_for_classes
 from dcsm_lightning.evaluation import SaliencySegmentation, SaliencySpec
 from dcsm_lightning.models.augment import check_scale_range, random_rescale
 from dcsm_lightning.models.backbones import create_backbone
@@ -84,17 +85,13 @@ class MultiLabelFCN(EvaluationSteps, LightningModule):
     ) -> None:
         super().__init__()
         check_scale_range(scale_range)
-        if class_names is not None and len(class_names) != num_classes:
-            raise ValueError(
-                f"class_names has {len(class_names)} names but num_classes is {num_classes}"
-            )
+        self.class_names = names_for_classes(class_names, num_classes)
         if candidates not in ("predicted", "labels"):
             raise ValueError(f"candidates must be 'predicted' or 'labels', got {candidates!r}")
         self.save_hyperparameters(ignore=["saliency", "optimizer", "lr_scheduler"])
         self.backbone = create_backbone(backbone, num_classes)
         if pretrained is not None:
             load_pretrained(self.backbone, pretrained, allow_download)
-        self.class_names = list(class_names or [f"class_{k}" for k in range(num_classes)])
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
         self.segmentation: SaliencySegmentation | None = None

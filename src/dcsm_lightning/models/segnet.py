@@ -11,6 +11,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_warn
 
 from dcsm_lightning.data.adapter import SegmentationBatch
+from dcsm_lightning.data.classes import names_for_classes
 from dcsm_lightning.evaluation import SaliencySegmentation
 from dcsm_lightning.models.augment import check_scale_range, random_rescale
 from dcsm_lightning.models.optim import build_optimizers
@@ -144,15 +145,11 @@ class SegmentationNet(EvaluationSteps, LightningModule):
     ) -> None:
         super().__init__()
         check_scale_range(scale_range)
-        if class_names is not None and len(class_names) != num_classes:
-            raise ValueError(
-                f"class_names has {len(class_names)} names but num_classes is {num_classes}"
-            )
+        self.class_names = names_for_classes(class_names, num_classes)
         if not name or "/" in name:
             raise ValueError(f"name must be a non-empty method name without '/', got {name!r}")
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         self.net = create_segmenter(head, num_classes + 1, backbone, dilation, head_width)
-        self.class_names = list(class_names or [f"class_{k}" for k in range(num_classes)])
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
         self.segmentation = NetworkSegmentation(name, self.class_names, crf_in_fit, log_panels)
