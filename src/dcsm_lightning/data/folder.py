@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 
 from dcsm_lightning.data.tags import TagRow
 from dcsm_lightning.data.transforms import load_rgb
-from dcsm_lightning.data.voc import check_mask_labels, load_label_map
+from dcsm_lightning.data.voc import check_mask_labels, check_mask_size, load_label_map
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -150,12 +150,11 @@ class TaggedImages(Dataset):
                 f"(expected <id>.png, mirroring the image paths): {some(absent)}"
             )
         for file, mask_path in zip(self.files, self.mask_paths, strict=True):
-            image_wh, mask_wh = image_size(self.root / file), image_size(mask_path)
-            if image_wh != mask_wh:
-                raise ValueError(
-                    f"mask {mask_path} is {mask_wh[0]} x {mask_wh[1]} (W x H) but image "
-                    f"{self.root / file} is {image_wh[0]} x {image_wh[1]}"
-                )
+            (image_w, image_h), (mask_w, mask_h) = (
+                image_size(self.root / file),
+                image_size(mask_path),
+            )
+            check_mask_size((mask_h, mask_w), (image_h, image_w), mask_path, self.root / file)
 
     @property
     def has_masks(self) -> bool:

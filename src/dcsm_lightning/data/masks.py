@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
-from dcsm_lightning.data.voc import check_mask_labels, load_label_map
+from dcsm_lightning.data.voc import check_mask_labels, check_mask_size, load_label_map
 
 MASK_FOLDER = "SegmentationClass"
 
@@ -92,11 +92,8 @@ class MaskFolder(Dataset):
         """Read one mask and check its labels (and its size against ``shape`` = (H, W))."""
         mask = load_label_map(path)
         check_mask_labels(mask, self.num_classes, path)
-        if shape is not None and mask.shape != shape:
-            raise ValueError(
-                f"mask {path} is {mask.shape[1]} x {mask.shape[0]} (W x H) but its image is "
-                f"{shape[1]} x {shape[0]}"
-            )
+        if shape is not None:
+            check_mask_size(mask.shape, shape, path)
         return mask
 
     @property

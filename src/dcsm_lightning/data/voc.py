@@ -140,6 +140,21 @@ def check_mask_labels(mask: np.ndarray, num_classes: int, path: str | os.PathLik
         )
 
 
+def check_mask_size(
+    mask_hw: tuple[int, int],
+    image_hw: tuple[int, int],
+    path: str | os.PathLike,
+    image_path: str | os.PathLike | None = None,
+) -> None:
+    """Raise ``ValueError`` naming ``path`` if a mask's (H, W) differs from its image's."""
+    if tuple(mask_hw) != tuple(image_hw):
+        image = f"image {image_path}" if image_path is not None else "its image"
+        raise ValueError(
+            f"mask {path} is {mask_hw[1]} x {mask_hw[0]} (W x H) but {image} is "
+            f"{image_hw[1]} x {image_hw[0]}"
+        )
+
+
 class VOCSegmentation(Dataset):
     """A split of a VOC-layout dataset with image-level labels derived from its masks.
 
@@ -273,11 +288,7 @@ class VOCSegmentation(Dataset):
         else:
             mask_path = self.mask_paths[index]
             mask = load_label_map(mask_path)
-            if mask.shape != rgb.shape[:2]:
-                raise ValueError(
-                    f"mask {mask_path} is {mask.shape[1]} x {mask.shape[0]} (W x H) but image "
-                    f"{image_path} is {rgb.shape[1]} x {rgb.shape[0]}"
-                )
+            check_mask_size(mask.shape, rgb.shape[:2], mask_path, image_path)
             check_mask_labels(mask, self.num_classes, mask_path)
             sample["mask"] = mask
             sample["labels"] = labels_from_mask(mask, self.num_classes)
