@@ -9,6 +9,7 @@ from dcsm_lightning.models.backbones import (
 )
 from dcsm_lightning.models.fcn import MultiLabelFCN, global_max_pool, multilabel_loss
 from dcsm_lightning.models.finetuning import TwoStageFinetuning
+from dcsm_lightning.models.schedules import WarmupCosineLR
 from dcsm_lightning.models.segheads import create_segmenter, load_segmenter_weights
 from dcsm_lightning.models.segnet import SegmentationNet, segmentation_loss
 
@@ -17,6 +18,7 @@ __all__ = [
     "MultiLabelFCN",
     "SegmentationNet",
     "TwoStageFinetuning",
+    "WarmupCosineLR",
     "create_backbone",
     "create_segmenter",
     "global_max_pool",

@@ -51,7 +51,8 @@ class MultiLabelFCN(EvaluationSteps, LightningModule):
         allow_download: let torchvision download VGG-16 weights into the hub cache.
         class_names: K names for logs and reports (linked from the datamodule by the CLI).
         optimizer: optimizer factory; default the paper's SGD (lr 1e-5, momentum 0.9, wd 5e-4).
-        lr_scheduler: optional scheduler factory.
+        lr_scheduler: optional scheduler factory; :class:`~dcsm_lightning.models.WarmupCosineLR`
+            takes its length from the trainer and steps per batch.
         scale_range: (low, high) of the per-batch random resize ratio; (1, 1) switches it off.
         saliency: one strategy or a list (names must differ); None disables segmentation. Each
             is a :class:`~dcsm_lightning.saliency.SaliencyStrategy` (``class_path: DCSM``), a
@@ -148,6 +149,7 @@ class MultiLabelFCN(EvaluationSteps, LightningModule):
             self.optimizer_factory,
             self.scheduler_factory,
             default=lambda p: torch.optim.SGD(p, lr=1e-5, momentum=0.9, weight_decay=5e-4),
+            total_steps=lambda: self.trainer.estimated_stepping_batches,
         )
 
     @property

@@ -8,25 +8,39 @@ from typing import Any
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
+from dcsm_lightning.models.schedules import planned_steps
+
 
 def build_optimizers(
     parameters: Iterable[torch.nn.Parameter],
     optimizer: OptimizerCallable | None,
     lr_scheduler: LRSchedulerCallable | None,
     default: Callable[[list[torch.nn.Parameter]], torch.optim.Optimizer],
+    total_steps: Callable[[], float] | None = None,
 ) -> Any:
     """The return value of ``configure_optimizers`` for the trainable ``parameters``.
 
     Args:
         optimizer: factory ``params -> Optimizer``; None: ``default``.
-        lr_scheduler: optional factory ``Optimizer -> LRScheduler``.
+        lr_scheduler: optional factory ``Optimizer -> LRScheduler``. A scheduler whose class
+            has ``interval = "step"`` (:class:`~dcsm_lightning.models.WarmupCosineLR`) is
+            stepped after every optimizer step, any other after every epoch.
         default: the module's default optimizer factory.
+        total_steps: the run's optimizer steps, asked only by a scheduler that needs them
+            (e.g. ``lambda: self.trainer.estimated_stepping_batches``).
 
     Returns:
-        the optimizer, or ``{"optimizer": ..., "lr_scheduler": ...}`` with a scheduler.
+        the optimizer, or ``{"optimizer": ..., "lr_scheduler": {"scheduler": ..., "interval":
+        ...}}`` with a scheduler.
     """
     params = [p for p in parameters if p.requires_grad]
     built = (optimizer or default)(params)
     if lr_scheduler is None:
         return built
-    return {"optimizer": built, "lr_scheduler": lr_scheduler(built)}
+    if total_steps is None:
+        scheduler = lr_scheduler(built)
+    else:
+        with planned_steps(total_steps):
+            scheduler = lr_scheduler(built)
+    interval = getattr(scheduler, "interval", "epoch")
+    return {"optimizer": built, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}

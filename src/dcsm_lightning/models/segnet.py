@@ -119,7 +119,8 @@ class SegmentationNet(EvaluationSteps, LightningModule):
             :func:`~dcsm_lightning.models.segheads.load_segmenter_weights`.
         allow_download: let torchvision download the ImageNet weights into the hub cache.
         optimizer: optimizer factory; default SGD (lr 1e-3, momentum 0.9, weight decay 5e-4).
-        lr_scheduler: optional scheduler factory.
+        lr_scheduler: optional scheduler factory; :class:`~dcsm_lightning.models.WarmupCosineLR`
+            takes its length from the trainer and steps per batch.
         scale_range: (low, high) of the per-batch random resize; (1, 1) switches it off.
         name: the method name in logs and reports.
         crf_in_fit: also segment (and CRF) in ``fit``'s validation epochs (slow with DenseCRF).
@@ -194,4 +195,5 @@ class SegmentationNet(EvaluationSteps, LightningModule):
             self.optimizer_factory,
             self.scheduler_factory,
             default=lambda p: torch.optim.SGD(p, lr=1e-3, momentum=0.9, weight_decay=5e-4),
+            total_steps=lambda: self.trainer.estimated_stepping_batches,
         )
