@@ -104,9 +104,9 @@ def test_synth_exports_voc_layout(tmp_path):
             "synth",
             "--out",
             str(tmp_path / "voc"),
-            "--num-train",
+            "--num_train",
             "4",
-            "--num-val",
+            "--num_val",
             "2",
             "--seed",
             "3",
@@ -180,15 +180,57 @@ def test_pseudo_labels_method_and_uncertain_threshold(trained, tmp_path):
     assert void[0.99] > void[None]  # uncertain pixels became void
 
 
-@pytest.mark.parametrize("value", ["1.5", "high"])
-def test_bad_uncertain_threshold_is_refused(trained, tmp_path, value):
+def test_bad_uncertain_threshold_is_refused(trained, tmp_path, capsys):
     root, ckpt = trained
-    args = [f"--ckpt_path={ckpt}", f"--output_dir={tmp_path}", f"--uncertain_threshold={value}"]
-    with pytest.raises(SystemExit, match="uncertain_threshold"):
-        main(["pseudo-labels", *_tiny(root), *args])
+    args = [f"--ckpt_path={ckpt}", f"--output_dir={tmp_path}"]
+    with pytest.raises(ValueError, match="uncertain_threshold"):
+        main(["pseudo-labels", *_tiny(root), *args, "--uncertain_threshold=1.5"])
+    with pytest.raises(SystemExit):
+        main(["pseudo-labels", *_tiny(root), *args, "--uncertain_threshold=high"])
+    assert "uncertain_threshold" in capsys.readouterr().err
 
 
-def test_pseudo_labels_without_output_dir_is_refused(trained):
+def test_pseudo_labels_without_output_dir_is_refused(trained, capsys):
     root, ckpt = trained
-    with pytest.raises(SystemExit, match="output_dir"):
+    with pytest.raises(SystemExit):
         main(["pseudo-labels", *_tiny(root), f"--ckpt_path={ckpt}"])
+    assert "output_dir" in capsys.readouterr().err
+
+
+def test_help_lists_every_subcommand(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("fit", "validate", "predict", "compare", "pseudo-labels", "synth"):
+        assert f"    {command} " in out
+
+
+@pytest.mark.parametrize(
+    ("command", "options"),
+    [
+        ("compare", ["--output_dir", "--class_names", "--include", "--ckpt_path"]),
+        ("predict", ["--output_dir", "--overwrite", "--method", "--uncertain_threshold"]),
+        ("pseudo-labels", ["--output_dir", "--overwrite", "--method", "--uncertain_threshold",
+                           "--split", "--candidates"]),
+        ("synth", ["--out", "--num_train", "--num_val", "--seed", "--size", "--overwrite"]),
+    ],
+)  # fmt: skip
+def test_subcommand_help_lists_its_options(command, options, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for option in options:
+        assert option in out, option
+    assert "--num-train" not in out  # underscores everywhere
+
+
+def test_compare_options_are_yaml_keys(tmp_path, capsys):
+    config = tmp_path / "compare.yaml"
+    config.write_text(yaml.safe_dump({"output_dir": "report", "class_names": ["a", "b"]}))
+    args = ["--config", str(CONFIGS / "synthetic.yaml"), "--config", str(config)]
+    with pytest.raises(SystemExit):
+        main(["compare", *args, "--print_config"])
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["output_dir"] == "report" and printed["class_names"] == ["a", "b"]
