@@ -145,7 +145,7 @@ def test_predict_writes_masks_heatmaps_overlays_and_scores_then_resumes(trained,
     writer = [c for c in cli.trainer.callbacks if type(c).__name__ == "SegmentationWriter"][0]
     assert (writer.written, writer.skipped) == (0, 8)
     assert (out / "masks" / f"{masks[0]}.png").stat().st_mtime_ns == stamp
-    main([*args(), "--overwrite"])
+    main([*args(), "--overwrite=true"])  # jsonargparse booleans take a value
     assert (out / "masks" / f"{masks[0]}.png").stat().st_mtime_ns != stamp
 
 

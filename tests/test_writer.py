@@ -314,7 +314,7 @@ def test_method_choice(tmp_path):
             == "simonyan"
         )
 
-    with pytest.raises(ValueError, match="add DenseCRF"):
+    with pytest.raises(ValueError, match="DenseCRF"):
         _predict(SegmentationWriter(str(tmp_path / "b"), method="simonyan+crf"))
 
 

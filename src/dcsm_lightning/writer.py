@@ -30,7 +30,7 @@ from dcsm_lightning.io import (
     save_overlay_png,
     save_text,
 )
-from dcsm_lightning.segment import method_name, split_method, uncertain_to_void
+from dcsm_lightning.segment import split_method, uncertain_to_void
 
 PSEUDO_LIST = Path("ImageSets", "Segmentation", "pseudo.txt")
 _UNSAFE = re.compile(r"[^\w.-]+")
@@ -38,12 +38,13 @@ _NO_OP = contextlib.nullcontext()
 
 
 def default_method(mask_names: Sequence[str]) -> str:
-    """The mask to write when none is named: ``<first strategy>+crf`` if present, else the first."""
+    """The mask to write when none is named: the first strategy's refined mask (``dcsm+crf``)
+    if there is one, else the first mask."""
     if not mask_names:
         raise ValueError("the segmentation produced no masks: there is no mask to write")
     first, _ = split_method(mask_names[0])
-    refined = method_name(first, "crf")
-    return refined if refined in mask_names else mask_names[0]
+    refined = [m for m in mask_names if split_method(m)[0] == first and m != first]
+    return refined[0] if refined else mask_names[0]
 
 
 def _safe_name(name: str) -> str:
@@ -235,8 +236,8 @@ class SegmentationWriter(BasePredictionWriter):
             self._method = self.method or default_method(list(masks))
         if self._method not in masks:
             hint = ""
-            if split_method(self._method)[1] == "crf":
-                hint = "; add DenseCRF to Trainer(callbacks=[...])"
+            if split_method(self._method)[1] is not None:
+                hint = "; is its refiner (e.g. DenseCRF) in Trainer(callbacks=[...])?"
             raise ValueError(
                 f"method {self._method!r} is not among the segmentation's masks "
                 f"{sorted(masks)}{hint}"
