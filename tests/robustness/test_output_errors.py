@@ -67,14 +67,14 @@ def test_existing_files_are_kept_and_overwrite_rewrites_them(run, config, checkp
     assert _predict(run, config, checkpoint, output)[0] == 0
     after = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in output.rglob("*") if p.is_file()}
     assert after == before
-    assert _predict(run, config, checkpoint, output, "--overwrite")[0] == 0
+    assert _predict(run, config, checkpoint, output, "--overwrite=true")[0] == 0
     assert Image.open(mask).mode == "P"
 
 
 def test_synth_into_a_non_empty_folder_and_onto_a_file(run, tmp_path):
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "mine.txt").write_text("keep me")
-    code, err = run("synth", "--out", str(tmp_path / "full"), "--num-train=1", "--num-val=1")
+    code, err = run("synth", "--out", str(tmp_path / "full"), "--num_train=1", "--num_val=1")
     assert code == EXIT_USER_ERROR
     assert error_line(err).startswith(f"export folder {tmp_path / 'full'} is not empty")
     assert sorted(os.listdir(tmp_path / "full")) == ["mine.txt"]
