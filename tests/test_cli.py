@@ -209,9 +209,10 @@ def test_help_lists_every_subcommand(capsys):
     ("command", "options"),
     [
         ("compare", ["--output_dir", "--class_names", "--include", "--ckpt_path"]),
-        ("predict", ["--output_dir", "--overwrite", "--method", "--uncertain_threshold"]),
+        ("predict", ["--output_dir", "--overwrite", "--method", "--uncertain_threshold",
+                     "--images"]),
         ("pseudo-labels", ["--output_dir", "--overwrite", "--method", "--uncertain_threshold",
-                           "--split", "--candidates"]),
+                           "--images", "--candidates"]),
         ("synth", ["--out", "--num_train", "--num_val", "--seed", "--size", "--overwrite"]),
     ],
 )  # fmt: skip

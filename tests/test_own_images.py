@@ -16,7 +16,7 @@ from demo_config import CONFIGS
 from PIL import Image
 
 from dcsm_lightning.cli import main
-from dcsm_lightning.errors import EXIT_USER_ERROR, run_command
+from dcsm_lightning.errors import EXIT_USER_ERROR, UserError, run_command
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SIZE = 64
@@ -121,10 +121,16 @@ def test_pseudo_labels_use_the_tags_as_candidates(pseudo_labels):
         assert found <= set(names)  # only tagged classes can win a pixel
 
 
+def test_predict_without_data_names_the_options(trained_on_csv):
+    _, _, ckpt = trained_on_csv
+    with pytest.raises(UserError, match="predict needs data: give --images DIR"):
+        main(["predict", "--ckpt_path", str(ckpt)])
+
+
 def test_images_option_needs_a_model(tmp_path):
-    with pytest.raises(SystemExit, match="--images needs --ckpt_path"):
+    with pytest.raises(UserError, match="predict needs a model: give --ckpt_path"):
         main(["predict", "--images", str(tmp_path), "--output_dir", str(tmp_path / "out")])
-    with pytest.raises(SystemExit, match="checkpoint .*nope.ckpt does not exist"):
+    with pytest.raises(UserError, match="checkpoint .*nope.ckpt does not exist"):
         main(["predict", "--images", str(tmp_path), "--ckpt_path", str(tmp_path / "nope.ckpt")])
 
 

@@ -266,9 +266,7 @@ class DCSMLightningCLI(BaseCLI):
             self._use_folder(config.images)
             config = self.config[self.subcommand]
         if config.get("data") is None:
-            raise UserError(
-                f"{self.subcommand} needs data: give --images DIR, --config or --data"
-            )
+            raise UserError(f"{self.subcommand} needs data: give --images DIR, --config or --data")
         init_args = config.data.get("init_args")
         if self.subcommand == "pseudo-labels":
             if init_args is not None and init_args.get("predict_split") is None:
