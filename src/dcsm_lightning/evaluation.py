@@ -5,7 +5,8 @@ batch through a :class:`~dcsm_lightning.data.adapter.BatchAdapter`, asks the mod
 scores (``pl_module(image)``: B x K, or a B x K x h x w score map, max-pooled), picks the
 candidates, runs every saliency strategy, turns the maps into masks (Eq. 7), lets every
 refiner in the trainer (e.g. :class:`~dcsm_lightning.crf.DenseCRF`) add its masks, and feeds
-one :class:`~dcsm_lightning.metrics.SegmentationIoU` per method. What it produces is held as
+one :class:`~dcsm_lightning.metrics.SegmentationIoU` per method
+(:class:`~dcsm_lightning.method_metrics.MethodMetrics`). What it produces is held as
 data: :attr:`SaliencySegmentation.last_output` (the batch's :class:`SegmentationOutput`, which
 :class:`~dcsm_lightning.writer.SegmentationWriter` reads) and
 :attr:`SaliencySegmentation.results` (per-method mIoU, which
@@ -15,9 +16,8 @@ data: :attr:`SaliencySegmentation.last_output` (the batch's :class:`Segmentation
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from functools import partialmethod
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
@@ -25,7 +25,7 @@ from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 
 from dcsm_lightning.data.adapter import BatchAdapter, SegmentationBatch, as_adapter
-from dcsm_lightning.metrics import SegmentationIoU
+from dcsm_lightning.method_metrics import STAGE_PREFIX, MethodMetrics
 from dcsm_lightning.saliency import (
     SaliencyStrategy,
     as_saliency,
@@ -34,58 +34,15 @@ from dcsm_lightning.saliency import (
     select_candidates,
 )
 from dcsm_lightning.segment import labels_from_maps, method_name
+from dcsm_lightning.segmentation_output import MaskRefiner, SegmentationOutput
 from dcsm_lightning.visualize import log_panels, panel_grid
 
 __all__ = ["MaskRefiner", "SaliencySegmentation", "SegmentationOutput", "find_segmentation"]
 
-Stage = Literal["validate", "test", "predict"]
-_LOG_PREFIX = {"validate": "val", "test": "test"}
 
 #: A strategy as a config gives it: an instance, a registry name (``dcsm``) or
 #: ``{class_path: <registry name>, init_args: {...}}``; entry-point plugins included.
 SaliencySpec = saliency_spec_type()
-
-
-@dataclass
-class SegmentationOutput:
-    """Everything computed for one batch (B images, K classes, S x S pixels).
-
-    Attributes:
-        batch: the batch as read by the adapter (ids, rgb, orig_size, valid, mask, ...).
-        probs: float (B, K), sigmoid class scores in [0, 1].
-        candidates: bool (B, K), the classes the maps were computed for.
-        maps: strategy name -> float (B, K, S, S) in [0, 1], 0 for non-candidates.
-        masks: method name (:func:`~dcsm_lightning.segment.method_name`) -> int64 (B, S, S)
-            dataset ids (0 = background, class k -> k + 1, 255 = void / padding).
-    """
-
-    batch: SegmentationBatch
-    probs: Tensor
-    candidates: Tensor
-    maps: dict[str, Tensor]
-    masks: dict[str, Tensor]
-
-
-@runtime_checkable
-class MaskRefiner(Protocol):
-    """A post-processing step that turns one strategy's maps into refined masks.
-
-    Any callback of the trainer with these two members is picked up by
-    :class:`SaliencySegmentation`; its masks are named ``method_name(strategy, step)``.
-    """
-
-    step: str
-
-    def refine(
-        self,
-        trainer: pl.Trainer,
-        stage: str,
-        batch: SegmentationBatch,
-        maps: Tensor,
-        candidates: Tensor,
-    ) -> Tensor | None:
-        """Masks int64 (B, S, S) from maps (B, K, S, S) and candidates (B, K); None = skip."""
-        ...
 
 
 class SaliencySegmentation(Callback):
@@ -157,9 +114,7 @@ class SaliencySegmentation(Callback):
         self.segment_in_fit = segment_in_fit
         self.log_panels = log_panels
         self.refiners: list[MaskRefiner] = []
-        self.metrics: dict[tuple[str, str], SegmentationIoU] = {}
-        for method in self.methods:
-            self._add_metrics(method)
+        self.metrics = MethodMetrics(self.label_names, self.methods)
         #: stage (``"val"`` / ``"test"``) -> method -> ``{"miou": float, "per_class": list}``
         #: (K + 1 IoUs in [0, 1], background first, NaN if absent) of the last finished epoch.
         self.results: dict[str, dict[str, dict[str, Any]]] = {}
@@ -188,11 +143,6 @@ class SaliencySegmentation(Callback):
             for name in self.map_names
             for step in (None, *(r.step for r in self.refiners))
         ]
-
-    def _add_metrics(self, method: str) -> None:
-        for stage in _LOG_PREFIX.values():
-            metric = SegmentationIoU(len(self.class_names) + 1, per_class=True)
-            self.metrics[(stage, method)] = metric
 
     def scores(self, pl_module: pl.LightningModule, image: Tensor) -> Tensor:
         """Class probabilities (B, K) in [0, 1]: sigmoid of the max-pooled ``pl_module(image)``."""
@@ -261,8 +211,7 @@ class SaliencySegmentation(Callback):
             cb for cb in trainer.callbacks if cb is not self and isinstance(cb, MaskRefiner)
         ]
         for method in self.methods:
-            if ("val", method) not in self.metrics:
-                self._add_metrics(method)
+            self.metrics.add(method)
 
     def _active(self, trainer: pl.Trainer) -> bool:
         in_fit = trainer.state.fn == "fit"
@@ -271,8 +220,7 @@ class SaliencySegmentation(Callback):
     def _start(self, pl_module: pl.LightningModule, prefix: str | None = None) -> None:
         self._cache_key = None
         self.results.pop(prefix, None)
-        for metric in self.metrics.values():
-            metric.to(pl_module.device)
+        self.metrics.to(pl_module.device)
 
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._start(pl_module, "val")
@@ -297,9 +245,7 @@ class SaliencySegmentation(Callback):
         out = self.output_for(trainer, pl_module, batch, batch_idx, dataloader_idx, stage)
         if out.batch.mask is None:
             return
-        prefix = _LOG_PREFIX[stage]
-        for method, pred in out.masks.items():
-            self.metrics[(prefix, method)].update(pred, out.batch.mask.to(pred.device))
+        self.metrics.update(STAGE_PREFIX[stage], out.masks, out.batch.mask)
         if batch_idx == 0 and dataloader_idx == 0 and self.log_panels and stage == "validate":
             first = self.map_names[0]
             refined = [method_name(first, r.step) for r in self.refiners]
@@ -334,19 +280,7 @@ class SaliencySegmentation(Callback):
     on_predict_batch_end = partialmethod(_batch_end, "predict")
 
     def _epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prefix: str) -> None:
-        stage_results = {}
-        for method in self.methods:
-            metric = self.metrics[(prefix, method)]
-            if not metric.update_called:
-                continue
-            per_class = metric.compute()
-            metric.reset()
-            miou = per_class.nanmean()
-            pl_module.log(f"{prefix}/miou/{method}", miou)
-            for name, iou in zip(self.label_names, per_class, strict=True):
-                if not torch.isnan(iou):
-                    pl_module.log(f"{prefix}/iou/{method}/{name}", iou)
-            stage_results[method] = {"miou": float(miou), "per_class": per_class.tolist()}
+        stage_results = self.metrics.compute(prefix, self.methods, pl_module.log)
         if stage_results:
             self.results[prefix] = stage_results
         if self._panel is not None and trainer.is_global_zero:
