@@ -175,6 +175,7 @@ class DCSMTrainer(Trainer):
         seed: int = 0,
         size: int = 96,
         overwrite: bool = False,
+        family: Literal["shapes", "glyphs"] = "shapes",
         model: Any = None,
     ) -> None:
         """Export the built-in synthetic scenes in the PASCAL VOC 2012 folder layout.
@@ -186,9 +187,11 @@ class DCSMTrainer(Trainer):
             seed: dataset seed.
             size: image side in pixels.
             overwrite: write into a non-empty folder.
+            family: the scene family (``shapes``: the built-in six classes; ``glyphs``: five
+                small ones, see ``configs/data/glyphs.yaml``).
             model: unused (LightningCLI passes it to every subcommand).
         """
-        root = export_voc(out, num_train, num_val, seed, size=size, overwrite=overwrite)
+        root = export_voc(out, num_train, num_val, seed, size, overwrite, family=family)
         print(f"wrote {num_train} train and {num_val} val images to {root}")
 
 

@@ -18,8 +18,14 @@ from dcsm_lightning.data.datamodule import (
     prepare_sample,
 )
 from dcsm_lightning.data.folder import IMAGE_EXTENSIONS, TaggedImages, find_images
-from dcsm_lightning.data.scenes import render_scene
-from dcsm_lightning.data.synthetic import SyntheticScenes, export_folder, export_voc
+from dcsm_lightning.data.glyphs import GLYPH_CLASSES
+from dcsm_lightning.data.scenes import SceneFamily, render_scene
+from dcsm_lightning.data.synthetic import (
+    SCENE_FAMILIES,
+    SyntheticScenes,
+    export_folder,
+    export_voc,
+)
 from dcsm_lightning.data.tagged import TaggedImagesDataModule
 from dcsm_lightning.data.tags import TagRow, read_tag_file
 from dcsm_lightning.data.transforms import (
@@ -38,9 +44,12 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "PAD_RGB",
+    "GLYPH_CLASSES",
+    "SCENE_FAMILIES",
     "SYNTHETIC_CLASSES",
     "VOC_CLASSES",
     "ImageModeWarning",
+    "SceneFamily",
     "SegmentationDataModule",
     "SyntheticDataModule",
     "SyntheticScenes",

@@ -17,7 +17,6 @@ from lightning.pytorch import LightningDataModule
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from dcsm_lightning.data.classes import SYNTHETIC_CLASSES
 from dcsm_lightning.data.masks import MaskFolder
 from dcsm_lightning.data.synthetic import SyntheticScenes
 from dcsm_lightning.data.transforms import letterbox, normalize
@@ -241,7 +240,9 @@ class SyntheticDataModule(SegmentationDataModule):
     """The built-in :class:`~dcsm_lightning.data.synthetic.SyntheticScenes`, kept in memory.
 
     Splits are ``"train"``, ``"val"`` and ``"test"`` (independent streams of the same seed);
-    ``test`` uses its own ``num_test`` images.
+    ``test`` uses its own ``num_test`` images. ``family`` picks the scenes: ``shapes`` (six
+    large textured shapes) or ``glyphs`` (five small ones, a different look to try a recipe
+    on; ``configs/data/glyphs.yaml``).
 
     Args:
         num_train, num_val: split sizes.
@@ -252,9 +253,11 @@ class SyntheticDataModule(SegmentationDataModule):
         predict_split: ``"train"``, ``"val"`` or ``"test"``; None: ``"val"``.
         train_mask_root: train on these masks (pseudo-labels), see
             :class:`SegmentationDataModule`.
+        family: the scene family, ``"shapes"`` or ``"glyphs"``
+            (:data:`~dcsm_lightning.data.synthetic.SCENE_FAMILIES`).
 
     Raises:
-        ValueError: bad sizes, seed, batch size or ``predict_split``.
+        ValueError: bad sizes, seed, batch size, ``predict_split`` or ``family``.
     """
 
     def __init__(
@@ -270,6 +273,7 @@ class SyntheticDataModule(SegmentationDataModule):
         num_test: int = 200,
         predict_split: str | None = None,
         train_mask_root: str | None = None,
+        family: str = "shapes",
     ) -> None:
         super().__init__(
             size,
@@ -288,16 +292,18 @@ class SyntheticDataModule(SegmentationDataModule):
                 f"predict_split must be 'train', 'val' or 'test', got {predict_split!r}"
             )
         self.save_hyperparameters()
-        self.class_names = list(SYNTHETIC_CLASSES)
         self.counts = {"train": num_train, "val": num_val, "test": num_test}
         self.seed = seed
+        self.family = family
         for name, count in (("num_train", num_train), ("num_val", num_val), ("num_test", num_test)):
             if count < 0:
                 raise ValueError(f"{name} must be >= 0, got {count}")
-        SyntheticScenes(0, size, seed)  # validates size and seed now rather than in setup
+        # validates size, seed and family now rather than in setup
+        self.class_names = list(SyntheticScenes(0, size, seed, family=family).class_names)
 
     def make_dataset(self, split: str) -> Dataset:
-        return _InMemory(SyntheticScenes(self.counts[split], self.size, self.seed, split))
+        scenes = SyntheticScenes(self.counts[split], self.size, self.seed, split, self.family)
+        return _InMemory(scenes)
 
 
 class VOCDataModule(SegmentationDataModule):

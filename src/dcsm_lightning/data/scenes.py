@@ -9,15 +9,21 @@ contour and a minimum colour distance to what lies beneath give every object a v
 Later objects occlude earlier ones and the mask shows only what is visible; every object keeps
 at least half of its area visible. As in PASCAL VOC, a void band (255) about two pixels wide
 runs along every object outline.
+
+What changes between scene families (:class:`SceneFamily`: the built-in :data:`SHAPES`, and
+:data:`~dcsm_lightning.data.glyphs.GLYPHS`) is the class looks, object sizes and counts, the
+texture period and the background clutter; the rendering rules above are shared.
 """
 
 from __future__ import annotations
 
 import colorsys
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
+from dcsm_lightning.data.classes import SYNTHETIC_CLASSES
 from dcsm_lightning.io import VOID
 
 #: Probabilities of 1, 2, 3, 4 objects per image.
@@ -121,7 +127,18 @@ CLASS_LOOKS: tuple[tuple[Shape, Texture], ...] = (
 )
 
 
-def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+@dataclass(frozen=True)
+class Clutter:
+    """Background clutter: colour-noise strength and grid, counts of thin lines and blobs."""
+
+    noise_std: float = 12.0  # std of the low-frequency colour noise (0-255 units)
+    noise_grid: int = 5  # the noise is a noise_grid x noise_grid grid interpolated bilinearly
+    lines: tuple[int, int] = (0, 4)  # [low, high) number of thin lines
+    blobs: tuple[int, int] = (2, 6)  # [low, high) number of small blobs
+    blob_radius: tuple[float, float] = (1.5, 3.5)
+
+
+def _background(rng: np.random.Generator, size: int, clutter: Clutter) -> np.ndarray:
     """Cluttered background, float H x W x 3 (0-255)."""
     low, high = (_hsv(rng, (0.05, 0.35), (0.35, 0.9)) for _ in range(2))
     angle = rng.uniform(0, 2 * np.pi)
@@ -130,13 +147,14 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     ramp = (ramp - ramp.min()) / max(float(np.ptp(ramp)), 1e-6)
     canvas = low + (high - low) * ramp[..., None]
     # low-frequency colour noise: a 5 x 5 grid interpolated bilinearly
-    coarse = rng.normal(0.0, 12.0, (5, 5, 3)).astype(np.float32)
-    weights = np.clip(1 - np.abs(np.linspace(0, 4, size)[:, None] - np.arange(5)), 0, 1)
-    weights = weights.astype(np.float32)
-    rows = np.tensordot(weights, coarse, axes=(1, 0))  # S x 5 x 3
+    grid = clutter.noise_grid
+    coarse = rng.normal(0.0, clutter.noise_std, (grid, grid, 3)).astype(np.float32)
+    nodes = np.linspace(0, grid - 1, size)[:, None] - np.arange(grid)
+    weights = np.clip(1 - np.abs(nodes), 0, 1).astype(np.float32)
+    rows = np.tensordot(weights, coarse, axes=(1, 0))  # S x grid x 3
     canvas += np.tensordot(weights, rows, axes=(1, 1)).transpose(1, 0, 2)
     yy, xx = np.ogrid[0:size, 0:size]
-    for _ in range(rng.integers(0, 4)):  # thin lines
+    for _ in range(rng.integers(*clutter.lines)):  # thin lines
         x0, y0 = rng.uniform(0, size, 2)
         angle, length = rng.uniform(0, np.pi), rng.uniform(0.3, 1.0) * size
         steps = np.linspace(0.0, length, int(2 * length) + 2)
@@ -144,14 +162,46 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
         py = np.round(y0 + steps * np.sin(angle)).astype(int)
         keep = (px >= 0) & (px < size) & (py >= 0) & (py < size)
         canvas[py[keep], px[keep]] = object_colour(rng)
-    for _ in range(rng.integers(2, 6)):  # small blobs
+    for _ in range(rng.integers(*clutter.blobs)):  # small blobs
         cx, cy = rng.uniform(0, size, 2)
-        radius = rng.uniform(1.5, 3.5)
+        radius = rng.uniform(*clutter.blob_radius)
         y0, y1 = max(int(cy - radius), 0), min(int(cy + radius) + 2, size)
         x0, x1 = max(int(cx - radius), 0), min(int(cx + radius) + 2, size)
         blob = (yy[y0:y1] - cy) ** 2 + (xx[:, x0:x1] - cx) ** 2 <= radius**2
         canvas[y0:y1, x0:x1][blob] = object_colour(rng)
     return canvas
+
+
+@dataclass(frozen=True)
+class SceneFamily:
+    """What a family of scenes draws: its classes, their looks, object sizes and counts.
+
+    Args:
+        name: the family's name (``SyntheticDataModule(family=...)``).
+        class_names: the K class names; class k is drawn with ``looks[k]``.
+        looks: (shape, texture) per class. A shape maps local coordinates (u, v) in units of
+            the object radius to an inside mask and fits in |u|, |v| <= 1.3; a texture maps
+            pixel-unit local coordinates (x, y), rho (radius units), a period and a phase (pixels)
+            to the weight of the darker shade in [0, 1], covering about half of the object.
+        object_count_p: probabilities of 1, 2, ... objects per image.
+        extent_range: object extent (2 x radius) as a fraction of the image side.
+        period_range: texture period in pixels.
+        clutter: the background's clutter.
+    """
+
+    name: str
+    class_names: tuple[str, ...]
+    looks: tuple[tuple[Shape, Texture], ...]
+    object_count_p: tuple[float, ...]
+    extent_range: tuple[float, float]
+    period_range: tuple[float, float]
+    clutter: Clutter = Clutter()
+
+
+#: The built-in family: six large shapes (extent 0.34-0.58 of the side), 1-4 per image.
+SHAPES = SceneFamily(
+    "shapes", SYNTHETIC_CLASSES, CLASS_LOOKS, OBJECT_COUNT_P, EXTENT_RANGE, (7.0, 10.0)
+)
 
 
 def _erode(region: np.ndarray, steps: int) -> np.ndarray:
@@ -183,30 +233,33 @@ def _outline(instances: np.ndarray) -> np.ndarray:
     return band
 
 
-def render_scene(rng: np.random.Generator, size: int = 96) -> tuple[np.ndarray, np.ndarray]:
-    """Draw one scene with the random stream ``rng``.
+def render_scene(
+    rng: np.random.Generator, size: int = 96, family: SceneFamily = SHAPES
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draw one scene of ``family`` with the random stream ``rng``.
 
     Args:
         rng: the generator that decides everything (same state -> same scene).
         size: the image side S in pixels (>= 32).
+        family: what to draw (default the built-in :data:`SHAPES`).
 
     Returns:
         ``(rgb, mask)``: uint8 S x S x 3 and int64 S x S with 0 = background, class k -> k + 1
-        (k indexes :data:`~dcsm_lightning.data.classes.SYNTHETIC_CLASSES`), 255 = void.
+        (k indexes ``family.class_names``), 255 = void.
     """
     if size < 32:
         raise ValueError(f"size must be >= 32 pixels, got {size}")
-    canvas = _background(rng, size)
+    canvas = _background(rng, size, family.clutter)
     instances = np.zeros((size, size), dtype=np.int16)
     classes: list[int] = []
     visible = np.zeros(0, dtype=np.int64)  # visible pixels of each object drawn so far
     areas = np.zeros(0, dtype=np.int64)
-    count = rng.choice(len(OBJECT_COUNT_P), p=OBJECT_COUNT_P) + 1
+    count = rng.choice(len(family.object_count_p), p=family.object_count_p) + 1
     axis = np.arange(size, dtype=np.float32)
-    for cls in rng.integers(0, len(CLASS_LOOKS), count):
-        shape, texture = CLASS_LOOKS[cls]
+    for cls in rng.integers(0, len(family.looks), count):
+        shape, texture = family.looks[cls]
         for _ in range(_PLACEMENT_TRIES):
-            radius = rng.uniform(*EXTENT_RANGE) * size / 2
+            radius = rng.uniform(*family.extent_range) * size / 2
             cx, cy = rng.uniform(0.65 * radius, size - 0.65 * radius, 2)
             angle = rng.uniform(0, 2 * np.pi)
             reach = _REACH * radius
@@ -223,7 +276,7 @@ def render_scene(rng: np.random.Generator, size: int = 96) -> tuple[np.ndarray, 
                 break
         else:
             continue  # no placement keeps the others visible: drop this object
-        period, phase = rng.uniform(7.0, 10.0), rng.uniform(0.0, 10.0)
+        period, phase = rng.uniform(*family.period_range), rng.uniform(0.0, 10.0)
         weight = texture(x, y, np.hypot(x, y) / radius, period, phase).astype(np.float32)
         backdrop = canvas[y0:y1, x0:x1][inside].mean(axis=0)
         mix = float(weight[inside].mean())

@@ -1,7 +1,8 @@
-"""The built-in synthetic segmentation dataset and its exports: the PASCAL VOC 2012 layout,
+"""The built-in synthetic segmentation datasets and their exports: the PASCAL VOC 2012 layout,
 and a plain image folder with a CSV of tags.
 
-Images come from :func:`~dcsm_lightning.data.scenes.render_scene`; image ``index`` of split
+Images come from :func:`~dcsm_lightning.data.scenes.render_scene` with a scene family of
+:data:`SCENE_FAMILIES` (``shapes``, the default, or ``glyphs``); image ``index`` of split
 ``split`` is drawn from its own generator ``numpy.random.default_rng([stream(split), seed,
 index])``, so any image can be rebuilt alone and the train, val and test splits are disjoint
 streams.
@@ -19,12 +20,26 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
-from dcsm_lightning.data.classes import SYNTHETIC_CLASSES, labels_from_mask
-from dcsm_lightning.data.scenes import render_scene
+from dcsm_lightning.data.classes import labels_from_mask
+from dcsm_lightning.data.glyphs import GLYPHS
+from dcsm_lightning.data.scenes import SHAPES, SceneFamily, render_scene
 from dcsm_lightning.io import atomic_path, save_label_png, save_text
 
 SPLITS = ("train", "val", "test")
 JPEG_QUALITY = 95
+#: The scene families by name: ``shapes`` (the built-in six classes) and ``glyphs`` (five).
+SCENE_FAMILIES: dict[str, SceneFamily] = {family.name: family for family in (SHAPES, GLYPHS)}
+
+
+def scene_family(name: str) -> SceneFamily:
+    """The family called ``name``.
+
+    Raises:
+        ValueError: unknown name (the message lists the known ones).
+    """
+    if name not in SCENE_FAMILIES:
+        raise ValueError(f"family must be one of {sorted(SCENE_FAMILIES)}, got {name!r}")
+    return SCENE_FAMILIES[name]
 
 
 def _stream(split: str) -> int:
@@ -35,10 +50,12 @@ def _stream(split: str) -> int:
 class SyntheticScenes(Dataset):
     """Procedural scenes of textured shapes for weakly supervised segmentation.
 
-    Each image shows 1-4 objects of the :data:`SYNTHETIC_CLASSES` (a shape with its own
-    texture; colours are drawn from one law shared by all classes) over a cluttered
-    background, with occlusion and a 255 void band along the object outlines. Samples are
-    raw (not letterboxed); the datamodules add letterboxing and normalisation.
+    Each image shows objects of the family's classes (``shapes``: 1-4 large objects of the
+    :data:`SYNTHETIC_CLASSES`; ``glyphs``: 1-5 small ones of the
+    :data:`~dcsm_lightning.data.glyphs.GLYPH_CLASSES`; each class a shape with its own
+    texture, colours drawn from one law shared by all classes) over a cluttered background,
+    with occlusion and a 255 void band along the object outlines. Samples are raw (not
+    letterboxed); the datamodules add letterboxing and normalisation.
 
     Each sample is a dict: ``rgb`` uint8 S x S x 3 (numpy), ``mask`` int64 S x S (0 =
     background, class k -> k + 1, 255 = void), ``labels`` float32 K (multi-hot, from the mask),
@@ -49,15 +66,20 @@ class SyntheticScenes(Dataset):
         size: the image side S in pixels (>= 32).
         seed: non-negative seed; (seed, split, index) determines an image.
         split: ``"train"``, ``"val"`` or ``"test"`` (independent streams).
+        family: the scene family, a key of :data:`SCENE_FAMILIES`.
 
     Raises:
-        ValueError: negative ``num_images`` or ``seed``, ``size < 32``, unknown ``split``.
+        ValueError: negative ``num_images`` or ``seed``, ``size < 32``, unknown ``split`` or
+            ``family``.
     """
 
-    class_names: tuple[str, ...] = SYNTHETIC_CLASSES
-
     def __init__(
-        self, num_images: int, size: int = 96, seed: int = 0, split: str = "train"
+        self,
+        num_images: int,
+        size: int = 96,
+        seed: int = 0,
+        split: str = "train",
+        family: str = "shapes",
     ) -> None:
         if num_images < 0:
             raise ValueError(f"num_images must be >= 0, got {num_images}")
@@ -67,6 +89,8 @@ class SyntheticScenes(Dataset):
             raise ValueError(f"seed must be >= 0, got {seed}")
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        self.family = scene_family(family)
+        self.class_names: tuple[str, ...] = self.family.class_names
         self.num_images = num_images
         self.size = size
         self.seed = seed
@@ -89,7 +113,7 @@ class SyntheticScenes(Dataset):
             raise IndexError(f"index {index} out of range for {self.num_images} images")
         index %= self.num_images
         rng = np.random.default_rng([_stream(self.split), self.seed, index])
-        rgb, mask = render_scene(rng, self.size)
+        rgb, mask = render_scene(rng, self.size, self.family)
         return {
             "rgb": rgb,
             "mask": mask,
@@ -122,6 +146,7 @@ def export_voc(
     seed: int,
     size: int = 96,
     overwrite: bool = False,
+    family: str = "shapes",
 ) -> Path:
     """Write the synthetic train and val splits in the PASCAL VOC 2012 folder layout.
 
@@ -144,6 +169,7 @@ def export_voc(
         seed: the dataset seed (as in :class:`SyntheticScenes`).
         size: image side in pixels.
         overwrite: allow writing into a non-empty folder.
+        family: the scene family (:data:`SCENE_FAMILIES`).
 
     Returns:
         ``out_dir`` as a Path (the ``root`` to give to the VOC loader).
@@ -152,11 +178,11 @@ def export_voc(
         FileExistsError: ``out_dir`` exists and is not empty, and ``overwrite`` is False.
         NotADirectoryError: ``out_dir`` is a file.
     """
-    root = _export_root(out_dir, overwrite)
     datasets = [
-        SyntheticScenes(num_train, size, seed, "train"),
-        SyntheticScenes(num_val, size, seed, "val"),
+        SyntheticScenes(num_train, size, seed, "train", family),
+        SyntheticScenes(num_val, size, seed, "val", family),
     ]
+    root = _export_root(out_dir, overwrite)
     for dataset in datasets:
         ids = []
         for index in range(len(dataset)):
@@ -168,7 +194,8 @@ def export_voc(
             )
         split_file = root / "ImageSets" / "Segmentation" / f"{dataset.split}.txt"
         save_text(split_file, "".join(f"{i}\n" for i in ids), overwrite=overwrite)
-    save_text(root / "class_names.txt", "".join(f"{n}\n" for n in SYNTHETIC_CLASSES), overwrite)
+    names = datasets[0].class_names
+    save_text(root / "class_names.txt", "".join(f"{n}\n" for n in names), overwrite)
     return root
 
 
@@ -190,6 +217,7 @@ def export_folder(
     seed: int,
     size: int = 96,
     overwrite: bool = False,
+    family: str = "shapes",
 ) -> Path:
     """Write synthetic splits as a plain image folder plus a CSV of tags per split.
 
@@ -214,6 +242,7 @@ def export_folder(
         splits: split name (``train``, ``val``, ``test``) -> number of images (>= 0).
         seed: the dataset seed. size: image side in pixels.
         overwrite: allow writing into a non-empty folder.
+        family: the scene family (:data:`SCENE_FAMILIES`).
 
     Returns:
         ``out_dir`` as a Path.
@@ -223,9 +252,12 @@ def export_folder(
         NotADirectoryError: ``out_dir`` is a file.
         ValueError: an unknown split or a negative count.
     """
-    datasets = [SyntheticScenes(count, size, seed, split) for split, count in splits.items()]
+    datasets = [
+        SyntheticScenes(count, size, seed, split, family) for split, count in splits.items()
+    ]
     root = _export_root(out_dir, overwrite)
-    relabel = sorted_class_ids(SYNTHETIC_CLASSES)
+    names = scene_family(family).class_names
+    relabel = sorted_class_ids(names)
     for dataset in datasets:
         rows = ["image,tags\n"]
         for index in range(len(dataset)):
@@ -234,9 +266,7 @@ def export_folder(
             _save_jpeg(root / "images" / name, sample["rgb"], overwrite)
             mask = relabel[sample["mask"]]
             save_label_png(root / "masks" / f"{sample['id']}.png", mask, overwrite)
-            tags = " ".join(
-                n for n, on in zip(SYNTHETIC_CLASSES, sample["labels"], strict=True) if on
-            )
+            tags = " ".join(n for n, on in zip(names, sample["labels"], strict=True) if on)
             rows.append(f"{name},{tags}\n")
         save_text(root / f"{dataset.split}.csv", "".join(rows), overwrite=overwrite)
     return root
