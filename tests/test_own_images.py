@@ -89,6 +89,18 @@ def test_shortest_predict_mirrors_a_folder_of_new_images(trained_on_csv, monkeyp
     args = [str(out / "masks"), str(root / "new" / "masks"), f"--num_classes={len(CLASSES)}"]
     _example("score_masks.py", *args)
     assert "over 5 masks" in capsys.readouterr().out
+    # predict saves no config.yaml, so the same command runs again in the same folder
+    assert not list(root.rglob("lightning_logs/**/config.yaml"))
+    main(["predict", "--ckpt_path", str(ckpt), "--images", str(root / "new" / "images"),
+          "--output_dir", str(root / "again")])  # fmt: skip
+    assert len(list((root / "again" / "masks").rglob("*.png"))) == 5
+
+
+def test_fit_refuses_an_earlier_runs_folder_in_one_line(trained_on_csv):
+    root, config, _ = trained_on_csv
+    again = [*config, "--trainer.max_epochs=1", f"--trainer.default_root_dir={root / 'run'}"]
+    with pytest.raises(UserError, match=r"run/config.yaml exists: an earlier run saved"):
+        main(["fit", *again])
 
 
 @pytest.fixture(scope="module")

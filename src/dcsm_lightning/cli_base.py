@@ -16,7 +16,9 @@ one whose tensors do not fit the model (another number of classes) is a
 :class:`~dcsm_lightning.errors.UserError` naming the file. Parse errors are raised (not
 printed with the whole usage) so that :func:`~dcsm_lightning.errors.run_command` prints one line.
 ``predict`` stops after the current batch on SIGTERM
-(:class:`~dcsm_lightning.signals.StopOnSigterm`).
+(:class:`~dcsm_lightning.signals.StopOnSigterm`). The run's ``config.yaml``
+(:class:`SaveRunConfig`) is saved by ``fit`` / ``validate`` / ``test`` only: ``predict`` writes
+its files to ``--output_dir``, and running it again in the same folder must not stop.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch import Trainer
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from dcsm_lightning.errors import UserError
 from dcsm_lightning.signals import StopOnSigterm
@@ -92,12 +94,35 @@ def _as_model_config(hparams: dict[str, Any]) -> dict[str, Any]:
     return {"class_path": class_path, "init_args": hparams}
 
 
+class SaveRunConfig(SaveConfigCallback):
+    """LightningCLI's ``config.yaml`` in the run's log folder, except for ``predict``; an
+    earlier run's ``config.yaml`` there is a one-line :class:`~dcsm_lightning.errors.UserError`
+    (it is never overwritten)."""
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage == "predict" or self.already_saved:
+            return
+        if self.save_to_log_dir and not self.overwrite:
+            path = Path(trainer.log_dir or ".") / self.config_filename
+            if trainer.strategy.broadcast(trainer.is_global_zero and path.is_file()):
+                raise UserError(
+                    f"{path} exists: an earlier run saved its config there",
+                    "give this run its own folder: --trainer.default_root_dir DIR, or a "
+                    "logger that versions its runs (configs/*.yaml have one)",
+                )
+        super().setup(trainer, pl_module, stage)
+
+
 class BaseCLI(LightningCLI):
     """LightningCLI: command-line and config options win over ``--ckpt_path``'s
     hyper-parameters; parse errors and checkpoint problems raise one-line errors."""
 
     _args: Any = None
     _ckpt: tuple[str, dict[str, torch.Size]] | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("save_config_callback", SaveRunConfig)
+        super().__init__(*args, **kwargs)
 
     def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
         kwargs.setdefault("exit_on_error", False)  # raise ArgumentError: errors.py prints it
