@@ -11,6 +11,7 @@ from dcsm_lightning.report import (
     comparison_rows,
     format_csv,
     format_table,
+    miou_chart_figure,
     render_miou_chart,
     write_comparison,
 )
@@ -91,3 +92,23 @@ def test_nan_miou_and_empty_results(tmp_path):
         format_table({}, NAMES).split("\n")[0]
         == "| method | mIoU | background | aeroplane | bicycle |"
     )
+
+
+def test_chart_draws_reference_markers_and_spread_bars():
+    figure = miou_chart_figure(
+        RESULTS, reference={"dcsm+crf": 0.441, "absent": 0.9}, spread={"dcsm": 0.02}, title="T"
+    )
+    axes = figure.axes[0]
+    markers = [line for line in axes.get_lines() if line.get_marker() == "D"]
+    assert len(markers) == 1  # one series, only for the methods present
+    assert list(markers[0].get_xdata()) == [1]
+    assert list(markers[0].get_ydata()) == pytest.approx([44.1])
+    assert axes.get_title() == "T" and axes.get_legend() is not None
+    # the +/- 2 points error bar on the first bar: a vertical segment from 39.2 to 43.2
+    segments = [seg for coll in axes.collections for seg in coll.get_segments()]
+    assert len(segments) == 3  # one per bar (zero length where no spread is given)
+    assert segments[0][:, 1] == pytest.approx([41.234567 - 2, 41.234567 + 2])
+    assert segments[1][:, 1] == pytest.approx([45.0, 45.0])
+    plain = miou_chart_figure(RESULTS).axes[0]
+    assert not [line for line in plain.get_lines() if line.get_marker() == "D"]
+    assert plain.get_legend() is None and not plain.collections

@@ -13,10 +13,13 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dcsm_lightning.io import atomic_path
 from dcsm_lightning.segment import split_method
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 BACKGROUND = "background"
 MISSING = "–"  # en dash: how the Markdown table shows NaN
@@ -144,12 +147,27 @@ def read_csv(path: str | os.PathLike) -> tuple[dict[str, dict[str, Any]], list[s
     return results, names
 
 
-def render_miou_chart(results: Mapping[str, Mapping[str, Any]]) -> bytes:
-    """PNG bytes of a bar chart of mIoU (%) per method, with value labels.
+def miou_chart_figure(
+    results: Mapping[str, Mapping[str, Any]],
+    reference: Mapping[str, float] | None = None,
+    spread: Mapping[str, float] | None = None,
+    title: str = "mIoU per method",
+    reference_label: str = "reference",
+) -> Figure:
+    """A bar chart of mIoU (%) per method, with value labels, as a matplotlib ``Figure``.
 
     Refined bars (``+crf``) are hatched and take their base method's colour, so each pair reads as
     one method with and without CRF. NaN bars are empty and labelled "–". Drawn on an Agg
     canvas, without pyplot's global state.
+
+    Args:
+        results: method -> {"miou": float in [0, 1], ...}; one bar each, in order.
+        reference: method -> a reference mIoU in [0, 1] (e.g. a paper's figure), drawn as a
+            black diamond on that method's bar; methods without one get none.
+        spread: method -> a spread in [0, 1] (e.g. the standard deviation over runs), drawn as
+            an error bar of +/- that value.
+        title: the chart's title.
+        reference_label: the legend entry of the reference markers.
     """
     import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -163,19 +181,47 @@ def render_miou_chart(results: Mapping[str, Mapping[str, Any]]) -> bytes:
     figure = Figure(figsize=(max(4.0, 0.9 * len(methods) + 1.5), 3.5), dpi=100)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
+    heights = [0.0 if math.isnan(v) else v for v in values]
+    errors = [100 * float((spread or {}).get(m, math.nan)) for m in methods]
     bars = axes.bar(
         range(len(methods)),
-        [0.0 if math.isnan(v) else v for v in values],
+        heights,
         color=[cycle[bases.index(b) % len(cycle)] for b in strategies],
         edgecolor="black",
         hatch=["" if split_method(m)[1] is None else "//" for m in methods],
+        yerr=[0.0 if math.isnan(e) else e for e in errors] if spread else None,
+        capsize=3 if spread else 0,
     )
     axes.bar_label(bars, labels=[MISSING if math.isnan(v) else f"{v:.1f}" for v in values])
-    axes.set_xticks(range(len(methods)), methods, rotation=30 if len(methods) > 4 else 0)
+    marked = [
+        (i, 100 * float(reference[m])) for i, m in enumerate(methods) if m in (reference or {})
+    ]
+    if marked:
+        xs, ys = zip(*marked, strict=True)
+        axes.plot(xs, ys, "D", color="black", label=reference_label, linestyle="none")
+        axes.legend(loc="upper right", fontsize="small")
+    axes.set_xticks(
+        range(len(methods)),
+        methods,
+        rotation=30 if len(methods) > 4 else 0,
+        ha="right" if len(methods) > 4 else "center",
+    )
     axes.set_ylabel("mIoU (%)")
     axes.set_ylim(0, 105)
-    axes.set_title("mIoU per method")
+    axes.set_title(title)
     figure.tight_layout()
+    return figure
+
+
+def render_miou_chart(
+    results: Mapping[str, Mapping[str, Any]],
+    reference: Mapping[str, float] | None = None,
+    spread: Mapping[str, float] | None = None,
+    title: str = "mIoU per method",
+    reference_label: str = "reference",
+) -> bytes:
+    """PNG bytes of :func:`miou_chart_figure` (same arguments)."""
+    figure = miou_chart_figure(results, reference, spread, title, reference_label)
     buffer = _io.BytesIO()
     figure.savefig(buffer, format="png")
     return buffer.getvalue()

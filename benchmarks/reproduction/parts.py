@@ -1,0 +1,120 @@
+"""The study's model, data and classifiers, built the way the ``dcsm-lightning`` CLI builds them.
+
+- :func:`build_parts`: the config's model and datamodule (LightningCLI, the same keys and
+  overrides as ``dcsm-lightning fit --config ...``, e.g. ``--data.init_args.root DIR``).
+- :func:`load_weights`: a checkpoint's weights into that model (one-line errors).
+- :func:`train_classifier`: ``dcsm-lightning fit`` with a seed, its final weights saved.
+- :func:`split_loader`: a fixed subset of a split as batches of the batch contract.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from lightning.pytorch import LightningDataModule, LightningModule
+from torch.utils.data import DataLoader, Subset
+
+from dcsm_lightning.cli import DCSMLightningCLI
+from dcsm_lightning.cli import main as cli_main
+from dcsm_lightning.cli_base import read_checkpoint
+from dcsm_lightning.data.datamodule import PreparedDataset, SegmentationDataModule, collate_batch
+from dcsm_lightning.errors import UserError
+from dcsm_lightning.io import atomic_path
+
+
+class _ConfigOnlyCLI(DCSMLightningCLI):
+    """The CLI's parser and linking without a subcommand (``run=False``): config -> objects."""
+
+    def before_instantiate_classes(self) -> None:
+        """Nothing to adapt: there is no ``predict`` subcommand here."""
+
+
+def build_parts(
+    config: str, overrides: Sequence[str]
+) -> tuple[LightningModule, SegmentationDataModule]:
+    """The model and datamodule of ``--config config`` plus command-line ``overrides``.
+
+    Raises:
+        UserError: the datamodule is not one of the library's (it needs ``dataset(role)``).
+        argparse.ArgumentError: a bad config key or value (printed as one line).
+    """
+    args = ["--config", config, *overrides, "--trainer.logger=false"]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*args parameter is intended.*")
+        cli = _ConfigOnlyCLI(
+            LightningModule,
+            LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            seed_everything_default=0,
+            parser_kwargs={"parser_mode": "omegaconf"},
+            run=False,
+            args=args,
+        )
+    if not isinstance(cli.datamodule, SegmentationDataModule):
+        raise UserError(
+            f"{type(cli.datamodule).__name__} is not a dcsm_lightning datamodule",
+            "use SyntheticDataModule, VOCDataModule or TaggedImagesDataModule (with masks)",
+        )
+    return cli.model, cli.datamodule
+
+
+def checkpoint_id(path: str | os.PathLike) -> str:
+    """The checkpoint's absolute path, size and modification time (a retrained file differs)."""
+    stat = Path(path).stat()
+    return f"{Path(path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+
+
+def load_weights(model: LightningModule, path: str | os.PathLike) -> None:
+    """Load the weights of a Lightning checkpoint into ``model`` (strictly).
+
+    Raises:
+        UserError: a missing / unreadable file, or weights that do not fit the config's model.
+    """
+    read_checkpoint(path)  # one-line errors for missing, corrupt or foreign files
+    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        detail = [line.strip() for line in str(err).splitlines() if line.strip()][1:2]
+        raise UserError(
+            f"checkpoint {path} does not fit the config's model: {' '.join(detail)[:200]}",
+            "pass the config (and --model.init_args.* options) the classifier was trained with",
+        ) from None
+
+
+def train_classifier(config: str, overrides: Sequence[str], seed: int, path: Path) -> Path:
+    """Train with ``dcsm-lightning fit --config config <overrides> --seed_everything seed``.
+
+    The final weights (no model selection on val) are saved atomically to ``path``; the run's
+    own logs and checkpoints go where the config puts them (its logger's folder, else
+    ``<path without suffix>/``).
+    """
+    root = f"--trainer.default_root_dir={path.with_suffix('')}"
+    cli = cli_main(["fit", "--config", config, root, *overrides, f"--seed_everything={seed}"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path, overwrite=True) as tmp:
+        cli.trainer.save_checkpoint(tmp)
+    return path
+
+
+def holdout_indices(size: int, count: int, seed: int) -> list[int]:
+    """``min(count, size)`` distinct indices of ``range(size)`` drawn with ``seed``, sorted."""
+    generator = torch.Generator().manual_seed(seed)
+    return sorted(torch.randperm(size, generator=generator)[:count].tolist())
+
+
+def split_loader(
+    datamodule: SegmentationDataModule, role: str, indices: Sequence[int]
+) -> DataLoader:
+    """Batches (no flips, no shuffling) of the samples ``indices`` of the ``role`` split."""
+    prepared = PreparedDataset(datamodule.dataset(role), datamodule.size)
+    return DataLoader(
+        Subset(prepared, list(indices)),
+        batch_size=datamodule.batch_size,
+        collate_fn=collate_batch,
+    )

@@ -1,0 +1,293 @@
+"""The study: which settings each table needs, evaluated once each, tables written in turn.
+
+Every (classifier, split, setting) is evaluated in one pass that scores all the CRF variants
+any requested table needs of it (its maps feed every CRF row). Results go to the cache first,
+tables are made from the cache, so a rerun after an interruption recomputes nothing finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from dcsm_lightning import CRFSettings
+from dcsm_lightning.io import save_text
+
+from .evaluate import Result, ResultCache, crf_key, evaluate_setting
+from .output import RowResult, best_line, write_table
+from .parts import (
+    build_parts,
+    checkpoint_id,
+    holdout_indices,
+    load_weights,
+    split_loader,
+    train_classifier,
+)
+from .tables import ALPHAS, BILATERAL_WEIGHTS, HOLDOUT, TABLES, Row, Setting, dcsm
+
+PAPER_CRF = CRFSettings()
+Spec = list[tuple[Row, CRFSettings]]  # a table's rows, each with the CRF of its "+ CRF" column
+
+
+class Study:
+    """The reproduction study of ``benchmarks/reproduce.py`` (see its docstring).
+
+    Args:
+        args: the script's options; overrides: config keys for LightningCLI.
+        out: the output folder; command: the command line, for the report.
+    """
+
+    def __init__(
+        self, args: argparse.Namespace, overrides: Sequence[str], out: Path, command: str
+    ) -> None:
+        self.args, self.overrides, self.out, self.command = args, list(overrides), out, command
+        self.model, self.datamodule = build_parts(args.config, overrides)
+        device = args.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model.to(device).eval()
+        self.class_names = list(self.datamodule.class_names)
+        self.cache = ResultCache(out / "results.json")
+        self.data_id = json.dumps(dict(self.datamodule.hparams), default=str, sort_keys=True)
+        n_val = len(self.datamodule.dataset("val"))
+        limit = min(args.limit, n_val)
+        self.indices = {"val": list(range(limit))}
+        self.split_notes = {
+            "val": f"val: all {n_val} images"
+            if limit == n_val
+            else f"val: A SUBSET, the first {limit} of {n_val} images (--limit {args.limit})"
+        }
+        self.checkpoints: list[str] = []
+        self.loaded: int | None = None
+        self.loaders: dict[str, torch.utils.data.DataLoader] = {}
+        self.mean_ap: dict[int, float] = {}
+        self.progress = [0, 0]  # evaluations done, planned
+        self.seconds: list[float] = []
+        self.written: list[str] = []
+        self.log(self.split_notes["val"])
+
+    @staticmethod
+    def log(text: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+    # -- classifiers and data -----------------------------------------------------------------
+
+    def prepare_checkpoints(self) -> None:
+        """The given checkpoints, or train ``--train_seeds`` classifiers (kept if done)."""
+        self.checkpoints += [str(path) for path in self.args.ckpt_path]  # read by the script
+        for seed in range(self.args.train_seeds):
+            path = self.out / "classifiers" / f"seed{seed}.ckpt"
+            if path.is_file():
+                self.log(f"classifier seed {seed}: {path} exists (trained earlier), reused")
+            else:
+                self.log(f"training classifier seed {seed} with dcsm-lightning fit ...")
+                start = time.perf_counter()
+                train_classifier(self.args.config, self.overrides, seed, path)
+                self.log(f"classifier seed {seed}: {path} ({time.perf_counter() - start:.0f} s)")
+            self.checkpoints.append(str(path))
+
+    def loader(self, split: str) -> torch.utils.data.DataLoader:
+        if split not in self.loaders:
+            if split == HOLDOUT:
+                n_train = len(self.datamodule.dataset("train"))
+                chosen = holdout_indices(n_train, self.args.holdout, self.args.holdout_seed)
+                self.indices[HOLDOUT] = chosen
+                self.split_notes[HOLDOUT] = (
+                    f"hold-out: {len(chosen)} of the {n_train} TRAIN images, drawn with seed "
+                    f"{self.args.holdout_seed} (never val)"
+                )
+            role = "train" if split == HOLDOUT else split
+            self.loaders[split] = split_loader(self.datamodule, role, self.indices[split])
+        return self.loaders[split]
+
+    # -- evaluation ---------------------------------------------------------------------------
+
+    def _context(self, index: int, split: str) -> str:
+        self.loader(split)
+        ckpt = checkpoint_id(self.checkpoints[index])
+        return json.dumps([ckpt, split, self.indices[split], self.data_id])
+
+    def missing(
+        self, index: int, split: str, setting: Setting, crfs: Sequence[CRFSettings]
+    ) -> bool:
+        context = self._context(index, split)
+        return any(self.cache.get(context, setting, c) is None for c in (None, *crfs))
+
+    def results(
+        self, index: int, split: str, setting: Setting, crfs: Sequence[CRFSettings], label: str
+    ) -> dict[str, Result]:
+        """``crf_key -> result`` of one setting on one classifier and split (cached)."""
+        context = self._context(index, split)
+        if self.missing(index, split, setting, crfs):
+            if self.loaded != index:
+                load_weights(self.model, self.checkpoints[index])
+                self.loaded = index
+            self.progress[0] += 1
+            done, planned = self.progress
+            loader = self.loader(split)
+            self.log(
+                f"({done}/{planned}) {label} | {split}, {len(loader.dataset)} images | "
+                f"classifier {index + 1}/{len(self.checkpoints)} | CRF variants: {len(crfs)}"
+            )
+            computed = evaluate_setting(
+                self.model, loader, setting, self.class_names, crfs, self.args.crf_workers,
+                progress=self.log,
+            )  # fmt: skip
+            self.cache.put_all(context, setting, computed)
+            self.seconds.append(computed["none"]["seconds"])
+            eta = (planned - done) * sum(self.seconds) / len(self.seconds)
+            self.log(
+                f"    mIoU {100 * computed['none']['miou']:.1f}, + CRF "
+                f"{100 * computed[crf_key(crfs[0])]['miou']:.1f} ({self.seconds[-1]:.0f} s; "
+                f"about {eta / 60:.1f} min left)"
+            )
+        found = {crf_key(c): self.cache.get(context, setting, c) for c in (None, *crfs)}
+        if split == "val" and found["none"]["mAP"] is not None:
+            self.mean_ap.setdefault(index, found["none"]["mAP"])
+        return found  # type: ignore[return-value]
+
+    # -- the tables ---------------------------------------------------------------------------
+
+    def table_indices(self, table: str) -> list[int]:
+        everyone = table in TABLES and TABLES[table].all_checkpoints
+        return list(range(len(self.checkpoints))) if everyone else [0]
+
+    def holdout_grid(self) -> dict[float, dict[str, Result]]:
+        """alpha -> crf_key -> hold-out result, for every alpha and bilateral weight."""
+        crfs = [CRFSettings(bilateral_compat=w) for w in BILATERAL_WEIGHTS]
+        self.progress[1] += sum(self.missing(0, HOLDOUT, dcsm(alpha=a), crfs) for a in ALPHAS)
+        return {
+            a: self.results(0, HOLDOUT, dcsm(alpha=a), crfs, f"hold-out search, dcsm alpha={a:g}")
+            for a in ALPHAS
+        }
+
+    def holdout_spec(self, grid: dict[float, dict[str, Result]]) -> tuple[Spec, str]:
+        """The hold-out table's val rows (paper defaults, the choice) and its grid in Markdown."""
+        scores = {
+            (a, w): grid[a][crf_key(CRFSettings(bilateral_compat=w))]["miou"]
+            for a in ALPHAS
+            for w in BILATERAL_WEIGHTS
+        }
+        alpha, weight = max(scores, key=lambda k: scores[k])
+        lines = [
+            "",
+            f"Hold-out search ({self.split_notes[HOLDOUT]}), mIoU % + CRF by alpha (rows) and "
+            "bilateral weight w1 (columns):",
+            "",
+            "| alpha | w/o CRF | " + " | ".join(f"w1={w:g}" for w in BILATERAL_WEIGHTS) + " |",
+            "|---:" * (len(BILATERAL_WEIGHTS) + 2) + "|",
+        ]
+        for a in ALPHAS:
+            cells = [f"{100 * grid[a]['none']['miou']:.1f}"]
+            cells += [f"{100 * scores[(a, w)]:.1f}" for w in BILATERAL_WEIGHTS]
+            lines.append(f"| {a:g} | " + " | ".join(cells) + " |")
+        lines += ["", f"Chosen on the hold-out: alpha = {alpha:g}, w1 = {weight:g}.", ""]
+        spec = [
+            (Row("paper defaults (alpha 3, w1 1)", dcsm(), 44.1), PAPER_CRF),
+            (
+                Row(f"chosen on hold-out (alpha {alpha:g}, w1 {weight:g})", dcsm(alpha=alpha)),
+                CRFSettings(bilateral_compat=weight),
+            ),
+        ]
+        return spec, "\n".join(lines)
+
+    def run(self, tables: Sequence[str]) -> None:
+        """Evaluate and write each table in turn (the hold-out search first, when asked)."""
+        specs: dict[str, Spec] = {
+            t: [(r, PAPER_CRF) for r in TABLES[t].rows] for t in tables if t in TABLES
+        }
+        extra = {}
+        if HOLDOUT in tables:
+            specs[HOLDOUT], extra[HOLDOUT] = self.holdout_spec(self.holdout_grid())
+        merged: dict[tuple[int, str], list[CRFSettings]] = {}  # all CRFs of one setting's maps
+        settings: dict[tuple[int, str], Setting] = {}
+        for table, spec in specs.items():
+            for index in self.table_indices(table):
+                for row, crf in spec:
+                    key = (index, row.setting.key())
+                    settings[key] = row.setting
+                    crfs = merged.setdefault(key, [])
+                    if crf not in crfs:
+                        crfs.append(crf)
+        self.progress[1] += sum(
+            self.missing(key[0], "val", setting, merged[key]) for key, setting in settings.items()
+        )
+        for table in tables:
+            rows = []
+            for row, crf in specs[table]:
+                per = [
+                    self.results(i, "val", row.setting, merged[(i, row.setting.key())], row.label)
+                    for i in self.table_indices(table)
+                ]
+                rows.append(
+                    RowResult(
+                        row.label,
+                        [p["none"]["miou"] for p in per],
+                        [p[crf_key(crf)]["miou"] for p in per],
+                        per[0]["none"]["per_class"],
+                        per[0][crf_key(crf)]["per_class"],
+                        row.paper_plain,
+                        row.paper_crf,
+                    )
+                )
+            self.write(table, rows, extra.get(table, ""))
+
+    def write(self, table: str, rows: list[RowResult], extra: str) -> None:
+        name = f"table{table}" if table in TABLES else f"table_{table}"
+        indices = self.table_indices(table)
+        used = ", ".join(Path(self.checkpoints[i]).name for i in indices)
+        notes = [self.split_notes["val"], f"classifier(s): {used}"]
+        if table in TABLES:
+            notes.insert(0, TABLES[table].note)
+            title = TABLES[table].title
+        else:
+            title = (
+                "Beyond the paper: alpha and the CRF bilateral weight chosen on a TRAIN hold-out"
+            )
+            notes.insert(0, "both rows evaluated on val; the paper's 44.1 is its default setting")
+        notes.append(f"per-class IoUs (first classifier): {name}_per_class.csv")
+        if table == "1":
+            best = [
+                best_line([r for r in rows if r.label.startswith(p)]) for p in ("dcsm", "simonyan")
+            ]
+        else:
+            best = [best_line(rows)]
+        paths = write_table(
+            self.out, name, title, notes, rows, ["background", *self.class_names], best, extra
+        )
+        self.written.append(name)
+        self.log(f"table {table} written: {', '.join(str(p) for p in paths.values())}")
+        self.write_report()
+
+    def write_report(self, footer: str = "") -> None:
+        """``REPORT.md``: the command, the classifiers and every table written so far."""
+        lines = ["# Reproduction study", "", f"Command: `{self.command}`", "", "Classifiers:"]
+        for i, path in enumerate(self.checkpoints):
+            mean_ap = self.mean_ap.get(i)
+            score = (
+                "" if mean_ap is None else f" (classifier mAP {mean_ap:.3f} on the val images used)"
+            )
+            lines.append(f"- `{path}`{score}")
+        lines += ["", *(f"- {note}" for note in self.split_notes.values()), ""]
+        if footer:
+            lines += [footer, ""]
+        for name in self.written:
+            lines.append((self.out / f"{name}.md").read_text(encoding="utf-8"))
+            lines.append(f"![{name}]({name}.png)\n")
+        save_text(self.out / "REPORT.md", "\n".join(lines), overwrite=True)
+
+    def finish(self, trained: float, total: float) -> None:
+        cores = len(os.sched_getaffinity(0))
+        evaluations = len(self.seconds)
+        self.write_report(
+            f"This run: {total / 60:.1f} min on {cores} cores ({trained / 60:.1f} min training, "
+            f"{evaluations} settings evaluated, the rest read from results.json)."
+        )
+        for i, mean_ap in sorted(self.mean_ap.items()):
+            self.log(f"classifier {i + 1}: mAP {mean_ap:.3f} on the val images used")
