@@ -101,7 +101,7 @@ def table_csv(table: str, rows: Sequence[RowResult]) -> str:
     for r in rows:
         plain, crf = mean_std(r.plain), mean_std(r.crf)
         values = [*plain, *crf, len(r.crf)]
-        values += [None if p is None else p / 100 for p in (r.paper_plain, r.paper_crf)]
+        values += [None if p is None else round(p / 100, 6) for p in (r.paper_plain, r.paper_crf)]
         cells = [
             "" if v is None or (isinstance(v, float) and math.isnan(v)) else repr(v) for v in values
         ]

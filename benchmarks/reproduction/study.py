@@ -187,7 +187,16 @@ class Study:
             cells = [f"{100 * grid[a]['none']['miou']:.1f}"]
             cells += [f"{100 * scores[(a, w)]:.1f}" for w in BILATERAL_WEIGHTS]
             lines.append(f"| {a:g} | " + " | ".join(cells) + " |")
-        lines += ["", f"Chosen on the hold-out: alpha = {alpha:g}, w1 = {weight:g}.", ""]
+        edges = [
+            name
+            for name, value, grid_values in (
+                ("alpha", alpha, ALPHAS),
+                ("w1", weight, BILATERAL_WEIGHTS),
+            )
+            if value in (grid_values[0], grid_values[-1])
+        ]
+        edge = f" ({' and '.join(edges)} at the edge of the grid)" if edges else ""
+        lines += ["", f"Chosen on the hold-out: alpha = {alpha:g}, w1 = {weight:g}{edge}.", ""]
         spec = [
             (Row("paper defaults (alpha 3, w1 1)", dcsm(), 44.1), PAPER_CRF),
             (

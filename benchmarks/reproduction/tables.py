@@ -17,7 +17,7 @@ from dcsm_lightning.saliency import SaliencyStrategy, create_saliency
 #: Simonyan); also the hold-out search grid.
 ALPHAS = (1.0, 2.0, 3.0, 4.0, 5.0, 8.0)
 #: The CRF bilateral (appearance) kernel weights w1 searched on the hold-out (paper: w1 = 1).
-BILATERAL_WEIGHTS = (0.5, 1.0, 2.0, 3.0, 5.0)
+BILATERAL_WEIGHTS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 
 PAPER_DCSM_ALPHA = {2.0: 40.0, 2.5: 44.0, 3.0: 44.1, 4.0: 40.6, 5.0: 36.4}
 PAPER_SIMONYAN_ALPHA = {

@@ -1,0 +1,228 @@
+"""End-to-end speed, image -> mask files, split by stage, measured side by side in one run.
+
+Stages, per image, as the library runs them for ``predict`` (each timed on whole batches):
+
+1. ``classify``: the forward at scale 1.0 and the candidates (``SaliencySegmentation.scores``,
+   ``select_candidates``; the top N = 3 classes, so models with random weights do the same
+   work as trained ones);
+2. ``maps``: ``DCSM()`` (guided BP, blocks 3-5 = 9 conv layers, scales 0.8 / 1.0 / 1.2, Eq. 4-5);
+3. ``crf``: ``DenseCRF.refine`` (Eq. 6-8, 10 iterations) with ``num_workers=0`` and with every
+   available core, interleaved batch by batch on the same maps;
+4. ``mask``: Eq. 7's plain mask (``labels_from_maps``; the ``dcsm`` method of ``predict``);
+5. ``files``: ``SegmentationWriter.write_output`` (mask, heatmaps, overlay, scores).
+
+Configurations: ``vgg_small`` at the demo size (96 x 96, batches of 32) and ``vgg16``
+(``weights=None``) at 500 x 500 (batches of 2). Each runs in its own process, so its peak memory
+(``ru_maxrss``: the process; the CRF workers' largest, separately) is its own. Last, a real
+``dcsm-lightning predict`` run over 1,000 images (``configs/synthetic.yaml``, DCSM + CRF, the
+writer) reports the resident memory of the process after 100 and after 1,000 images (from
+``/proc``, by counting the mask files written): flat memory means the two are close.
+
+Usage: ``python benchmarks/pipeline_speed.py [--ckpt CKPT] [--small_images 64] [--large_images 2]
+[--large_size 500] [--predict_images 1000]``. ``--ckpt``: a ``vgg_small`` checkpoint for the first configuration and
+the predict run (default: random weights). Set ``OMP_NUM_THREADS`` to share the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+from dcsm_lightning import DenseCRF, SaliencySegmentation, SegmentationWriter
+from dcsm_lightning.data.adapter import as_adapter
+from dcsm_lightning.data.classes import SYNTHETIC_CLASSES
+from dcsm_lightning.data.datamodule import collate_batch, prepare_sample
+from dcsm_lightning.data.synthetic import SyntheticScenes
+from dcsm_lightning.evaluation import SegmentationOutput
+from dcsm_lightning.models import MultiLabelFCN
+from dcsm_lightning.saliency import DCSM, select_candidates
+from dcsm_lightning.segment import labels_from_maps
+
+STAGES = ("classify", "maps", "crf", "mask", "files")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cores() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+def batches(count: int, size: int, batch_size: int) -> list[dict]:
+    """``count`` built-in scenes drawn at ``size`` px, collated into batches."""
+    scenes = SyntheticScenes(count, size, seed=0, split="test")
+    samples = [prepare_sample(scenes[i], size) for i in range(count)]
+    return [collate_batch(samples[i : i + batch_size]) for i in range(0, count, batch_size)]
+
+
+def run_part(backbone: str, size: int, count: int, batch_size: int, ckpt: str | None) -> dict:
+    """One configuration in this process: seconds per image per stage, and peak memory."""
+    if ckpt:
+        model = MultiLabelFCN.load_from_checkpoint(ckpt, map_location="cpu")
+    else:
+        model = MultiLabelFCN(num_classes=len(SYNTHETIC_CLASSES), backbone=backbone)
+    model.eval()
+    names = list(SYNTHETIC_CLASSES)
+    segmentation = SaliencySegmentation(DCSM(), names, log_panels=False)
+    crfs = {0: DenseCRF(num_workers=0), cores(): DenseCRF(num_workers=cores())}
+    seconds = {stage: 0.0 for stage in STAGES} | {f"crf_workers_{w}": 0.0 for w in crfs}
+    adapter = as_adapter(None)
+    data = batches(count, size, batch_size)
+    with tempfile.TemporaryDirectory() as out:
+        writer = SegmentationWriter(out, class_names=names)
+        for index, batch in enumerate(data):
+            view = adapter(batch, index)
+            tick = time.perf_counter()
+            probs = segmentation.scores(model, view.image)
+            candidates = select_candidates(probs, threshold=1.0, min_candidates=3)
+            seconds["classify"] += time.perf_counter() - tick
+            tick = time.perf_counter()
+            maps = segmentation.strategies[0](model, view.image, candidates)
+            seconds["maps"] += time.perf_counter() - tick
+            refined = {}
+            for workers, crf in crfs.items():  # the same maps, one after the other
+                tick = time.perf_counter()
+                refined[workers] = crf.refine(None, "predict", view, maps, candidates)
+                seconds[f"crf_workers_{workers}"] += time.perf_counter() - tick
+            assert torch.equal(refined[0], refined[cores()]), "the CRF pool changed the masks"
+            tick = time.perf_counter()
+            plain = labels_from_maps(maps, candidates, view.valid)
+            seconds["mask"] += time.perf_counter() - tick
+            tick = time.perf_counter()
+            masks = {"dcsm": plain, "dcsm+crf": refined[0]}
+            output = SegmentationOutput(view, probs, candidates, {"dcsm": maps}, masks)
+            writer.write_output(None, output)
+            seconds["files"] += time.perf_counter() - tick
+    for crf in crfs.values():
+        crf.close()  # joins the workers: their peak memory is in RUSAGE_CHILDREN
+    per_image = {k: v / count for k, v in seconds.items()}
+    return {
+        "per_image": per_image,
+        "images": count,
+        "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "worker_peak_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+    }
+
+
+def child(args: list[str]) -> dict:
+    """Run ``--part`` in a fresh process (its own peak memory); returns its JSON result."""
+    cmd = [sys.executable, __file__, "--part", *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"part {args} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def report(title: str, result: dict) -> None:
+    s = result["per_image"]
+    workers = cores()
+    crf0, crfn = s["crf_workers_0"], s[f"crf_workers_{workers}"]
+    rest = s["classify"] + s["maps"] + s["mask"] + s["files"]
+    print(f"\n{title} ({result['images']} images), seconds per image:")
+    print("  " + " | ".join(f"{k} {s[k]:.4f}" for k in ("classify", "maps", "mask", "files")))
+    print(
+        f"  crf workers=0 {crf0:.4f} | workers={workers} {crfn:.4f} -> speed-up {crf0 / crfn:.2f}"
+    )
+    for label, crf in (("workers=0", crf0), (f"workers={workers}", crfn)):
+        total = rest + crf
+        shares = ", ".join(
+            f"{k} {100 * v / total:.0f}%"
+            for k, v in (("classify", s["classify"]), ("maps", s["maps"]), ("crf", crf),
+                         ("mask", s["mask"]), ("files", s["files"]))
+        )  # fmt: skip
+        print(f"  total ({label}) {total:.4f} s/image = {1 / total:.1f} images/s  [{shares}]")
+    print(
+        f"  peak memory: process {result['peak_mib']:.0f} MiB, largest CRF worker "
+        f"{result['worker_peak_mib']:.0f} MiB"
+    )
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def predict_rss(count: int, ckpt: str | None) -> None:
+    """``dcsm-lightning predict`` over ``count`` images; RSS after 100 and after ``count``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp, "pred")
+        cmd = [
+            sys.executable, "-m", "dcsm_lightning.cli", "predict",
+            "--config", str(ROOT / "configs" / "synthetic.yaml"),
+            "--output_dir", str(out), "--model.init_args.saliency=[DCSM]",
+            f"--data.init_args.num_val={count}", "--trainer.logger=false",
+            "--trainer.enable_progress_bar=false", f"--trainer.default_root_dir={tmp}",
+        ] + (["--ckpt_path", ckpt] if ckpt else [])  # fmt: skip
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        samples: list[tuple[int, float, float]] = []  # (masks written, seconds, RSS MiB)
+
+        def watch() -> None:
+            while proc.poll() is None:
+                masks = out / "masks"
+                written = sum(1 for _ in masks.iterdir()) if masks.is_dir() else 0
+                try:
+                    samples.append((written, time.perf_counter() - start, _rss_mib(proc.pid)))
+                except OSError:
+                    break
+                time.sleep(0.25)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        _, err = proc.communicate()
+        watcher.join()
+        if proc.returncode != 0:
+            raise SystemExit(f"predict failed:\n{err[-3000:]}")
+        wall = time.perf_counter() - start
+        at_100 = next(s for s in samples if s[0] >= min(100, count))
+        last = max(s for s in samples if s[0] == max(x[0] for x in samples))
+        peak = max(s[2] for s in samples)
+        print(f"\ndcsm-lightning predict, {count} images at 96 px (DCSM + CRF, all files):")
+        print(f"  RSS after {at_100[0]} images: {at_100[2]:.0f} MiB ({at_100[1]:.0f} s)")
+        print(f"  RSS after {last[0]} images: {last[2]:.0f} MiB ({last[1]:.0f} s)")
+        print(f"  ratio {last[2] / at_100[2]:.3f}; peak sampled {peak:.0f} MiB; wall {wall:.0f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ckpt", default=None, help="vgg_small checkpoint (default: random)")
+    parser.add_argument("--small_images", type=int, default=64)
+    parser.add_argument("--large_images", type=int, default=2)
+    parser.add_argument("--large_size", type=int, default=500, help="vgg16's image side")
+    parser.add_argument("--predict_images", type=int, default=1000, help="0 skips the predict run")
+    parser.add_argument("--part", nargs=5, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.part:  # a child process: one configuration, result as JSON on the last line
+        backbone, size, count, batch, ckpt = args.part
+        result = run_part(backbone, int(size), int(count), int(batch), ckpt or None)
+        print(json.dumps(result))
+        return
+    threads = torch.get_num_threads()
+    print(f"cores available: {cores()}, torch threads {threads}, load {os.getloadavg()}")
+    print("no GPU here: CUDA figures need a machine with one (--device is not measured)")
+    small = child(["vgg_small", "96", str(args.small_images), "32", args.ckpt or ""])
+    large = child(["vgg16", str(args.large_size), str(args.large_images), "2", ""])
+    report("vgg_small, 96 x 96 (demo size)", small)
+    report(f"vgg16 (weights=None), {args.large_size} x {args.large_size}", large)
+    ratio = {k: large["per_image"][k] / small["per_image"][k] for k in ("maps", "crf_workers_0")}
+    print(
+        f"\nvgg16 {args.large_size} px / vgg_small 96 px per image: maps {ratio['maps']:.0f}x, "
+        f"crf {ratio['crf_workers_0']:.0f}x"
+    )
+    if args.predict_images:
+        predict_rss(args.predict_images, args.ckpt)
+    print(f"load average after: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
