@@ -19,8 +19,9 @@ writer) reports the resident memory of the process after 100 and after 1,000 ima
 ``/proc``, by counting the mask files written): flat memory means the two are close.
 
 Usage: ``python benchmarks/pipeline_speed.py [--ckpt CKPT] [--small_images 64] [--large_images 2]
-[--large_size 500] [--predict_images 1000]``. ``--ckpt``: a ``vgg_small`` checkpoint for the first configuration and
-the predict run (default: random weights). Set ``OMP_NUM_THREADS`` to share the machine.
+[--large_size 500] [--predict_images 1000]``. ``--ckpt``: a ``vgg_small`` checkpoint for the
+first configuration and the predict run (default: random weights). Set ``OMP_NUM_THREADS`` to
+share the machine. The load average is printed before and after (the CPUs may be shared).
 """
 
 from __future__ import annotations
@@ -138,7 +139,7 @@ def report(title: str, result: dict) -> None:
             for k, v in (("classify", s["classify"]), ("maps", s["maps"]), ("crf", crf),
                          ("mask", s["mask"]), ("files", s["files"]))
         )  # fmt: skip
-        print(f"  total ({label}) {total:.4f} s/image = {1 / total:.1f} images/s  [{shares}]")
+        print(f"  total ({label}) {total:.4f} s/image = {1 / total:.3g} images/s  [{shares}]")
     print(
         f"  peak memory: process {result['peak_mib']:.0f} MiB, largest CRF worker "
         f"{result['worker_peak_mib']:.0f} MiB"
@@ -209,7 +210,7 @@ def main() -> None:
         return
     threads = torch.get_num_threads()
     print(f"cores available: {cores()}, torch threads {threads}, load {os.getloadavg()}")
-    print("no GPU here: CUDA figures need a machine with one (--device is not measured)")
+    print("CPU only: this script does not measure CUDA (run it where a GPU is for those figures)")
     small = child(["vgg_small", "96", str(args.small_images), "32", args.ckpt or ""])
     large = child(["vgg16", str(args.large_size), str(args.large_images), "2", ""])
     report("vgg_small, 96 x 96 (demo size)", small)
