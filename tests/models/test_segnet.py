@@ -18,6 +18,7 @@ from dcsm_lightning.models import (
     load_segmenter_weights,
     segmentation_loss,
 )
+from dcsm_lightning.models.segheads import backbone_parameters
 from dcsm_lightning.segment import labels_from_maps
 
 
@@ -162,3 +163,41 @@ def test_validate_logs_segnet_and_segnet_crf_miou():
     (metrics,) = trainer.validate(model, DataLoader([_batch()], batch_size=None), verbose=False)
     assert {"val/miou/segnet", "val/miou/segnet+crf", "val/iou/segnet/background"} <= set(metrics)
     assert 0 <= metrics["val/miou/segnet+crf"] <= 1
+
+
+@pytest.mark.parametrize("head", ["largefov", "fcn_resnet50"])
+def test_backbone_lr_factor_scales_the_backbone_group_only(head):
+    backbone = "vgg_small" if head == "largefov" else None
+    model = SegmentationNet(
+        num_classes=3, head=head, backbone=backbone, dilation=2, backbone_lr_factor=0.1,
+        optimizer=lambda p: torch.optim.AdamW(p, lr=1e-2),
+        lr_scheduler=lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=4),
+    )  # fmt: skip
+    config = model.configure_optimizers()
+    groups = config["optimizer"].param_groups
+    expected = {id(p) for p in backbone_parameters(model.net)}
+    assert {id(p) for p in groups[0]["params"]} == expected
+    assert not expected & {id(p) for p in groups[1]["params"]}
+    assert len(groups[0]["params"]) + len(groups[1]["params"]) == len(list(model.parameters()))
+    assert [g["lr"] for g in groups] == pytest.approx([1e-3, 1e-2])
+    assert config["lr_scheduler"].base_lrs == pytest.approx([1e-3, 1e-2])  # scaled before it
+
+
+def test_a_zero_backbone_lr_factor_leaves_the_backbone_as_it_was():
+    torch.manual_seed(0)
+    model = SegmentationNet(
+        num_classes=3, backbone="vgg_small", dilation=2, backbone_lr_factor=0.0,
+        optimizer=lambda p: torch.optim.SGD(p, lr=0.1),
+    )  # fmt: skip
+    optimizer = model.configure_optimizers()
+    before = {k: v.clone() for k, v in model.net.state_dict().items()}
+    batch = _batch()
+    segmentation_loss(model(batch["image"]), batch["mask"]).backward()
+    optimizer.step()
+    after = model.net.state_dict()
+    assert torch.equal(after["features.conv1_1.weight"], before["features.conv1_1.weight"])
+    assert torch.equal(after["features.conv5_3.weight"], before["features.conv5_3.weight"])
+    assert not torch.equal(after["score.weight"], before["score.weight"])
+    assert not torch.equal(after["head.fc6.weight"], before["head.fc6.weight"])
+    with pytest.raises(ValueError, match="backbone_lr_factor must be >= 0"):
+        SegmentationNet(num_classes=3, backbone="vgg_small", backbone_lr_factor=-1.0)

@@ -12,15 +12,19 @@ from dcsm_lightning.models.schedules import planned_steps
 
 
 def build_optimizers(
-    parameters: Iterable[torch.nn.Parameter],
+    parameters: Iterable[torch.nn.Parameter] | Iterable[dict[str, Any]],
     optimizer: OptimizerCallable | None,
     lr_scheduler: LRSchedulerCallable | None,
-    default: Callable[[list[torch.nn.Parameter]], torch.optim.Optimizer],
+    default: Callable[[list[Any]], torch.optim.Optimizer],
     total_steps: Callable[[], float] | None = None,
 ) -> Any:
     """The return value of ``configure_optimizers`` for the trainable ``parameters``.
 
     Args:
+        parameters: parameters, or parameter groups (dicts with ``"params"``) that may carry an
+            ``"lr_factor"``: that group's learning rate is the optimizer's times the factor
+            (set before the scheduler is built, so the scheduler scales it like the others).
+            Parameters that do not require gradients and groups left empty are dropped.
         optimizer: factory ``params -> Optimizer``; None: ``default``.
         lr_scheduler: optional factory ``Optimizer -> LRScheduler``. A scheduler whose class
             has ``interval = "step"`` (:class:`~dcsm_lightning.models.WarmupCosineLR`) is
@@ -33,8 +37,15 @@ def build_optimizers(
         the optimizer, or ``{"optimizer": ..., "lr_scheduler": {"scheduler": ..., "interval":
         ...}}`` with a scheduler.
     """
-    params = [p for p in parameters if p.requires_grad]
+    items = list(parameters)
+    if items and isinstance(items[0], dict):
+        groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in items]
+        params: list[Any] = [g for g in groups if g["params"]]
+    else:
+        params = [p for p in items if p.requires_grad]
     built = (optimizer or default)(params)
+    for group in built.param_groups:
+        group["lr"] = group["lr"] * group.get("lr_factor", 1.0)
     if lr_scheduler is None:
         return built
     if total_steps is None:

@@ -126,6 +126,21 @@ def create_segmenter(
     raise ValueError(f"Unknown head {head!r}; known heads: {', '.join(HEADS)}")
 
 
+def backbone_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The backbone's parameters of a :func:`create_segmenter` network: ``largefov``'s conv
+    blocks (``features``, conv1_1 - conv5_3), a torchvision model's ``backbone``; the rest
+    (``largefov``'s fc6 / fc7 / score, a torchvision ``classifier``) is the head.
+
+    Raises:
+        TypeError: ``model`` is not a :func:`create_segmenter` network.
+    """
+    if isinstance(model, LargeFOV):
+        return list(model.features.parameters())
+    if isinstance(model, TorchvisionSegmenter):
+        return list(model.model.backbone.parameters())
+    raise TypeError(f"expected a create_segmenter network, got {type(model).__name__}")
+
+
 def _renamings() -> list[Callable[[str], str | None]]:
     """Ways to read a foreign state dict's keys as ours (None drops a key)."""
     tv_vgg = torchvision_vgg16_key_map()

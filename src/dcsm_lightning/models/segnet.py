@@ -15,7 +15,11 @@ from dcsm_lightning.data.classes import names_for_classes
 from dcsm_lightning.evaluation import SaliencySegmentation
 from dcsm_lightning.models.augment import check_scale_range, random_rescale
 from dcsm_lightning.models.optim import build_optimizers
-from dcsm_lightning.models.segheads import create_segmenter, load_segmenter_weights
+from dcsm_lightning.models.segheads import (
+    backbone_parameters,
+    create_segmenter,
+    load_segmenter_weights,
+)
 from dcsm_lightning.models.steps import EvaluationSteps
 from dcsm_lightning.segment import VOID, maps_from_label_logits
 
@@ -121,6 +125,10 @@ class SegmentationNet(EvaluationSteps, LightningModule):
         optimizer: optimizer factory; default SGD (lr 1e-3, momentum 0.9, weight decay 5e-4).
         lr_scheduler: optional scheduler factory; :class:`~dcsm_lightning.models.WarmupCosineLR`
             takes its length from the trainer and steps per batch.
+        backbone_lr_factor: the backbone's learning rate (see
+            :func:`~dcsm_lightning.models.segheads.backbone_parameters`) is the optimizer's
+            times this; the head trains at the optimizer's. Below 1 when the backbone is
+            pretrained (DeepLab: 0.1, its new classifier at 10 x the rest).
         scale_range: (low, high) of the per-batch random resize; (1, 1) switches it off.
         name: the method name in logs and reports.
         crf_in_fit: also segment (and CRF) in ``fit``'s validation epochs (slow with DenseCRF).
@@ -139,6 +147,7 @@ class SegmentationNet(EvaluationSteps, LightningModule):
         allow_download: bool = False,
         optimizer: OptimizerCallable | None = None,
         lr_scheduler: LRSchedulerCallable | None = None,
+        backbone_lr_factor: float = 1.0,
         scale_range: tuple[float, float] = (1.0, 1.0),
         name: str = "segnet",
         crf_in_fit: bool = False,
@@ -146,6 +155,8 @@ class SegmentationNet(EvaluationSteps, LightningModule):
     ) -> None:
         super().__init__()
         check_scale_range(scale_range)
+        if not backbone_lr_factor >= 0:
+            raise ValueError(f"backbone_lr_factor must be >= 0, got {backbone_lr_factor}")
         self.class_names = names_for_classes(class_names, num_classes)
         if not name or "/" in name:
             raise ValueError(f"name must be a non-empty method name without '/', got {name!r}")
@@ -190,8 +201,16 @@ class SegmentationNet(EvaluationSteps, LightningModule):
         return logits
 
     def configure_optimizers(self) -> Any:
+        backbone = {id(p) for p in backbone_parameters(self.net)}
+        groups = [
+            {
+                "params": [p for p in self.parameters() if id(p) in backbone],
+                "lr_factor": self.hparams.backbone_lr_factor,
+            },
+            {"params": [p for p in self.parameters() if id(p) not in backbone]},
+        ]
         return build_optimizers(
-            self.parameters(),
+            groups,
             self.optimizer_factory,
             self.scheduler_factory,
             default=lambda p: torch.optim.SGD(p, lr=1e-3, momentum=0.9, weight_decay=5e-4),
