@@ -14,6 +14,7 @@ from dcsm_lightning.crf import CRFSettings, DenseCRF
 from dcsm_lightning.models import (
     MultiLabelFCN,
     SegmentationNet,
+    WarmupCosineLR,
     create_segmenter,
     load_segmenter_weights,
     segmentation_loss,
@@ -171,7 +172,7 @@ def test_backbone_lr_factor_scales_the_backbone_group_only(head):
     model = SegmentationNet(
         num_classes=3, head=head, backbone=backbone, dilation=2, backbone_lr_factor=0.1,
         optimizer=lambda p: torch.optim.AdamW(p, lr=1e-2),
-        lr_scheduler=lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=4),
+        lr_scheduler=lambda o: WarmupCosineLR(o, total_steps=10, warmup=0.2),
     )  # fmt: skip
     config = model.configure_optimizers()
     groups = config["optimizer"].param_groups
@@ -179,8 +180,9 @@ def test_backbone_lr_factor_scales_the_backbone_group_only(head):
     assert {id(p) for p in groups[0]["params"]} == expected
     assert not expected & {id(p) for p in groups[1]["params"]}
     assert len(groups[0]["params"]) + len(groups[1]["params"]) == len(list(model.parameters()))
-    assert [g["lr"] for g in groups] == pytest.approx([1e-3, 1e-2])
-    assert config["lr_scheduler"].base_lrs == pytest.approx([1e-3, 1e-2])  # scaled before it
+    # the scheduler is built after the scaling: each group's peak and warm-up follow its lr
+    assert [g["max_lr"] for g in groups] == pytest.approx([1e-3, 1e-2])
+    assert [g["lr"] for g in groups] == pytest.approx([0.04e-3, 0.04e-2])  # start_factor
 
 
 def test_a_zero_backbone_lr_factor_leaves_the_backbone_as_it_was():

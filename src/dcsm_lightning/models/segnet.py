@@ -14,6 +14,7 @@ from dcsm_lightning.data.adapter import SegmentationBatch
 from dcsm_lightning.data.classes import names_for_classes
 from dcsm_lightning.evaluation import SaliencySegmentation
 from dcsm_lightning.models.augment import check_scale_range, random_rescale
+from dcsm_lightning.models.inference import check_eval_scales, multi_scale_logits
 from dcsm_lightning.models.optim import build_optimizers
 from dcsm_lightning.models.segheads import (
     backbone_parameters,
@@ -63,9 +64,10 @@ def label_maps(
 
 
 class NetworkSegmentation(SaliencySegmentation):
-    """The evaluation flow for a segmentation network: its maps (:func:`label_maps`) take the
-    place of saliency maps, under one method name; masks, ``DenseCRF``, metrics, reports and
-    the writer are the same as for the classifier.
+    """The evaluation flow for a segmentation network: its maps (:func:`label_maps` of the
+    module's ``segment_logits(image)``) take the place of saliency maps, under one method
+    name; masks, ``DenseCRF``, metrics, reports and the writer are the same as for the
+    classifier.
 
     Args:
         name: the method name (``segnet``; ``segnet+crf`` with ``DenseCRF``).
@@ -86,7 +88,8 @@ class NetworkSegmentation(SaliencySegmentation):
         self, pl_module: LightningModule, batch: SegmentationBatch
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         with torch.no_grad():
-            probs, candidates, maps = label_maps(pl_module(batch.image), batch.valid)
+            logits = pl_module.segment_logits(batch.image)
+            probs, candidates, maps = label_maps(logits, batch.valid)
         return probs, candidates, {self.name: maps}
 
 
@@ -100,9 +103,10 @@ class SegmentationNet(EvaluationSteps, LightningModule):
     ``scale_range``.
 
     It evaluates through the same flow as the classifier: its :class:`NetworkSegmentation`
-    (handed to the trainer by ``configure_callbacks``) turns the logits into maps
-    (:func:`label_maps`) under the method name ``name``, so ``masks[name]`` is the per-pixel
-    argmax (255 on padding), :class:`~dcsm_lightning.crf.DenseCRF` adds ``name + "+crf"``,
+    (handed to the trainer by ``configure_callbacks``) turns the logits of
+    :meth:`segment_logits` (``eval_scales`` / ``eval_flip``) into maps (:func:`label_maps`)
+    under the method name ``name``, so ``masks[name]`` is the per-pixel argmax (255 on
+    padding), :class:`~dcsm_lightning.crf.DenseCRF` adds ``name + "+crf"``,
     mIoU is logged as ``val/miou/<name>`` and
     :class:`~dcsm_lightning.comparison.ComparisonReport` and
     :class:`~dcsm_lightning.writer.SegmentationWriter` read it. ``fit``'s validation epochs
@@ -130,6 +134,10 @@ class SegmentationNet(EvaluationSteps, LightningModule):
             times this; the head trains at the optimizer's. Below 1 when the backbone is
             pretrained (DeepLab: 0.1, its new classifier at 10 x the rest).
         scale_range: (low, high) of the per-batch random resize; (1, 1) switches it off.
+        eval_scales: input scales whose softmax is averaged when segmenting (validate, test,
+            predict; see :func:`~dcsm_lightning.models.inference.multi_scale_logits`); the
+            default ``[1.0]`` is one plain forward pass. The loss is always the plain pass.
+        eval_flip: also average the left-right mirrored input at each scale.
         name: the method name in logs and reports.
         crf_in_fit: also segment (and CRF) in ``fit``'s validation epochs (slow with DenseCRF).
         log_panels: log an image / map / mask grid per validation epoch (TensorBoard).
@@ -149,12 +157,15 @@ class SegmentationNet(EvaluationSteps, LightningModule):
         lr_scheduler: LRSchedulerCallable | None = None,
         backbone_lr_factor: float = 1.0,
         scale_range: tuple[float, float] = (1.0, 1.0),
+        eval_scales: list[float] | None = None,
+        eval_flip: bool = False,
         name: str = "segnet",
         crf_in_fit: bool = False,
         log_panels: bool = True,
     ) -> None:
         super().__init__()
         check_scale_range(scale_range)
+        check_eval_scales(eval_scales or [1.0])
         if not backbone_lr_factor >= 0:
             raise ValueError(f"backbone_lr_factor must be >= 0, got {backbone_lr_factor}")
         self.class_names = names_for_classes(class_names, num_classes)
@@ -169,6 +180,12 @@ class SegmentationNet(EvaluationSteps, LightningModule):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """Image B x 3 x H x W (normalised) -> logits B x (K + 1) x H x W."""
         return self.net(image)
+
+    def segment_logits(self, image: torch.Tensor) -> torch.Tensor:
+        """What segmenting reads: :func:`~dcsm_lightning.models.inference.multi_scale_logits`
+        over ``eval_scales`` (and ``eval_flip``); image B x 3 x H x W -> B x (K + 1) x H x W."""
+        scales = self.hparams.eval_scales or [1.0]
+        return multi_scale_logits(self, image, scales, self.hparams.eval_flip)
 
     def setup(self, stage: str) -> None:
         if stage == "fit" and self.hparams.pretrained and self.trainer.ckpt_path is None:
