@@ -41,7 +41,7 @@ SEG_RUN=$(ls -td runs/synthetic_seg/version_* | head -n 1)
 SEG_CKPT="$SEG_RUN/checkpoints/last.ckpt"
 stage "compare with SegmentationNet" \
   "$CLI" compare --config "$SEG_CONFIG" --ckpt_path "$SEG_CKPT" --output_dir "$SEG_RUN/compare" \
-  --include "$RUN/compare/comparison.csv"
+  --include+ "$RUN/compare/comparison.csv"
 stage "predict (SegmentationNet)" \
   "$CLI" predict --config "$SEG_CONFIG" --ckpt_path "$SEG_CKPT" --output_dir "$SEG_RUN/predictions"
 
