@@ -32,6 +32,8 @@ from .parts import (
 from .tables import ALPHAS, BILATERAL_WEIGHTS, HOLDOUT, TABLES, Row, Setting, dcsm
 
 PAPER_CRF = CRFSettings()
+#: The tables' file stems, in report order.
+TABLE_FILES = [f"table{t}" if t in TABLES else f"table_{t}" for t in (*TABLES, HOLDOUT)]
 Spec = list[tuple[Row, CRFSettings]]  # a table's rows, each with the CRF of its "+ CRF" column
 
 
@@ -69,7 +71,6 @@ class Study:
         self.mean_ap: dict[int, float] = {}
         self.progress = [0, 0]  # evaluations done, planned
         self.seconds: list[float] = []
-        self.written: list[str] = []
         self.log(self.split_notes["val"])
 
     @staticmethod
@@ -248,9 +249,9 @@ class Study:
             self.write(table, rows, extra.get(table, ""))
 
     def write(self, table: str, rows: list[RowResult], extra: str) -> None:
-        name = f"table{table}" if table in TABLES else f"table_{table}"
+        name = TABLE_FILES[[*TABLES, HOLDOUT].index(table)]
         indices = self.table_indices(table)
-        used = ", ".join(Path(self.checkpoints[i]).name for i in indices)
+        used = ", ".join(f"`{self.checkpoints[i]}`" for i in indices)
         notes = [self.split_notes["val"], f"classifier(s): {used}"]
         if table in TABLES:
             notes.insert(0, TABLES[table].note)
@@ -270,12 +271,12 @@ class Study:
         paths = write_table(
             self.out, name, title, notes, rows, ["background", *self.class_names], best, extra
         )
-        self.written.append(name)
         self.log(f"table {table} written: {', '.join(str(p) for p in paths.values())}")
         self.write_report()
 
     def write_report(self, footer: str = "") -> None:
-        """``REPORT.md``: the command, the classifiers and every table written so far."""
+        """``REPORT.md``: this run's command and classifiers, then every table in the folder
+        (each table's notes name the classifiers it used)."""
         lines = ["# Reproduction study", "", f"Command: `{self.command}`", "", "Classifiers:"]
         for i, path in enumerate(self.checkpoints):
             mean_ap = self.mean_ap.get(i)
@@ -286,7 +287,9 @@ class Study:
         lines += ["", *(f"- {note}" for note in self.split_notes.values()), ""]
         if footer:
             lines += [footer, ""]
-        for name in self.written:
+        for name in TABLE_FILES:  # every table in the folder, this run's and earlier runs'
+            if not (self.out / f"{name}.md").is_file():
+                continue
             lines.append((self.out / f"{name}.md").read_text(encoding="utf-8"))
             lines.append(f"![{name}]({name}.png)\n")
         save_text(self.out / "REPORT.md", "\n".join(lines), overwrite=True)
