@@ -3,6 +3,7 @@
 Usage::
 
     python examples/make_dataset_figure.py [--out docs/images/synthetic_samples.png] [--num 8]
+    python examples/make_dataset_figure.py --family glyphs --out docs/images/glyphs_samples.png
 
 Top row: the images; bottom row: the masks in VOC colours (black background, cream void
 outlines); the legend names each class's colour.
@@ -19,17 +20,20 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from dcsm_lightning.data import SYNTHETIC_CLASSES, SyntheticScenes  # noqa: E402
+from dcsm_lightning.data import SyntheticScenes  # noqa: E402
 from dcsm_lightning.io import atomic_path, colorize_labels, voc_palette  # noqa: E402
 
 
-def make_figure(out: Path, num: int = 8, seed: int = 0, size: int = 96) -> Path:
-    """Render ``num`` validation scenes and their masks into one PNG at ``out``."""
-    dataset = SyntheticScenes(num, size=size, seed=seed, split="val")
+def make_figure(
+    out: Path, num: int = 8, seed: int = 0, size: int = 96, family: str = "shapes"
+) -> Path:
+    """Render ``num`` validation scenes of ``family`` and their masks into one PNG at ``out``."""
+    dataset = SyntheticScenes(num, size=size, seed=seed, split="val", family=family)
+    class_names = dataset.class_names
     fig, axes = plt.subplots(2, num, figsize=(1.6 * num, 3.9), squeeze=False)
     for index in range(num):
         sample = dataset[index]
-        names = [SYNTHETIC_CLASSES[k] for k in sample["labels"].nonzero()[0]]
+        names = [class_names[k] for k in sample["labels"].nonzero()[0]]
         axes[0, index].imshow(sample["rgb"], interpolation="nearest")
         axes[0, index].set_title("\n".join(names), fontsize=7)
         axes[1, index].imshow(colorize_labels(sample["mask"]), interpolation="nearest")
@@ -37,7 +41,7 @@ def make_figure(out: Path, num: int = 8, seed: int = 0, size: int = 96) -> Path:
             ax.set_xticks([])
             ax.set_yticks([])
     palette = voc_palette() / 255.0
-    handles = [Patch(color=palette[k + 1], label=name) for k, name in enumerate(SYNTHETIC_CLASSES)]
+    handles = [Patch(color=palette[k + 1], label=name) for k, name in enumerate(class_names)]
     handles.append(Patch(color=palette[255], label="void"))
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=7, frameon=False)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
@@ -54,8 +58,9 @@ def main() -> None:
     parser.add_argument("--num", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--size", type=int, default=96)
+    parser.add_argument("--family", choices=["shapes", "glyphs"], default="shapes")
     args = parser.parse_args()
-    print(f"wrote {make_figure(args.out, args.num, args.seed, args.size)}")
+    print(f"wrote {make_figure(args.out, args.num, args.seed, args.size, args.family)}")
 
 
 if __name__ == "__main__":
