@@ -59,7 +59,7 @@ def test_two_stages_end_to_end(tmp_path):
     assert 0 < (first - init).abs().max() < 0.1 * init.abs().max()
     ckpt2 = tmp_path / "ckpt2" / "last.ckpt"
     out = tmp_path / "c2"
-    include = ["--include+", str(tmp_path / "c1" / "comparison.csv")]  # jsonargparse list append
+    include = ["--include", str(tmp_path / "c1" / "comparison.csv")]  # one file; --include+ appends
     main(["compare", *student(f"--ckpt_path={ckpt2}", f"--output_dir={out}", *include)])
     rows = list(csv.DictReader((out / "comparison.csv").open()))
     methods = ["dcsm", "dcsm+crf", "simonyan", "simonyan+crf", "segnet", "segnet+crf"]

@@ -33,7 +33,7 @@ class DCSMTrainer(Trainer):
         datamodule: LightningDataModule | None = None,
         output_dir: str | None = None,
         class_names: list[str] | None = None,
-        include: list[str] | None = None,
+        include: str | list[str] | None = None,
     ) -> list[dict[str, float]]:
         """Validate every method and write the comparison table, CSV and chart.
 
@@ -45,9 +45,12 @@ class DCSMTrainer(Trainer):
             datamodule: the data.
             output_dir: where comparison.md / .csv / .png go; default the run's log directory.
             class_names: the K class names shown as columns; default the segmentation's.
-            include: ``comparison.csv`` files of earlier runs whose rows come first (e.g. the
-                classifier's methods beside a segmentation network's).
+            include: one ``comparison.csv`` (``--include CSV``) or several (``--include+ CSV``
+                repeated) of earlier runs whose rows come first (e.g. the classifier's methods
+                beside a segmentation network's).
         """
+        if isinstance(include, str):
+            include = [include]
         self.callbacks.append(ComparisonReport(output_dir, class_names, include))
         return self.validate(
             model, dataloaders, ckpt_path=ckpt_path, verbose=verbose, datamodule=datamodule
