@@ -11,10 +11,7 @@ letterbox size, and a saliency strategy (the paper's DCSM) when the run configur
 
 from __future__ import annotations
 
-import os
 from typing import Any
-
-import torch
 
 #: The strategy a checkpoint-only predict run uses when none is configured.
 DEFAULT_SALIENCY = {"class_path": "dcsm_lightning.saliency.DCSM"}
@@ -22,12 +19,16 @@ FOLDER_DATAMODULE = "dcsm_lightning.data.TaggedImagesDataModule"
 
 
 def checkpoint_defaults(
-    ckpt_path: str | os.PathLike, data_args: dict[str, Any], model_args: dict[str, Any]
+    hparams: dict[str, Any],
+    datamodule_hparams: dict[str, Any],
+    data_args: dict[str, Any],
+    model_args: dict[str, Any],
 ) -> dict[str, Any]:
     """Config updates ``{"data": {...}, "model": {...}}`` for the keys a run left at None.
 
     Args:
-        ckpt_path: a Lightning checkpoint saved by ``dcsm-lightning fit``.
+        hparams: the module's hyper-parameters saved in the checkpoint by ``dcsm-lightning fit``.
+        datamodule_hparams: the datamodule's, saved beside them.
         data_args: the run's ``data.init_args`` (only keys present here are filled).
         model_args: the run's ``model.init_args``.
 
@@ -36,11 +37,7 @@ def checkpoint_defaults(
         datamodule's), where the run's value is None; ``model``: ``saliency`` =
         :data:`DEFAULT_SALIENCY` where the run configures none. Empty dicts when nothing applies.
     """
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
-    saved = {
-        "class_names": (ckpt.get("hyper_parameters") or {}).get("class_names"),
-        "size": (ckpt.get("datamodule_hyper_parameters") or {}).get("size"),
-    }
+    saved = {"class_names": hparams.get("class_names"), "size": datamodule_hparams.get("size")}
     data = {
         key: value
         for key, value in saved.items()

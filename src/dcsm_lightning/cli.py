@@ -21,7 +21,6 @@ lists it.
 
 from __future__ import annotations
 
-import os
 import sys
 import warnings
 from typing import Any
@@ -119,10 +118,13 @@ class DCSMLightningCLI(BaseCLI):
             if model_args is not None and "candidates" in model_args:  # MultiLabelFCN's hparams
                 model_args.candidates = config.candidates
             return
-        ckpt_path = config.get("ckpt_path")
-        if ckpt_path and os.path.isfile(ckpt_path) and init_args is not None:
+        saved = self.checkpoint
+        if saved is not None and init_args is not None:
+            model_args = vars(config.model.init_args)
             self._apply_updates(
-                checkpoint_defaults(ckpt_path, vars(init_args), vars(config.model.init_args))
+                checkpoint_defaults(
+                    saved.hparams, saved.datamodule_hparams, vars(init_args), model_args
+                )
             )
 
     def _use_folder(self, images: str) -> None:

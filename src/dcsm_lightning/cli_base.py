@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
@@ -39,7 +39,19 @@ _LIGHTNING_CKPT_KEYWORDS = ("best", "last", "hpc", "registry")
 _CKPT_HINT = "pass a .ckpt file saved by `dcsm-lightning fit` (runs/<name>/version_N/checkpoints/)"
 
 
-def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Size]]:
+class SavedCheckpoint(NamedTuple):
+    """What :func:`read_checkpoint` reads of a Lightning checkpoint (no tensor data)."""
+
+    path: str
+    #: the module's saved hyper-parameters (``_class_path`` included when saved by the CLI)
+    hparams: dict[str, Any]
+    #: the datamodule's saved hyper-parameters (empty if none were saved)
+    datamodule_hparams: dict[str, Any]
+    #: state-dict key -> tensor shape
+    shapes: dict[str, torch.Size]
+
+
+def read_checkpoint(path: str | Path) -> SavedCheckpoint:
     """The saved hyper-parameters and the shapes of the state dict of a Lightning checkpoint.
 
     Reads with ``weights_only=True`` (never unpickles arbitrary objects) and memory-maps the
@@ -79,9 +91,13 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.S
             "weights files go to --model.init_args.pretrained",
             _CKPT_HINT,
         )
-    hparams = dict(ckpt.get("hyper_parameters") or {})
     shapes = {k: v.shape for k, v in ckpt["state_dict"].items() if isinstance(v, torch.Tensor)}
-    return hparams, shapes
+    return SavedCheckpoint(
+        str(path),
+        dict(ckpt.get("hyper_parameters") or {}),
+        dict(ckpt.get("datamodule_hyper_parameters") or {}),
+        shapes,
+    )
 
 
 def _as_model_config(hparams: dict[str, Any]) -> dict[str, Any]:
@@ -118,7 +134,8 @@ class BaseCLI(LightningCLI):
     hyper-parameters; parse errors and checkpoint problems raise one-line errors."""
 
     _args: Any = None
-    _ckpt: tuple[str, dict[str, torch.Size]] | None = None
+    #: the ``--ckpt_path`` file as read before instantiation (None without one)
+    checkpoint: SavedCheckpoint | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("save_config_callback", SaveRunConfig)
@@ -139,8 +156,8 @@ class BaseCLI(LightningCLI):
         ckpt_path = self.config[subcommand].get("ckpt_path")
         if not ckpt_path or str(ckpt_path).split(":")[0] in _LIGHTNING_CKPT_KEYWORDS:
             return super()._parse_ckpt_path()
-        hparams, shapes = read_checkpoint(ckpt_path)
-        self._ckpt = (str(ckpt_path), shapes)
+        self.checkpoint = read_checkpoint(ckpt_path)
+        hparams = self.checkpoint.hparams
         if not hparams:
             return
         # The checkpoint's values become the model's defaults; parse the arguments again so
@@ -162,9 +179,9 @@ class BaseCLI(LightningCLI):
 
     def after_instantiate_classes(self) -> None:
         super().after_instantiate_classes()
-        if self._ckpt is None or getattr(self, "model", None) is None:
+        if self.checkpoint is None or getattr(self, "model", None) is None:
             return
-        path, saved = self._ckpt
+        path, saved = self.checkpoint.path, self.checkpoint.shapes
         for key, value in self.model.state_dict().items():
             shape = value.shape
             if key in saved and saved[key] != shape:
