@@ -58,10 +58,11 @@ def test_strategy_is_swapped_from_the_command_line(capsys):
 
 
 def test_fit_saves_a_checkpoint_that_resumes(tmp_path):
-    main(["fit", *_tiny(tmp_path, "--trainer.max_epochs=1")])
+    # the demo config's length is max_steps (max_epochs only caps it): resume with more steps
+    main(["fit", *_tiny(tmp_path, "--trainer.max_steps=2")])
     last = tmp_path / "ckpt" / "last.ckpt"
     assert last.is_file()
-    cli = main(["fit", *_tiny(tmp_path, "--trainer.max_epochs=2", f"--ckpt_path={last}")])
+    cli = main(["fit", *_tiny(tmp_path, "--trainer.max_steps=4", f"--ckpt_path={last}")])
     assert cli.trainer.current_epoch == 2
     assert cli.trainer.global_step == 2 * 2  # 16 images / batch 8, two epochs in all
 

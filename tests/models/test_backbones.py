@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torchvision
@@ -7,6 +9,7 @@ from torch import nn
 
 from dcsm_lightning.models import create_backbone, list_backbones, register_backbone
 from dcsm_lightning.models.backbones import VGGFCN, VGGSpec, torchvision_vgg16_key_map
+from dcsm_lightning.models.segheads import LargeFOV
 
 PAPER_CONVS = [
     f"conv{b}_{j}"
@@ -63,6 +66,41 @@ def test_vgg_small_keeps_a_score_map_at_demo_size():
     model = create_backbone("vgg_small", 6).eval()
     with torch.no_grad():
         assert model(torch.randn(2, 3, 96, 96)).shape == (2, 6, 3, 3)
+
+
+def test_batch_norm_specs_normalise_fc6_and_fc7_and_vgg16_keeps_its_keys():
+    small = dict(create_backbone("vgg_small", 3).head.named_children())
+    assert list(small) == ["fc6", "bn6", "relu6", "drop6", "fc7", "bn7", "relu7", "drop7"]
+    assert isinstance(small["bn6"], nn.BatchNorm2d) and isinstance(small["bn7"], nn.BatchNorm2d)
+    vgg16_head = {k for k in create_backbone("vgg16", 3).state_dict() if k.startswith("head.")}
+    assert vgg16_head == {f"head.fc{n}.{p}" for n in (6, 7) for p in ("weight", "bias")}
+
+
+@pytest.mark.parametrize(
+    "build",
+    [lambda: create_backbone("vgg_small", 4), lambda: LargeFOV(4, "vgg_small", dilation=2)],
+    ids=["vgg_small", "largefov"],
+)
+def test_a_checkpoint_without_head_batch_norm_loads_and_predicts_as_before(build):
+    torch.manual_seed(0)
+    trained = build().eval()
+    for module in trained.modules():  # non-trivial statistics in the conv blocks
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    trained.score.weight.data.mul_(20)
+    old = copy.deepcopy(trained)  # the head as it was: fc6 -> ReLU -> fc7 -> ReLU
+    old.head.bn6, old.head.bn7 = nn.Identity(), nn.Identity()
+    image = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        expected = old(image)
+    fresh = build()
+    with pytest.warns(UserWarning, match="predates BatchNorm"):
+        fresh.load_state_dict(old.state_dict())
+    with torch.no_grad():
+        got = fresh.eval()(image)
+    assert expected.std() > 0.1  # the maps vary: a comparison of near-constants proves little
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_torchvision_key_map_covers_every_vgg16_layer_but_the_imagenet_classifier():

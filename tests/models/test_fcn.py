@@ -138,7 +138,9 @@ def test_finetuning_with_unknown_module_is_a_clear_error(tmp_path):
 
 def test_training_reduces_the_loss_on_a_fixed_batch(tmp_path):
     torch.manual_seed(0)
-    batches = _batches(n=1)
+    # 64 px: a 2 x 2 score map. At 32 px fc6 sees 1 x 1 maps of a 2-image batch, where the head's
+    # BatchNorm statistics (2 values per channel) say little about eval mode.
+    batches = _batches(n=1, size=64)
     model = MultiLabelFCN(
         num_classes=3,
         backbone="vgg_small",

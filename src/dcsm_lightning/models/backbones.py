@@ -12,6 +12,7 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -66,21 +67,59 @@ class VGGFCN(nn.Module):
                 in_ch = width
             layers[f"pool{block}"] = nn.MaxPool2d(2, stride=2)
         self.features = nn.Sequential(layers)
-        self.head = nn.Sequential(
-            OrderedDict(
-                fc6=nn.Conv2d(in_ch, spec.fc_width, spec.fc6_kernel, padding=spec.fc6_padding),
-                relu6=nn.ReLU(inplace=False),
-                drop6=nn.Dropout2d(spec.dropout),
-                fc7=nn.Conv2d(spec.fc_width, spec.fc_width, 1),
-                relu7=nn.ReLU(inplace=False),
-                drop7=nn.Dropout2d(spec.dropout),
-            )
-        )
+        fc6 = nn.Conv2d(in_ch, spec.fc_width, spec.fc6_kernel, padding=spec.fc6_padding)
+        self.head = vgg_head(fc6, spec)
         self.score = nn.Conv2d(spec.fc_width, num_classes, 1)
+        if spec.batch_norm:
+            self.register_load_state_dict_pre_hook(identity_head_norm_for_old_checkpoints)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """Image B x 3 x H x W -> class score map B x K x h x w."""
         return self.score(self.head(self.features(image)))
+
+
+def vgg_head(fc6: nn.Conv2d, spec: VGGSpec) -> nn.Sequential:
+    """fc6 -> [bn6] -> relu6 -> drop6 -> fc7 (1 x 1) -> [bn7] -> relu7 -> drop7.
+
+    The BatchNorm layers are there when ``spec.batch_norm`` is; fc7 keeps fc6's width.
+    """
+    width = fc6.out_channels
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
+    for n, conv in ((6, fc6), (7, nn.Conv2d(width, width, 1))):
+        layers[f"fc{n}"] = conv
+        if spec.batch_norm:
+            layers[f"bn{n}"] = nn.BatchNorm2d(width)
+        layers[f"relu{n}"] = nn.ReLU(inplace=False)
+        layers[f"drop{n}"] = nn.Dropout2d(spec.dropout)
+    return nn.Sequential(layers)
+
+
+def identity_head_norm_for_old_checkpoints(
+    module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any
+) -> None:
+    """Load-state-dict pre-hook: accept a checkpoint saved before the head had ``bn6`` / ``bn7``.
+
+    Registered by the modules whose :func:`vgg_head` has BatchNorm (``vgg_small``, ``largefov``
+    on it). Such an old head is fc6 -> ReLU -> fc7 -> ReLU. The missing BatchNorm layers get
+    parameters that make them the identity in eval mode (mean 0, variance 1 - eps, weight 1,
+    bias 0), so the checkpoint predicts exactly as before; training it further normalises as
+    usual.
+    """
+    if f"{prefix}head.fc6.weight" not in state_dict or f"{prefix}head.bn6.weight" in state_dict:
+        return
+    for name in ("bn6", "bn7"):
+        norm = module.head.get_submodule(name)
+        key = f"{prefix}head.{name}."
+        state_dict[key + "weight"] = torch.ones_like(norm.weight)
+        state_dict[key + "bias"] = torch.zeros_like(norm.bias)
+        state_dict[key + "running_mean"] = torch.zeros_like(norm.running_mean)
+        state_dict[key + "running_var"] = torch.full_like(norm.running_var, 1.0 - norm.eps)
+        state_dict[key + "num_batches_tracked"] = torch.zeros_like(norm.num_batches_tracked)
+    warnings.warn(
+        "this checkpoint predates BatchNorm in the VGG head (bn6 / bn7); it is loaded with "
+        "identity BatchNorm there and predicts as before",
+        stacklevel=2,
+    )
 
 
 def torchvision_vgg16_key_map() -> dict[str, str]:
@@ -190,6 +229,8 @@ def vgg16(num_classes: int) -> VGGFCN:
 def vgg_small(num_classes: int) -> VGGFCN:
     """VGG-16's topology and layer names at widths 16-128 with BatchNorm, for CPU demos.
 
-    fc6 is a padded 3 x 3 conv (256 channels) so that small inputs keep a score map.
+    fc6 is a padded 3 x 3 conv (256 channels) so that small inputs keep a score map. fc6 and
+    fc7 are followed by BatchNorm (``bn6``, ``bn7``) like every conv layer: without it about a
+    third of their channels died early in training and the classifier learnt slowly.
     """
     return VGGFCN(num_classes, _spec((16, 32, 64, 128, 128), 256, 3, batch_norm=True))

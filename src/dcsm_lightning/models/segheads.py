@@ -22,7 +22,13 @@ import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
-from dcsm_lightning.models.backbones import VGGFCN, create_backbone, torchvision_vgg16_key_map
+from dcsm_lightning.models.backbones import (
+    VGGFCN,
+    create_backbone,
+    identity_head_norm_for_old_checkpoints,
+    torchvision_vgg16_key_map,
+    vgg_head,
+)
 from dcsm_lightning.models.pretrained import resolve_weights
 
 HEADS = ("largefov", "deeplabv3_resnet50", "fcn_resnet50")
@@ -64,10 +70,11 @@ class LargeFOV(nn.Module):
                 nn.Conv2d(old.in_channels, old.out_channels, 3, padding=2, dilation=2),
             )
         self.features = features
-        self.head = vgg.head
-        self.head.fc6 = nn.Conv2d(spec.widths[-1], width, 3, padding=dilation, dilation=dilation)
-        self.head.fc7 = nn.Conv2d(width, width, 1)
+        fc6 = nn.Conv2d(spec.widths[-1], width, 3, padding=dilation, dilation=dilation)
+        self.head = vgg_head(fc6, spec)
         self.score = nn.Conv2d(width, num_labels, 1)
+        if spec.batch_norm:
+            self.register_load_state_dict_pre_hook(identity_head_norm_for_old_checkpoints)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """Image B x 3 x H x W -> logits B x L x H x W (stride-8 scores, bilinear upsampling)."""
