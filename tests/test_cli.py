@@ -100,6 +100,17 @@ def test_compare_writes_table_csv_and_chart(trained, capsys):
     assert "dcsm+crf" in capsys.readouterr().out
 
 
+def test_compare_without_a_logger_saves_no_config_and_runs_again_in_the_same_folder(trained):
+    root, ckpt = trained
+    args = [*_tiny(root), f"--ckpt_path={ckpt}", PAPER_STRATEGIES, "--trainer.limit_val_batches=1"]
+    root_arg = next(a for a in args if a.startswith("--trainer.default_root_dir="))
+    run_dir = Path(root_arg.split("=", 1)[1])
+    for out in ("first", "second"):  # the second used to stop: "config.yaml exists"
+        main(["compare", *args, f"--output_dir={root / out}"])
+        assert (root / out / "comparison.csv").is_file()
+    assert not list(run_dir.rglob("config.yaml"))
+
+
 def test_synth_exports_voc_layout(tmp_path):
     main(
         [

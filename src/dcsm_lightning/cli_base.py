@@ -17,8 +17,9 @@ one whose tensors do not fit the model (another number of classes) is a
 printed with the whole usage) so that :func:`~dcsm_lightning.errors.run_command` prints one line.
 ``predict`` stops after the current batch on SIGTERM
 (:class:`~dcsm_lightning.signals.StopOnSigterm`). The run's ``config.yaml``
-(:class:`SaveRunConfig`) is saved by ``fit`` / ``validate`` / ``test`` only: ``predict`` writes
-its files to ``--output_dir``, and running it again in the same folder must not stop.
+(:class:`SaveRunConfig`) is saved by ``fit``, and by ``validate`` / ``test`` with a logger, only:
+``predict`` and ``compare --trainer.logger=false`` write their files to ``--output_dir``, and
+running them again in the same folder must not stop.
 """
 
 from __future__ import annotations
@@ -111,12 +112,14 @@ def _as_model_config(hparams: dict[str, Any]) -> dict[str, Any]:
 
 
 class SaveRunConfig(SaveConfigCallback):
-    """LightningCLI's ``config.yaml`` in the run's log folder, except for ``predict``; an
-    earlier run's ``config.yaml`` there is a one-line :class:`~dcsm_lightning.errors.UserError`
-    (it is never overwritten)."""
+    """LightningCLI's ``config.yaml`` in the run's log folder, except for ``predict``, and for
+    ``validate`` / ``test`` / ``compare`` without a logger (they would drop it in the working
+    folder); an earlier run's ``config.yaml`` there is a one-line
+    :class:`~dcsm_lightning.errors.UserError` (it is never overwritten)."""
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        if stage == "predict" or self.already_saved:
+        evaluation_without_logger = stage != "fit" and trainer.logger is None
+        if stage == "predict" or evaluation_without_logger or self.already_saved:
             return
         if self.save_to_log_dir and not self.overwrite:
             path = Path(trainer.log_dir or ".") / self.config_filename
