@@ -231,6 +231,6 @@ def vgg_small(num_classes: int) -> VGGFCN:
 
     fc6 is a padded 3 x 3 conv (256 channels) so that small inputs keep a score map. fc6 and
     fc7 are followed by BatchNorm (``bn6``, ``bn7``) like every conv layer: without it about a
-    third of their channels died early in training and the classifier learnt slowly.
+    third of their channels died in training and the classifier learnt slowly.
     """
     return VGGFCN(num_classes, _spec((16, 32, 64, 128, 128), 256, 3, batch_norm=True))
