@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import subprocess
@@ -173,9 +174,11 @@ def predict_rss(count: int, ckpt: str | None) -> None:
                 masks = out / "masks"
                 written = sum(1 for _ in masks.iterdir()) if masks.is_dir() else 0
                 try:
-                    samples.append((written, time.perf_counter() - start, _rss_mib(proc.pid)))
+                    rss = _rss_mib(proc.pid)
                 except OSError:
                     break
+                if not math.isnan(rss):  # nan: the process is exiting (no VmRSS line any more)
+                    samples.append((written, time.perf_counter() - start, rss))
                 time.sleep(0.25)
 
         watcher = threading.Thread(target=watch)
