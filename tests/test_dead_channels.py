@@ -15,11 +15,9 @@ from torch import nn
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "dead_channels.py"
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("dead_channels", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+_SPEC = importlib.util.spec_from_file_location("dead_channels", SCRIPT)
+dead_channels = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(dead_channels)
 
 
 def test_counts_the_channels_that_never_fire():
@@ -30,9 +28,9 @@ def test_counts_the_channels_that_never_fire():
         conv.weight[2, 0] = 1.0  # channel 2 fires where the first input channel exceeds 1
     model = nn.Sequential(OrderedDict(conv=conv, relu1=nn.ReLU()))
     images = torch.zeros(2, 3, 4, 4)
-    assert _script().dead_fractions(model, [images]) == {"relu1": 0.75}
+    assert dead_channels.dead_fractions(model, [images]) == {"relu1": 0.75}
     images[1, 0, 2, 2] = 3.0  # one pixel of one image wakes channel 2
-    assert _script().dead_fractions(model, [images]) == {"relu1": 0.5}
+    assert dead_channels.dead_fractions(model, [images]) == {"relu1": 0.5}
     assert not model.relu1._forward_hooks  # the hooks are removed
 
 

@@ -32,8 +32,15 @@ from .parts import (
 from .tables import ALPHAS, BILATERAL_WEIGHTS, HOLDOUT, TABLES, Row, Setting, dcsm
 
 PAPER_CRF = CRFSettings()
+
+
+def table_file(table: str) -> str:
+    """A table's file stem: ``table1`` ... ``table6``, ``table_holdout``."""
+    return f"table{table}" if table in TABLES else f"table_{table}"
+
+
 #: The tables' file stems, in report order.
-TABLE_FILES = [f"table{t}" if t in TABLES else f"table_{t}" for t in (*TABLES, HOLDOUT)]
+TABLE_FILES = [table_file(t) for t in (*TABLES, HOLDOUT)]
 Spec = list[tuple[Row, CRFSettings]]  # a table's rows, each with the CRF of its "+ CRF" column
 
 
@@ -249,7 +256,7 @@ class Study:
             self.write(table, rows, extra.get(table, ""))
 
     def write(self, table: str, rows: list[RowResult], extra: str) -> None:
-        name = TABLE_FILES[[*TABLES, HOLDOUT].index(table)]
+        name = table_file(table)
         indices = self.table_indices(table)
         used = ", ".join(f"`{self.checkpoints[i]}`" for i in indices)
         notes = [self.split_notes["val"], f"classifier(s): {used}"]

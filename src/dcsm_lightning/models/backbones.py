@@ -70,8 +70,6 @@ class VGGFCN(nn.Module):
         fc6 = nn.Conv2d(in_ch, spec.fc_width, spec.fc6_kernel, padding=spec.fc6_padding)
         self.head = vgg_head(fc6, spec)
         self.score = nn.Conv2d(spec.fc_width, num_classes, 1)
-        if spec.batch_norm:
-            self.register_load_state_dict_pre_hook(identity_head_norm_for_old_checkpoints)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """Image B x 3 x H x W -> class score map B x K x h x w."""
@@ -81,7 +79,8 @@ class VGGFCN(nn.Module):
 def vgg_head(fc6: nn.Conv2d, spec: VGGSpec) -> nn.Sequential:
     """fc6 -> [bn6] -> relu6 -> drop6 -> fc7 (1 x 1) -> [bn7] -> relu7 -> drop7.
 
-    The BatchNorm layers are there when ``spec.batch_norm`` is; fc7 keeps fc6's width.
+    The BatchNorm layers are there when ``spec.batch_norm`` is (and then the head also loads
+    state dicts saved before it had them); fc7 keeps fc6's width.
     """
     width = fc6.out_channels
     layers: OrderedDict[str, nn.Module] = OrderedDict()
@@ -91,25 +90,27 @@ def vgg_head(fc6: nn.Conv2d, spec: VGGSpec) -> nn.Sequential:
             layers[f"bn{n}"] = nn.BatchNorm2d(width)
         layers[f"relu{n}"] = nn.ReLU(inplace=False)
         layers[f"drop{n}"] = nn.Dropout2d(spec.dropout)
-    return nn.Sequential(layers)
+    head = nn.Sequential(layers)
+    if spec.batch_norm:
+        head.register_load_state_dict_pre_hook(_identity_norm_for_old_heads)
+    return head
 
 
-def identity_head_norm_for_old_checkpoints(
-    module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any
+def _identity_norm_for_old_heads(
+    head: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any
 ) -> None:
-    """Load-state-dict pre-hook: accept a checkpoint saved before the head had ``bn6`` / ``bn7``.
+    """Load-state-dict pre-hook of a BatchNorm :func:`vgg_head`: accept a state dict saved
+    before the head had ``bn6`` / ``bn7`` (fc6 -> ReLU -> fc7 -> ReLU).
 
-    Registered by the modules whose :func:`vgg_head` has BatchNorm (``vgg_small``, ``largefov``
-    on it). Such an old head is fc6 -> ReLU -> fc7 -> ReLU. The missing BatchNorm layers get
-    parameters that make them the identity in eval mode (mean 0, variance 1 - eps, weight 1,
-    bias 0), so the checkpoint predicts exactly as before; training it further normalises as
-    usual.
+    The missing BatchNorm layers get parameters that make them the identity in eval mode (mean
+    0, variance 1 - eps, weight 1, bias 0), so the checkpoint predicts exactly as before;
+    training it further normalises as usual.
     """
-    if f"{prefix}head.fc6.weight" not in state_dict or f"{prefix}head.bn6.weight" in state_dict:
+    if f"{prefix}fc6.weight" not in state_dict or f"{prefix}bn6.weight" in state_dict:
         return
     for name in ("bn6", "bn7"):
-        norm = module.head.get_submodule(name)
-        key = f"{prefix}head.{name}."
+        norm = head.get_submodule(name)
+        key = f"{prefix}{name}."
         state_dict[key + "weight"] = torch.ones_like(norm.weight)
         state_dict[key + "bias"] = torch.zeros_like(norm.bias)
         state_dict[key + "running_mean"] = torch.zeros_like(norm.running_mean)

@@ -25,7 +25,6 @@ from torch import nn
 from dcsm_lightning.models.backbones import (
     VGGFCN,
     create_backbone,
-    identity_head_norm_for_old_checkpoints,
     torchvision_vgg16_key_map,
     vgg_head,
 )
@@ -73,8 +72,6 @@ class LargeFOV(nn.Module):
         fc6 = nn.Conv2d(spec.widths[-1], width, 3, padding=dilation, dilation=dilation)
         self.head = vgg_head(fc6, spec)
         self.score = nn.Conv2d(width, num_labels, 1)
-        if spec.batch_norm:
-            self.register_load_state_dict_pre_hook(identity_head_norm_for_old_checkpoints)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """Image B x 3 x H x W -> logits B x L x H x W (stride-8 scores, bilinear upsampling)."""
