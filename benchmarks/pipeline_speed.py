@@ -45,10 +45,10 @@ from dcsm_lightning.data.adapter import as_adapter
 from dcsm_lightning.data.classes import SYNTHETIC_CLASSES
 from dcsm_lightning.data.datamodule import collate_batch, prepare_sample
 from dcsm_lightning.data.synthetic import SyntheticScenes
-from dcsm_lightning.evaluation import SegmentationOutput
 from dcsm_lightning.models import MultiLabelFCN
 from dcsm_lightning.saliency import DCSM, select_candidates
-from dcsm_lightning.segment import labels_from_maps
+from dcsm_lightning.segmentation.callback import SegmentationOutput
+from dcsm_lightning.segmentation.labels import labels_from_maps
 
 STAGES = ("classify", "maps", "crf", "mask", "files")
 ROOT = Path(__file__).resolve().parents[1]
@@ -159,7 +159,7 @@ def predict_rss(count: int, ckpt: str | None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp, "pred")
         cmd = [
-            sys.executable, "-m", "dcsm_lightning.cli", "predict",
+            sys.executable, "-m", "dcsm_lightning.app.cli", "predict",
             "--config", str(ROOT / "configs" / "synthetic.yaml"),
             "--output_dir", str(out), "--model.init_args.saliency=[DCSM]",
             f"--data.init_args.num_val={count}", "--trainer.logger=false",

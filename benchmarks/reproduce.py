@@ -35,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reproduction.study import Study  # noqa: E402
 from reproduction.tables import ALL_TABLES  # noqa: E402
 
-from dcsm_lightning.cli_base import read_checkpoint  # noqa: E402
-from dcsm_lightning.errors import run_command  # noqa: E402
+from dcsm_lightning.app.base import read_checkpoint  # noqa: E402
+from dcsm_lightning.app.error_report import run_command  # noqa: E402
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:

@@ -21,7 +21,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from dcsm_lightning.data import SyntheticScenes  # noqa: E402
-from dcsm_lightning.io import atomic_path, colorize_labels, voc_palette  # noqa: E402
+from dcsm_lightning.files import atomic_path  # noqa: E402
+from dcsm_lightning.palette import colorize_labels, voc_palette  # noqa: E402
 
 
 def make_figure(

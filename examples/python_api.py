@@ -14,7 +14,7 @@ from pathlib import Path
 
 from dcsm_lightning import MultiLabelFCN, create_saliency, crf_labels_from_maps, select_candidates
 from dcsm_lightning.data.transforms import load_rgb, normalize
-from dcsm_lightning.io import save_heatmap_png, save_overlay_png
+from dcsm_lightning.files import save_heatmap_png, save_overlay_png
 
 
 def maps_for_file(model: MultiLabelFCN, image_file: str, out: Path) -> list[Path]:

@@ -15,7 +15,7 @@ import yaml
 from demo_config import CONFIGS, PAPER_STRATEGIES, TINY, checkpoints, demo_config
 from PIL import Image
 
-from dcsm_lightning.cli import main
+from dcsm_lightning.app.cli import main
 
 
 def _tiny(tmp_path: Path, *extra: str, monitor: str | None = None) -> list[str]:

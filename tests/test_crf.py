@@ -9,9 +9,9 @@ from pydensecrf.utils import unary_from_softmax
 from torch.utils.data import DataLoader, Dataset
 
 from dcsm_lightning.crf import CRFSettings, DenseCRF, crf_labels_from_maps, crf_masks, dense_crf
-from dcsm_lightning.evaluation import SaliencySegmentation
 from dcsm_lightning.saliency import SaliencyStrategy
-from dcsm_lightning.segment import VOID, labels_from_maps, maps_to_probs
+from dcsm_lightning.segmentation.callback import SaliencySegmentation
+from dcsm_lightning.segmentation.labels import VOID, labels_from_maps, maps_to_probs
 
 
 def _reference_crf(rgb: np.ndarray, probs: np.ndarray) -> np.ndarray:

@@ -26,7 +26,7 @@ def _cli(*args: str, cwd: Path) -> None:
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
     env.pop("MASTER_PORT", None)
     result = subprocess.run(
-        [sys.executable, "-m", "dcsm_lightning.cli", *args],
+        [sys.executable, "-m", "dcsm_lightning.app.cli", *args],
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -79,7 +79,7 @@ def test_fit_compare_and_predict_under_ddp_match_one_process(tmp_path):
 
 def test_segmentation_net_under_ddp_matches_one_process(tmp_path):
     from dcsm_lightning.data import SyntheticScenes
-    from dcsm_lightning.io import save_label_png
+    from dcsm_lightning.files import save_label_png
 
     scenes = SyntheticScenes(16, 64, 0, "train")  # stand-in pseudo-labels: the true masks
     for sample in scenes:

@@ -15,8 +15,9 @@ import pytest
 from demo_config import CONFIGS
 from PIL import Image
 
-from dcsm_lightning.cli import main
-from dcsm_lightning.errors import EXIT_USER_ERROR, UserError, run_command
+from dcsm_lightning.app.cli import main
+from dcsm_lightning.app.error_report import EXIT_USER_ERROR, run_command
+from dcsm_lightning.errors import UserError
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SIZE = 64

@@ -11,7 +11,7 @@ import dcsm_lightning
 def test_every_exported_name_resolves() -> None:
     for name in dcsm_lightning.__all__:
         assert getattr(dcsm_lightning, name) is not None, name
-    from dcsm_lightning.evaluation import SaliencySegmentation
+    from dcsm_lightning.segmentation.callback import SaliencySegmentation
 
     assert dcsm_lightning.SaliencySegmentation is SaliencySegmentation
 

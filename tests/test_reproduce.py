@@ -14,7 +14,7 @@ import pytest
 import yaml
 from demo_config import TINY, demo_config
 
-from dcsm_lightning.cli import main
+from dcsm_lightning.app.cli import main
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "reproduce.py"
 SMALL = [*TINY, "--data.init_args.size=48", "--data.init_args.batch_size=4"]

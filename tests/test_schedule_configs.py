@@ -7,7 +7,7 @@ import pytest
 import yaml
 from demo_config import TINY, demo_config, seg_config
 
-from dcsm_lightning.cli import main
+from dcsm_lightning.app.cli import main
 
 SCHEDULE = {"class_path": "dcsm_lightning.models.WarmupCosineLR", "init_args": {"warmup": 0.1}}
 

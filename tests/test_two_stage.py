@@ -13,7 +13,7 @@ import yaml
 from demo_config import PAPER_STRATEGIES, TINY, demo_config, seg_config
 from PIL import Image
 
-from dcsm_lightning.cli import main
+from dcsm_lightning.app.cli import main
 
 
 def _command(tmp_path: Path, config: dict, name: str, *extra: str):

@@ -14,7 +14,7 @@ import yaml
 from demo_config import CONFIGS
 from PIL import Image
 
-from dcsm_lightning.cli import main
+from dcsm_lightning.app.cli import main
 from dcsm_lightning.data.synthetic import export_voc
 from dcsm_lightning.data.voc import VOC_CLASSES
 

@@ -26,8 +26,8 @@ from torchmetrics.classification import MultilabelAveragePrecision
 from dcsm_lightning import CRFSettings, DenseCRF, SaliencySegmentation, SegmentationIoU
 from dcsm_lightning.data.adapter import as_adapter
 from dcsm_lightning.errors import UserError
-from dcsm_lightning.io import save_json
-from dcsm_lightning.segment import labels_from_maps
+from dcsm_lightning.files import save_json
+from dcsm_lightning.segmentation.labels import labels_from_maps
 
 from .tables import Setting
 

@@ -2,8 +2,8 @@
 
 Numbers in Markdown are mIoU in % with one decimal; in the CSVs raw IoUs in [0, 1] (the paper's
 figures divided by 100), empty where there is no value. The per-class CSV and the chart use the
-library's report helpers (:func:`~dcsm_lightning.report.format_csv`,
-:func:`~dcsm_lightning.report.render_miou_chart`).
+library's report helpers (:func:`~dcsm_lightning.outputs.report.format_csv`,
+:func:`~dcsm_lightning.outputs.report.render_miou_chart`).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from dcsm_lightning.io import atomic_path, save_text
-from dcsm_lightning.report import format_csv, render_miou_chart
-from dcsm_lightning.segment import method_name
+from dcsm_lightning.files import atomic_path, save_text
+from dcsm_lightning.outputs.report import format_csv, render_miou_chart
+from dcsm_lightning.segmentation.labels import method_name
 
 
 @dataclass

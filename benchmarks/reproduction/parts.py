@@ -18,12 +18,12 @@ import torch
 from lightning.pytorch import LightningDataModule, LightningModule
 from torch.utils.data import DataLoader, Subset
 
-from dcsm_lightning.cli import DCSMLightningCLI
-from dcsm_lightning.cli import main as cli_main
-from dcsm_lightning.cli_base import read_checkpoint
+from dcsm_lightning.app.base import read_checkpoint
+from dcsm_lightning.app.cli import DCSMLightningCLI
+from dcsm_lightning.app.cli import main as cli_main
 from dcsm_lightning.data.datamodule import PreparedDataset, SegmentationDataModule, collate_batch
 from dcsm_lightning.errors import UserError
-from dcsm_lightning.io import atomic_path
+from dcsm_lightning.files import atomic_path
 
 
 class _ConfigOnlyCLI(DCSMLightningCLI):

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from dcsm_lightning import CRFSettings
-from dcsm_lightning.io import save_text
+from dcsm_lightning.files import save_text
 
 from .evaluate import Result, ResultCache, crf_key, evaluate_setting
 from .output import RowResult, best_line, write_table

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dcsm_lightning.io import save_label_png
+from dcsm_lightning.files import save_label_png
 
 
 def write_voc_tree(

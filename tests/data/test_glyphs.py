@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from dcsm_lightning.cli import main
+from dcsm_lightning.app.cli import main
 from dcsm_lightning.data import (
     GLYPH_CLASSES,
     SCENE_FAMILIES,

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dcsm_lightning.data import SyntheticDataModule, SyntheticScenes, VOCDataModule
-from dcsm_lightning.io import save_label_png
+from dcsm_lightning.files import save_label_png
 
 NUM_TRAIN, SIZE = 6, 32
 

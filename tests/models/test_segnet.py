@@ -20,7 +20,7 @@ from dcsm_lightning.models import (
     segmentation_loss,
 )
 from dcsm_lightning.models.segheads import backbone_parameters
-from dcsm_lightning.segment import labels_from_maps
+from dcsm_lightning.segmentation.labels import labels_from_maps
 
 
 def test_loss_is_cross_entropy_over_the_non_void_pixels_only():

@@ -11,9 +11,9 @@ import pytest
 import yaml
 from robust_helpers import SIZE, robust_config
 
-from dcsm_lightning.cli import main
+from dcsm_lightning.app.cli import main
+from dcsm_lightning.app.error_report import run_command
 from dcsm_lightning.data.synthetic import export_voc
-from dcsm_lightning.errors import run_command
 
 RUN_COMMANDS = ("fit", "validate", "test", "predict", "compare", "pseudo-labels")
 

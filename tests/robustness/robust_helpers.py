@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dcsm_lightning.errors import PROG
+from dcsm_lightning.app.error_report import PROG
 
 SIZE = 48
 
@@ -74,7 +74,7 @@ def cli_env() -> dict[str, str]:
 
 
 def cli_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "dcsm_lightning.cli", *args]
+    return [sys.executable, "-m", "dcsm_lightning.app.cli", *args]
 
 
 def run_cli(*args: str, cwd: Path, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:

@@ -6,7 +6,8 @@ import pytest
 import torch
 from robust_helpers import error_line
 
-from dcsm_lightning.errors import EXIT_USAGE, EXIT_USER_ERROR, UserError, run_command
+from dcsm_lightning.app.error_report import EXIT_USAGE, EXIT_USER_ERROR, run_command
+from dcsm_lightning.errors import UserError
 
 
 def test_misspelt_config_key_is_one_line(run, config, tmp_path):
@@ -114,7 +115,7 @@ def test_checkpoint_with_unsafe_objects_is_refused(run, config, checkpoint, tmp_
 
 
 def test_debug_flag_and_variable_show_the_traceback(config, tmp_path, monkeypatch):
-    from dcsm_lightning.cli import main
+    from dcsm_lightning.app.cli import main
 
     args = ["validate", "--config", str(config), f"--ckpt_path={tmp_path}/gone.ckpt"]
     with pytest.raises(UserError, match="does not exist"):

@@ -7,11 +7,11 @@ import pytest
 from PIL import Image
 from robust_helpers import error_line
 
+from dcsm_lightning.app.error_report import EXIT_USER_ERROR
 from dcsm_lightning.data import VOCDataModule
 from dcsm_lightning.data.classes import VOC_CLASSES
 from dcsm_lightning.data.transforms import load_rgb
-from dcsm_lightning.errors import EXIT_USER_ERROR
-from dcsm_lightning.io import save_label_png
+from dcsm_lightning.files import save_label_png
 
 
 def _first(tree, split: str = "val") -> str:

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from robust_helpers import cli_command, cli_env, leftover_temp_files, robust_config
 
-from dcsm_lightning.io import _HOST
+from dcsm_lightning.files import _HOST
 
 HERE = Path(__file__).resolve().parent
 THROTTLE = {"class_path": "throttle.Throttle", "init_args": {"seconds": 1.5}}

@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 from robust_helpers import error_line, leftover_temp_files, run_cli
 
-from dcsm_lightning.errors import EXIT_USER_ERROR
-from dcsm_lightning.io import remove_stale_temp_files
+from dcsm_lightning.app.error_report import EXIT_USER_ERROR
+from dcsm_lightning.files import remove_stale_temp_files
 
 _PR_CAPBSET_DROP = 24
 
@@ -86,7 +86,7 @@ def test_synth_into_a_non_empty_folder_and_onto_a_file(run, tmp_path):
 
 
 def test_stale_temp_files_are_removed_but_live_and_foreign_ones_kept(tmp_path):
-    from dcsm_lightning.io import _HOST
+    from dcsm_lightning.files import _HOST
 
     dead = subprocess.Popen(["true"])
     dead.wait()

@@ -7,7 +7,7 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from dcsm_lightning.cli import main
+from dcsm_lightning.app.cli import main
 
 
 def test_pseudo_labels_use_the_tags_the_options_and_the_train_split(

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from lightning.pytorch.cli import LightningArgumentParser
 
-from dcsm_lightning.cli import main
+from dcsm_lightning.app.cli import main
 from dcsm_lightning.models import MultiLabelFCN
 from dcsm_lightning.saliency import DCSM, GradCAM, Simonyan, as_saliency
 

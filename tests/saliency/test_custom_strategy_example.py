@@ -41,7 +41,7 @@ def plugin_env(tmp_path_factory) -> dict[str, str]:
 
 def _cli(env: dict[str, str], *args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "dcsm_lightning.cli", *args],
+        [sys.executable, "-m", "dcsm_lightning.app.cli", *args],
         env=env, cwd=cwd, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
 

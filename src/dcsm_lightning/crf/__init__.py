@@ -7,10 +7,10 @@ One set of settings, four doors onto one implementation:
 * :func:`crf_labels_from_maps` - one image's class maps -> dataset label ids (Eq. 7 + CRF).
 * :func:`crf_masks` - the same for a batch, optionally in a process pool.
 * :class:`DenseCRF` - a Lightning callback refining the masks of
-  :class:`~dcsm_lightning.evaluation.SaliencySegmentation` (``"<strategy>+crf"``).
+  :class:`~dcsm_lightning.SaliencySegmentation` (``"<strategy>+crf"``).
 """
 
 from dcsm_lightning.crf.callback import DenseCRF
-from dcsm_lightning.crf.inference import CRFSettings, crf_labels_from_maps, crf_masks, dense_crf
+from dcsm_lightning.crf.mean_field import CRFSettings, crf_labels_from_maps, crf_masks, dense_crf
 
 __all__ = ["CRFSettings", "DenseCRF", "crf_labels_from_maps", "crf_masks", "dense_crf"]

@@ -1,6 +1,6 @@
 """``DenseCRF``: the Lightning callback that refines saliency masks with the dense CRF.
 
-The callback form of :func:`~dcsm_lightning.crf.inference.crf_masks` (kornia style: the
+The callback form of :func:`~dcsm_lightning.crf.mean_field.crf_masks` (kornia style: the
 callback only calls the public function and owns its worker pool).
 """
 
@@ -16,7 +16,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 
-from dcsm_lightning.crf.inference import CRFSettings, crf_masks
+from dcsm_lightning.crf.mean_field import CRFSettings, crf_masks
 from dcsm_lightning.crf.workers import init_worker
 from dcsm_lightning.data.adapter import SegmentationBatch
 
@@ -36,7 +36,7 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     arrays and run numpy + pydensecrf (no OpenMP). A forked child that runs torch ops after the
     parent used its OpenMP pool hangs (libgomp is not fork-safe; seen in tests/test_metrics.py),
     and a CUDA call would fail. Keep
-    :func:`~dcsm_lightning.crf.inference.dense_crf` on numpy input free of torch.
+    :func:`~dcsm_lightning.crf.mean_field.dense_crf` on numpy input free of torch.
     """
     methods = multiprocessing.get_all_start_methods()
     return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
@@ -51,9 +51,9 @@ def _available_cores() -> int:
 class DenseCRF(Callback):
     """Lightning callback adding CRF-refined masks ``"<strategy>+crf"`` (Sec. 3.4).
 
-    A refinement step of :class:`~dcsm_lightning.evaluation.SaliencySegmentation`: put both in
+    A refinement step of :class:`~dcsm_lightning.SaliencySegmentation`: put both in
     ``Trainer(callbacks=[...])``, in any order. For each batch and strategy the segmentation
-    calls :meth:`refine`, which runs :func:`~dcsm_lightning.crf.inference.crf_masks` on the
+    calls :meth:`refine`, which runs :func:`~dcsm_lightning.crf.mean_field.crf_masks` on the
     batch's ``rgb`` / ``valid`` and the strategy's maps; the masks are evaluated, reported and
     written like any other method's (named ``method_name(strategy, "crf")``).
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dcsm_lightning.data.classes import SYNTHETIC_CLASSES
-from dcsm_lightning.io import VOID
+from dcsm_lightning.palette import VOID
 
 #: Probabilities of 1, 2, 3, 4 objects per image.
 OBJECT_COUNT_P = (0.2, 0.35, 0.3, 0.15)

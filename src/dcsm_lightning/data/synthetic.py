@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 from dcsm_lightning.data.classes import labels_from_mask
 from dcsm_lightning.data.glyphs import GLYPHS
 from dcsm_lightning.data.scenes import SHAPES, SceneFamily, render_scene
-from dcsm_lightning.io import atomic_path, save_label_png, save_text
+from dcsm_lightning.files import atomic_path, save_label_png, save_text
 
 SPLITS = ("train", "val", "test")
 JPEG_QUALITY = 95

@@ -23,7 +23,7 @@ from torch import Tensor
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from dcsm_lightning.io import VOID
+from dcsm_lightning.palette import VOID
 
 #: ImageNet channel means (RGB, 0-1 scale).
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)

@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 from dcsm_lightning.data.classes import VOC_CLASSES, check_class_names, labels_from_mask
 from dcsm_lightning.data.transforms import letterbox, load_rgb
 from dcsm_lightning.errors import with_hint
-from dcsm_lightning.io import VOID
+from dcsm_lightning.palette import VOID
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 CLASS_NAMES_FILE = "class_names.txt"

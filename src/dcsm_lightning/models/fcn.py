@@ -12,12 +12,12 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torchmetrics.classification import MultilabelAveragePrecision, MultilabelF1Score
 
 from dcsm_lightning.data.classes import names_for_classes
-from dcsm_lightning.evaluation import SaliencySegmentation, SaliencySpec
 from dcsm_lightning.models.augment import check_scale_range, random_rescale
 from dcsm_lightning.models.backbones import create_backbone
 from dcsm_lightning.models.optim import build_optimizers
 from dcsm_lightning.models.pretrained import load_pretrained
 from dcsm_lightning.models.steps import EvaluationSteps
+from dcsm_lightning.segmentation.callback import SaliencySegmentation, SaliencySpec
 
 
 def global_max_pool(score_map: torch.Tensor) -> torch.Tensor:
@@ -40,7 +40,7 @@ class MultiLabelFCN(EvaluationSteps, LightningModule):
     ``forward(image)`` returns the class score map B x K x h x w. Training resizes each batch by
     a random ratio in ``scale_range``. Validation and test log multi-label mAP and F1. With
     saliency strategies, the module is one user of
-    :class:`~dcsm_lightning.evaluation.SaliencySegmentation`: it builds one from its arguments
+    :class:`~dcsm_lightning.SaliencySegmentation`: it builds one from its arguments
     and hands it to the trainer (``configure_callbacks``), which then logs the mIoU of every
     method and feeds ``DenseCRF``, ``ComparisonReport`` and ``SegmentationWriter``.
 

@@ -12,9 +12,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 from dcsm_lightning.data.adapter import SegmentationBatch
 from dcsm_lightning.data.classes import names_for_classes
-from dcsm_lightning.evaluation import SaliencySegmentation
 from dcsm_lightning.models.augment import check_scale_range, random_rescale
-from dcsm_lightning.models.inference import check_eval_scales, multi_scale_logits
 from dcsm_lightning.models.optim import build_optimizers
 from dcsm_lightning.models.segheads import (
     backbone_parameters,
@@ -22,7 +20,9 @@ from dcsm_lightning.models.segheads import (
     load_segmenter_weights,
 )
 from dcsm_lightning.models.steps import EvaluationSteps
-from dcsm_lightning.segment import VOID, maps_from_label_logits
+from dcsm_lightning.models.test_time import check_eval_scales, multi_scale_logits
+from dcsm_lightning.segmentation.callback import SaliencySegmentation
+from dcsm_lightning.segmentation.labels import VOID, maps_from_label_logits
 
 
 def segmentation_loss(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -48,7 +48,8 @@ def label_maps(
     Returns:
         ``probs`` B x K, the highest probability of each class over the (valid) image;
         ``candidates`` B x K bool, the classes that win at least one valid pixel; ``maps``
-        B x K x S x S in [0, 1], :func:`~dcsm_lightning.segment.maps_from_label_logits` on the
+        B x K x S x S in [0, 1],
+        :func:`~dcsm_lightning.segmentation.labels.maps_from_label_logits` on the
         candidates (0 elsewhere), whose Eq. 7 labels are the per-pixel argmax.
     """
     labels = logits.argmax(dim=1)
@@ -108,8 +109,8 @@ class SegmentationNet(EvaluationSteps, LightningModule):
     under the method name ``name``, so ``masks[name]`` is the per-pixel argmax (255 on
     padding), :class:`~dcsm_lightning.crf.DenseCRF` adds ``name + "+crf"``,
     mIoU is logged as ``val/miou/<name>`` and
-    :class:`~dcsm_lightning.comparison.ComparisonReport` and
-    :class:`~dcsm_lightning.writer.SegmentationWriter` read it. ``fit``'s validation epochs
+    :class:`~dcsm_lightning.ComparisonReport` and
+    :class:`~dcsm_lightning.SegmentationWriter` read it. ``fit``'s validation epochs
     log the loss only, unless ``crf_in_fit``.
 
     Args:
@@ -135,7 +136,7 @@ class SegmentationNet(EvaluationSteps, LightningModule):
             pretrained (DeepLab: 0.1, its new classifier at 10 x the rest).
         scale_range: (low, high) of the per-batch random resize; (1, 1) switches it off.
         eval_scales: input scales whose softmax is averaged when segmenting (validate, test,
-            predict; see :func:`~dcsm_lightning.models.inference.multi_scale_logits`); the
+            predict; see :func:`~dcsm_lightning.models.test_time.multi_scale_logits`); the
             default ``[1.0]`` is one plain forward pass. The loss is always the plain pass.
         eval_flip: also average the left-right mirrored input at each scale.
         name: the method name in logs and reports.
@@ -182,7 +183,7 @@ class SegmentationNet(EvaluationSteps, LightningModule):
         return self.net(image)
 
     def segment_logits(self, image: torch.Tensor) -> torch.Tensor:
-        """What segmenting reads: :func:`~dcsm_lightning.models.inference.multi_scale_logits`
+        """What segmenting reads: :func:`~dcsm_lightning.models.test_time.multi_scale_logits`
         over ``eval_scales`` (and ``eval_flip``); image B x 3 x H x W -> B x (K + 1) x H x W."""
         scales = self.hparams.eval_scales or [1.0]
         return multi_scale_logits(self, image, scales, self.hparams.eval_flip)

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from lightning.pytorch import Callback
 
-from dcsm_lightning.evaluation import SaliencySegmentation
+from dcsm_lightning.segmentation.callback import SaliencySegmentation
 
 
 class EvaluationSteps:
@@ -15,7 +15,7 @@ class EvaluationSteps:
 
     The module implements ``_evaluation_step(batch, stage)`` (stage ``"val"``, ``"test"`` or
     ``"predict"``: its own losses and metrics) and sets ``self.segmentation`` (a
-    :class:`~dcsm_lightning.evaluation.SaliencySegmentation`, or None); the segmentation,
+    :class:`~dcsm_lightning.SaliencySegmentation`, or None); the segmentation,
     handed to the trainer by ``configure_callbacks``, produces the masks and mIoU.
     """
 

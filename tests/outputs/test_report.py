@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dcsm_lightning.report import (
+from dcsm_lightning.outputs.report import (
     comparison_rows,
     format_csv,
     format_table,

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from dcsm_lightning.method_metrics import MethodMetrics
+from dcsm_lightning.segmentation.method_metrics import MethodMetrics
 
 LABELS = ["background", "cat", "dog"]
 

@@ -8,15 +8,15 @@ first, NaN where a class never occurred. Rows keep the order of ``results``.
 from __future__ import annotations
 
 import csv
-import io as _io
+import io
 import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dcsm_lightning.io import atomic_path
-from dcsm_lightning.segment import split_method
+from dcsm_lightning.files import atomic_path
+from dcsm_lightning.segmentation.labels import split_method
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -112,7 +112,7 @@ def format_csv(results: Mapping[str, Mapping[str, Any]], class_names: Sequence[s
     """
     rows = comparison_rows(results, class_names)
     names = list(rows[0])[2:] if rows else _empty_columns(class_names)
-    buffer = _io.StringIO()
+    buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["method", "miou", *names])
     for row in rows:
@@ -222,7 +222,7 @@ def render_miou_chart(
 ) -> bytes:
     """PNG bytes of :func:`miou_chart_figure` (same arguments)."""
     figure = miou_chart_figure(results, reference, spread, title, reference_label)
-    buffer = _io.BytesIO()
+    buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return buffer.getvalue()
 

@@ -5,7 +5,7 @@ on it, but its prediction loop carries on to the end. This callback stops it bef
 batch: every image of the finished batches is written completely, the run ends with
 :class:`~dcsm_lightning.errors.Interrupted` (a non-zero exit), and the same command run again
 skips the written images and finishes the set (see
-:class:`~dcsm_lightning.writer.SegmentationWriter`).
+:class:`~dcsm_lightning.SegmentationWriter`).
 """
 
 from __future__ import annotations

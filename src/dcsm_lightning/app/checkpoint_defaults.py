@@ -6,7 +6,7 @@ objects). :func:`checkpoint_defaults` reads what a folder of new images needs to
 with the shortest command, ``dcsm-lightning predict --ckpt_path CKPT --images DIR
 --output_dir OUT``: the class names (in the order the classifier was trained with), the
 letterbox size, and a saliency strategy (the paper's DCSM) when the run configures none;
-``--images DIR`` itself selects :data:`FOLDER_DATAMODULE` (:mod:`dcsm_lightning.cli`).
+``--images DIR`` itself selects :data:`FOLDER_DATAMODULE` (:mod:`dcsm_lightning.app.cli`).
 """
 
 from __future__ import annotations

@@ -14,9 +14,10 @@ pretrained ones, so they are neither loaded nor required (predict on a machine w
 The checkpoint is read safely (``weights_only``) once; an unreadable file, a missing one, or
 one whose tensors do not fit the model (another number of classes) is a
 :class:`~dcsm_lightning.errors.UserError` naming the file. Parse errors are raised (not
-printed with the whole usage) so that :func:`~dcsm_lightning.errors.run_command` prints one line.
+printed with the whole usage) so that
+:func:`~dcsm_lightning.app.error_report.run_command` prints one line.
 ``predict`` stops after the current batch on SIGTERM
-(:class:`~dcsm_lightning.signals.StopOnSigterm`). The run's ``config.yaml``
+(:class:`~dcsm_lightning.app.signals.StopOnSigterm`). The run's ``config.yaml``
 (:class:`SaveRunConfig`) is saved by ``fit``, and by ``validate`` / ``test`` with a logger, only:
 ``predict`` and ``compare --trainer.logger=false`` write their files to ``--output_dir``, and
 running them again in the same folder must not stop.
@@ -32,8 +33,8 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
+from dcsm_lightning.app.signals import StopOnSigterm
 from dcsm_lightning.errors import UserError
-from dcsm_lightning.signals import StopOnSigterm
 
 #: ``ckpt_path`` values that Lightning resolves itself (not file paths).
 _LIGHTNING_CKPT_KEYWORDS = ("best", "last", "hpc", "registry")
@@ -145,7 +146,7 @@ class BaseCLI(LightningCLI):
         super().__init__(*args, **kwargs)
 
     def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
-        kwargs.setdefault("exit_on_error", False)  # raise ArgumentError: errors.py prints it
+        kwargs.setdefault("exit_on_error", False)  # raise ArgumentError: error_report.py prints it
         return super().init_parser(**kwargs)
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:

@@ -9,10 +9,10 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from dcsm_lightning.data.adapter import BatchAdapter
-from dcsm_lightning.evaluation import SaliencySegmentation
 from dcsm_lightning.metrics import segmentation_iou
 from dcsm_lightning.saliency import create_saliency, select_candidates
-from dcsm_lightning.segment import labels_from_maps
+from dcsm_lightning.segmentation.callback import SaliencySegmentation
+from dcsm_lightning.segmentation.labels import labels_from_maps
 
 K = 5
 

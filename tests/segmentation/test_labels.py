@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dcsm_lightning.segment import VOID, labels_from_maps, maps_to_probs
+from dcsm_lightning.segmentation.labels import VOID, labels_from_maps, maps_to_probs
 
 
 def _hand_maps() -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,7 +106,7 @@ def test_not_a_tensor() -> None:
 
 
 def test_maps_from_label_logits_hand_example_and_eq7_gives_the_argmax() -> None:
-    from dcsm_lightning.segment import maps_from_label_logits
+    from dcsm_lightning.segmentation.labels import maps_from_label_logits
 
     # one pixel, p = softmax(log [2, 1, 5]) = [0.25, 0.125, 0.625]: M^c = p_c / (p_0 + p_max)
     logits = torch.tensor([2.0, 1.0, 5.0]).log()[:, None, None]

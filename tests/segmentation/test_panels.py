@@ -8,8 +8,8 @@ import pytest
 import torch
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from dcsm_lightning.io import voc_palette
-from dcsm_lightning.visualize import log_panels, panel_grid, top_candidate
+from dcsm_lightning.palette import voc_palette
+from dcsm_lightning.segmentation.panels import log_panels, panel_grid, top_candidate
 
 B, K, H, W, PAD = 3, 4, 8, 10, 2
 

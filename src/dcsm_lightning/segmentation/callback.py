@@ -6,11 +6,11 @@ scores (``pl_module(image)``: B x K, or a B x K x h x w score map, max-pooled), 
 candidates, runs every saliency strategy, turns the maps into masks (Eq. 7), lets every
 refiner in the trainer (e.g. :class:`~dcsm_lightning.crf.DenseCRF`) add its masks, and feeds
 one :class:`~dcsm_lightning.metrics.SegmentationIoU` per method
-(:class:`~dcsm_lightning.method_metrics.MethodMetrics`). What it produces is held as
+(:class:`~dcsm_lightning.segmentation.method_metrics.MethodMetrics`). What it produces is held as
 data: :attr:`SaliencySegmentation.last_output` (the batch's :class:`SegmentationOutput`, which
-:class:`~dcsm_lightning.writer.SegmentationWriter` reads) and
+:class:`~dcsm_lightning.SegmentationWriter` reads) and
 :attr:`SaliencySegmentation.results` (per-method mIoU, which
-:class:`~dcsm_lightning.comparison.ComparisonReport` reads).
+:class:`~dcsm_lightning.ComparisonReport` reads).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 
 from dcsm_lightning.data.adapter import BatchAdapter, SegmentationBatch, as_adapter
-from dcsm_lightning.method_metrics import STAGE_PREFIX, MethodMetrics
 from dcsm_lightning.saliency import (
     SaliencyStrategy,
     as_saliency,
@@ -33,9 +32,10 @@ from dcsm_lightning.saliency import (
     saliency_spec_type,
     select_candidates,
 )
-from dcsm_lightning.segment import labels_from_maps, method_name
-from dcsm_lightning.segmentation_output import MaskRefiner, SegmentationOutput
-from dcsm_lightning.visualize import log_panels, panel_grid
+from dcsm_lightning.segmentation.labels import labels_from_maps, method_name
+from dcsm_lightning.segmentation.method_metrics import STAGE_PREFIX, MethodMetrics
+from dcsm_lightning.segmentation.output import MaskRefiner, SegmentationOutput
+from dcsm_lightning.segmentation.panels import log_panels, panel_grid
 
 __all__ = ["MaskRefiner", "SaliencySegmentation", "SegmentationOutput", "find_segmentation"]
 

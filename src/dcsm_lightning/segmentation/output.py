@@ -1,7 +1,7 @@
 """What the evaluation flow produces for one batch, and what a mask refiner looks like.
 
 :class:`SegmentationOutput` is made by
-:class:`~dcsm_lightning.evaluation.SaliencySegmentation` and read by the writer, the CRF
+:class:`~dcsm_lightning.SaliencySegmentation` and read by the writer, the CRF
 callback's users and anyone's code; :class:`MaskRefiner` is the protocol a post-processing
 callback (e.g. :class:`~dcsm_lightning.crf.DenseCRF`) follows to add its masks.
 """
@@ -28,7 +28,7 @@ class SegmentationOutput:
         probs: float (B, K), sigmoid class scores in [0, 1].
         candidates: bool (B, K), the classes the maps were computed for.
         maps: strategy name -> float (B, K, S, S) in [0, 1], 0 for non-candidates.
-        masks: method name (:func:`~dcsm_lightning.segment.method_name`) -> int64 (B, S, S)
+        masks: method name (:func:`~dcsm_lightning.method_name`) -> int64 (B, S, S)
             dataset ids (0 = background, class k -> k + 1, 255 = void / padding).
     """
 

@@ -13,12 +13,12 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-import dcsm_lightning.writer as writer_module
+import dcsm_lightning.outputs.writer as writer_module
 from dcsm_lightning.data.transforms import valid_extent
-from dcsm_lightning.evaluation import SaliencySegmentation, SegmentationOutput
-from dcsm_lightning.io import VOID
-from dcsm_lightning.segment import uncertain_to_void
-from dcsm_lightning.writer import SegmentationWriter, check_id, default_method
+from dcsm_lightning.outputs.writer import SegmentationWriter, check_id, default_method
+from dcsm_lightning.palette import VOID
+from dcsm_lightning.segmentation.callback import SaliencySegmentation, SegmentationOutput
+from dcsm_lightning.segmentation.labels import uncertain_to_void
 
 SIZE = 12
 NAMES = ["aeroplane", "potted plant", "bird"]  # "potted plant" -> file name "potted_plant"

@@ -12,8 +12,8 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.data import DataLoader
 
-from dcsm_lightning.comparison import ComparisonReport
-from dcsm_lightning.evaluation import SaliencySegmentation
+from dcsm_lightning.outputs.comparison import ComparisonReport
+from dcsm_lightning.segmentation.callback import SaliencySegmentation
 
 LABELS = ["background", "cat", "dog"]
 IOU = {"dcsm": [0.9, 0.5, 0.25], "dcsm+crf": [0.95, 0.6, 0.35]}
@@ -75,7 +75,7 @@ def test_report_without_segmentation_says_what_to_add(tmp_path):
 
 
 def test_include_puts_earlier_rows_first_and_a_remeasured_method_replaces_its_row(tmp_path):
-    from dcsm_lightning.report import read_csv, write_comparison
+    from dcsm_lightning.outputs.report import read_csv, write_comparison
 
     names = ["background", "a", "b"]
     earlier = {

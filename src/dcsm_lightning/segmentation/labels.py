@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from dcsm_lightning.io import VOID
+from dcsm_lightning.palette import VOID
 
 __all__ = [
     "VOID",

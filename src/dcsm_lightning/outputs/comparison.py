@@ -8,8 +8,8 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 
-from dcsm_lightning.evaluation import find_segmentation
-from dcsm_lightning.report import format_table, read_csv, write_comparison
+from dcsm_lightning.outputs.report import format_table, read_csv, write_comparison
+from dcsm_lightning.segmentation.callback import find_segmentation
 
 
 class ComparisonReport(Callback):
@@ -19,7 +19,7 @@ class ComparisonReport(Callback):
     :class:`~lightning.pytorch.loggers.TensorBoardLogger` of the trainer.
 
     It reads :attr:`SaliencySegmentation.results
-    <dcsm_lightning.evaluation.SaliencySegmentation.results>` of the trainer's segmentation
+    <dcsm_lightning.SaliencySegmentation.results>` of the trainer's segmentation
     callback (given to the trainer, or by a module such as
     :class:`~dcsm_lightning.models.MultiLabelFCN`), one row per method in its order, so it
     works with any LightningModule the segmentation works with. Callback order does not matter.

@@ -1,18 +1,18 @@
 """The ``dcsm-lightning`` command: LightningCLI with three more subcommands.
 
 ``fit`` / ``validate`` / ``test`` / ``predict`` are LightningCLI's; ``compare``,
-``pseudo-labels`` and ``synth`` are methods of :class:`~dcsm_lightning.trainer.DCSMTrainer`,
+``pseudo-labels`` and ``synth`` are methods of :class:`~dcsm_lightning.app.trainer.DCSMTrainer`,
 added through :meth:`DCSMLightningCLI.subcommands`, so jsonargparse turns their signatures into
 options: each has ``--help``, ``--print_config`` and YAML keys, and ``dcsm-lightning --help``
 lists it.
 
-- ``compare``: ``validate`` + :class:`~dcsm_lightning.comparison.ComparisonReport`
+- ``compare``: ``validate`` + :class:`~dcsm_lightning.ComparisonReport`
   (``--output_dir``, ``--class_names``, ``--include+ CSV`` (repeatable) for earlier rows);
 - ``predict [--output_dir DIR --overwrite --method NAME --uncertain_threshold T ...]``:
-  ``predict`` + :class:`~dcsm_lightning.writer.SegmentationWriter` when ``--output_dir`` is given;
+  ``predict`` + :class:`~dcsm_lightning.SegmentationWriter` when ``--output_dir`` is given;
   ``--images DIR`` predicts every image under DIR with
   :class:`~dcsm_lightning.data.TaggedImagesDataModule`, the model and what the run leaves unset
-  coming from ``--ckpt_path`` (:mod:`~dcsm_lightning.checkpoint_defaults`);
+  coming from ``--ckpt_path`` (:mod:`~dcsm_lightning.app.checkpoint_defaults`);
 - ``pseudo-labels --output_dir DIR``: ``predict`` on the datamodule's ``train_split`` with the
   image tags as candidates, the writer in ``pseudo_labels`` mode (VOC ``SegmentationClass``
   layout);
@@ -28,10 +28,11 @@ from typing import Any
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from dcsm_lightning.checkpoint_defaults import FOLDER_DATAMODULE, checkpoint_defaults
-from dcsm_lightning.cli_base import BaseCLI
-from dcsm_lightning.errors import UserError, run_command
-from dcsm_lightning.trainer import DCSMTrainer
+from dcsm_lightning.app.base import BaseCLI
+from dcsm_lightning.app.checkpoint_defaults import FOLDER_DATAMODULE, checkpoint_defaults
+from dcsm_lightning.app.error_report import run_command
+from dcsm_lightning.app.trainer import DCSMTrainer
+from dcsm_lightning.errors import UserError
 
 #: Arguments of a subcommand's method that LightningCLI fills itself (not options).
 _EVALUATE_SKIP = {"model", "dataloaders", "datamodule"}

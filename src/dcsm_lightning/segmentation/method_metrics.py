@@ -1,6 +1,6 @@
 """``MethodMetrics``: one mIoU metric per (stage, method) and each epoch's results as data.
 
-:class:`~dcsm_lightning.evaluation.SaliencySegmentation` feeds it the masks of every batch and
+:class:`~dcsm_lightning.SaliencySegmentation` feeds it the masks of every batch and
 asks it for the epoch's figures; it logs ``<stage>/miou/<method>`` and
 ``<stage>/iou/<method>/<label>`` and returns them as plain floats.
 """

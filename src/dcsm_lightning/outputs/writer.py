@@ -1,7 +1,7 @@
 """``SegmentationWriter``: a prediction-writer callback that saves masks, heatmaps and scores.
 
-It reads each batch's :class:`~dcsm_lightning.evaluation.SegmentationOutput` from the trainer's
-:class:`~dcsm_lightning.evaluation.SaliencySegmentation` (so it works with any LightningModule
+It reads each batch's :class:`~dcsm_lightning.SegmentationOutput` from the trainer's
+:class:`~dcsm_lightning.SaliencySegmentation` (so it works with any LightningModule
 that one works with) and undoes the letterbox, so every file it writes has the size of the
 image on disk.
 """
@@ -20,8 +20,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor
 
 from dcsm_lightning.data.transforms import uncrop_images, uncrop_labels, valid_extent
-from dcsm_lightning.evaluation import SaliencySegmentation, SegmentationOutput, find_segmentation
-from dcsm_lightning.io import (
+from dcsm_lightning.files import (
     check_writable_dir,
     remove_stale_temp_files,
     save_heatmap_png,
@@ -30,7 +29,12 @@ from dcsm_lightning.io import (
     save_overlay_png,
     save_text,
 )
-from dcsm_lightning.segment import split_method, uncertain_to_void
+from dcsm_lightning.segmentation.callback import (
+    SaliencySegmentation,
+    SegmentationOutput,
+    find_segmentation,
+)
+from dcsm_lightning.segmentation.labels import split_method, uncertain_to_void
 
 PSEUDO_LIST = Path("ImageSets", "Segmentation", "pseudo.txt")
 _UNSAFE = re.compile(r"[^\w.-]+")
@@ -73,8 +77,8 @@ class SegmentationWriter(BasePredictionWriter):
     """Write each predicted image's mask (and heatmaps, overlay, scores) as it is predicted.
 
     As input it takes, for each predict batch, the
-    :class:`~dcsm_lightning.evaluation.SegmentationOutput` of the trainer's
-    :class:`~dcsm_lightning.evaluation.SaliencySegmentation` (``probs`` B x K, ``candidates``
+    :class:`~dcsm_lightning.SegmentationOutput` of the trainer's
+    :class:`~dcsm_lightning.SaliencySegmentation` (``probs`` B x K, ``candidates``
     B x K, ``maps`` {strategy: B x K x S x S}, ``masks`` {method: B x S x S}, and the adapted
     batch: ``ids``, ``orig_size`` B x 2, ``valid`` B x S x S or None, ``rgb`` B x S x S x 3);
     what the module's ``predict_step`` returns is not read. Ids may be strings or integers

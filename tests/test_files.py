@@ -8,17 +8,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dcsm_lightning.io import (
+from dcsm_lightning.files import (
     atomic_path,
-    blend_overlay,
     check_writable_dir,
-    colorize_heatmap,
     save_heatmap_png,
     save_json,
     save_label_png,
     save_overlay_png,
-    voc_palette,
 )
+from dcsm_lightning.palette import blend_overlay, colorize_heatmap, voc_palette
 
 
 def _labels(seed: int = 0, shape: tuple[int, int] = (7, 9)) -> np.ndarray:

@@ -11,7 +11,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 from torchvision.utils import make_grid
 
-from dcsm_lightning.io import blend_overlay, colorize_heatmap, colorize_labels
+from dcsm_lightning.palette import blend_overlay, colorize_heatmap, colorize_labels
 
 COLUMNS = ("image", "heatmap", "mask", "overlay")
 

@@ -22,8 +22,8 @@ import pydensecrf.densecrf as dcrf
 import torch
 from torch import Tensor
 
-from dcsm_lightning.io import VOID
-from dcsm_lightning.segment import maps_to_probs
+from dcsm_lightning.palette import VOID
+from dcsm_lightning.segmentation.labels import maps_to_probs
 
 __all__ = ["CRFSettings", "crf_labels_from_maps", "crf_masks", "dense_crf"]
 
@@ -233,11 +233,12 @@ def crf_labels_from_maps(
 ) -> Tensor:
     """Class maps of one image -> CRF-refined label map in dataset ids (Sec. 3.4).
 
-    Builds background + candidate probabilities with :func:`~dcsm_lightning.segment.maps_to_probs`
+    Builds background + candidate probabilities with
+    :func:`~dcsm_lightning.segmentation.labels.maps_to_probs`
     (Eq. 7), runs :func:`dense_crf` and maps the label indices back to dataset ids. With
     ``valid``, the CRF runs only on the bounding box of the valid pixels (the top-left
     rectangle of a letterboxed image), so padding never influences it; every pixel outside
-    ``valid`` is :data:`~dcsm_lightning.io.VOID` (255).
+    ``valid`` is :data:`~dcsm_lightning.palette.VOID` (255).
 
     Args:
         rgb: uint8 image of shape (H, W, 3), numpy or torch.
@@ -252,7 +253,7 @@ def crf_labels_from_maps(
 
     Raises:
         ValueError: bad shapes, dtypes or values (see :func:`dense_crf` and
-            :func:`~dcsm_lightning.segment.maps_to_probs`).
+            :func:`~dcsm_lightning.segmentation.labels.maps_to_probs`).
     """
     rgb_np, probs_np, label_ids = _prepare(rgb, maps, candidates, valid)
     index = dense_crf(rgb_np, probs_np, settings)

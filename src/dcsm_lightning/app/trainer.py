@@ -1,7 +1,7 @@
 """``DCSMTrainer``: Lightning's ``Trainer`` plus the methods behind ``dcsm-lightning compare``,
 ``pseudo-labels`` and ``synth``, and the writer options of ``predict``.
 
-:class:`~dcsm_lightning.cli.DCSMLightningCLI` registers each method as a subcommand, so
+:class:`~dcsm_lightning.app.cli.DCSMLightningCLI` registers each method as a subcommand, so
 jsonargparse turns its signature into options (``--help``, ``--print_config``, YAML keys); the
 methods work the same when called from Python.
 """
@@ -12,10 +12,10 @@ from typing import Any, Literal
 
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 
-from dcsm_lightning.comparison import ComparisonReport
 from dcsm_lightning.data.synthetic import export_voc
-from dcsm_lightning.evaluation import SaliencySegmentation
-from dcsm_lightning.writer import SegmentationWriter
+from dcsm_lightning.outputs.comparison import ComparisonReport
+from dcsm_lightning.outputs.writer import SegmentationWriter
+from dcsm_lightning.segmentation.callback import SaliencySegmentation
 
 __all__ = ["DCSMTrainer"]
 
