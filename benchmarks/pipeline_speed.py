@@ -48,7 +48,9 @@ from dcsm_lightning.data.synthetic import SyntheticScenes
 from dcsm_lightning.models import MultiLabelFCN
 from dcsm_lightning.saliency import DCSM, select_candidates
 from dcsm_lightning.segmentation.callback import SegmentationOutput
-from dcsm_lightning.segmentation.labels import labels_from_maps
+from dcsm_lightning.segmentation.flow import SaliencyMaps
+from dcsm_lightning.segmentation.labels import label_probs
+from dcsm_lightning.segmentation.methods import Method
 
 STAGES = ("classify", "maps", "crf", "mask", "files")
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,23 +85,24 @@ def run_part(backbone: str, size: int, count: int, batch_size: int, ckpt: str | 
         for index, batch in enumerate(data):
             view = adapter(batch, index)
             tick = time.perf_counter()
-            probs = segmentation.scores(model, view.image)
+            probs = SaliencyMaps.probs(model, view.image)
             candidates = select_candidates(probs, threshold=1.0, min_candidates=3)
             seconds["classify"] += time.perf_counter() - tick
             tick = time.perf_counter()
             maps = segmentation.strategies[0](model, view.image, candidates)
             seconds["maps"] += time.perf_counter() - tick
+            tick = time.perf_counter()
+            eq7 = label_probs(maps, candidates, view.valid)
+            plain = eq7.labels(view.valid)
+            seconds["mask"] += time.perf_counter() - tick
             refined = {}
             for workers, crf in crfs.items():  # the same maps, one after the other
                 tick = time.perf_counter()
-                refined[workers] = crf.refine(None, "predict", view, maps, candidates)
+                refined[workers] = crf.refine(None, "predict", view, eq7)
                 seconds[f"crf_workers_{workers}"] += time.perf_counter() - tick
             assert torch.equal(refined[0], refined[cores()]), "the CRF pool changed the masks"
             tick = time.perf_counter()
-            plain = labels_from_maps(maps, candidates, view.valid)
-            seconds["mask"] += time.perf_counter() - tick
-            tick = time.perf_counter()
-            masks = {"dcsm": plain, "dcsm+crf": refined[0]}
+            masks = {Method("dcsm"): plain, Method("dcsm", "crf"): refined[0]}
             output = SegmentationOutput(view, probs, candidates, {"dcsm": maps}, masks)
             writer.write_output(None, output)
             seconds["files"] += time.perf_counter() - tick

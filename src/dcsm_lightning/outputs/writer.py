@@ -17,7 +17,6 @@ from typing import Any, Literal
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
-from torch import Tensor
 
 from dcsm_lightning.data.transforms import uncrop_images, uncrop_labels, valid_extent
 from dcsm_lightning.files import (
@@ -34,21 +33,22 @@ from dcsm_lightning.segmentation.callback import (
     SegmentationOutput,
     find_segmentation,
 )
-from dcsm_lightning.segmentation.labels import split_method, uncertain_to_void
+from dcsm_lightning.segmentation.labels import uncertain_to_void
+from dcsm_lightning.segmentation.methods import SEPARATOR, Method
 
 PSEUDO_LIST = Path("ImageSets", "Segmentation", "pseudo.txt")
 _UNSAFE = re.compile(r"[^\w.-]+")
 _NO_OP = contextlib.nullcontext()
 
 
-def default_method(mask_names: Sequence[str]) -> str:
+def default_method(methods: Sequence[Method]) -> Method:
     """The mask to write when none is named: the first strategy's refined mask (``dcsm+crf``)
     if there is one, else the first mask."""
-    if not mask_names:
+    if not methods:
         raise ValueError("the segmentation produced no masks: there is no mask to write")
-    first, _ = split_method(mask_names[0])
-    refined = [m for m in mask_names if split_method(m)[0] == first and m != first]
-    return refined[0] if refined else mask_names[0]
+    first = methods[0].strategy
+    refined = [m for m in methods if m.strategy == first and m.step is not None]
+    return refined[0] if refined else methods[0]
 
 
 def _safe_name(name: str) -> str:
@@ -235,18 +235,19 @@ class SegmentationWriter(BasePredictionWriter):
         return save_text(self.output_dir / PSEUDO_LIST, text, overwrite=True)
 
     # ----------------------------------------------------------------- resolution
-    def _resolve_method(self, masks: dict[str, Tensor]) -> str:
+    def _resolve_method(self, out: SegmentationOutput) -> Method:
         if self._method is None:
-            self._method = self.method or default_method(list(masks))
-        if self._method not in masks:
+            self._method = self.method or default_method(list(out.masks))
+        method = out.method(self._method)
+        if method is None:
             hint = ""
-            if split_method(self._method)[1] is not None:
+            if SEPARATOR in self._method:
                 hint = "; is its refiner (e.g. DenseCRF) in Trainer(callbacks=[...])?"
             raise ValueError(
                 f"method {self._method!r} is not among the segmentation's masks "
-                f"{sorted(masks)}{hint}"
+                f"{sorted(out.masks)}{hint}"
             )
-        return self._method
+        return method
 
     def _resolve_names(self, trainer: Any, num_classes: int) -> list[str]:
         if self._names is None:
@@ -286,13 +287,13 @@ class SegmentationWriter(BasePredictionWriter):
 
     def write_output(self, trainer: Any, out: SegmentationOutput) -> None:
         """Write the files of one batch's segmentation output (see the class docstring)."""
-        method = self._resolve_method(out.masks)
+        method = self._resolve_method(out)
         ids = [check_id(i) for i in out.batch.ids]
         predicting = self.mode == "predictions"
         if predicting:
             candidates = out.candidates.detach().cpu().bool()
             names = self._resolve_names(trainer, candidates.shape[1])
-        strategy, _ = split_method(method)
+        strategy = method.strategy
         maps = out.maps.get(strategy)
         heatmaps = predicting and self.write_heatmaps and maps is not None
         if predicting and self.write_heatmaps and maps is None and not self._warned_no_maps:
