@@ -177,12 +177,16 @@ class SegmentationNet(EvaluationSteps, LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=len(image))
         return loss
 
-    def _evaluation_step(self, batch: dict[str, Any], stage: str) -> torch.Tensor:
+    def _evaluation_step(
+        self, batch: dict[str, Any], stage: str
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         logits = self(batch["image"])
         if "mask" in batch and stage != "predict":
             loss = segmentation_loss(logits, batch["mask"])
             self.log(f"{stage}/loss", loss, batch_size=len(logits), sync_dist=True)
-        return logits
+        # one plain pass is what segmenting reads too: the flow reuses it
+        plain = (self.hparams.eval_scales or [1.0]) == [1.0] and not self.hparams.eval_flip
+        return logits, logits if plain else None
 
     def configure_optimizers(self) -> Any:
         backbone = {id(p) for p in backbone_parameters(self.net)}

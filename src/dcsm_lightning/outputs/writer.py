@@ -9,6 +9,7 @@ image on disk.
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -170,6 +171,8 @@ class SegmentationWriter(BasePredictionWriter):
         if stage != "predict":
             return
         self._segmentation = find_segmentation(trainer, "SegmentationWriter")
+        # resume: the segmentation drops finished ids before computing anything for them
+        self._segmentation.outputs.finished = None if self.overwrite else self.finished_ids
         check_writable_dir(self.output_dir)
         remove_stale_temp_files(self.output_dir)  # left by a killed run
 
@@ -214,6 +217,31 @@ class SegmentationWriter(BasePredictionWriter):
         files.append((self.mask_path(image_id), "mask", None))
         files.append((self.marker_path(image_id), "scores", cand))
         return files
+
+    def finished_ids(self, ids: Sequence[str]) -> set[str]:
+        """The ids among ``ids`` whose files are all complete (counted as skipped).
+
+        An image is complete when its marker (the file written last) exists and, in
+        predictions mode, so does every file the marker's candidate list implies (a deleted
+        heatmap or overlay makes its image unfinished again).
+        """
+        done = {image_id for image_id in ids if self._complete(check_id(image_id))}
+        self.skipped += len(done)
+        return done
+
+    def _complete(self, image_id: str) -> bool:
+        marker = self.marker_path(image_id)
+        if not marker.is_file():
+            return False
+        if self.mode != "predictions":
+            return True
+        try:
+            names = json.loads(marker.read_text(encoding="utf-8"))["candidates"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        heatmaps = self.write_heatmaps
+        files = self._prediction_files(image_id, list(range(len(names))), names, heatmaps)
+        return all(path.is_file() for path, _, _ in files)
 
     def done_ids(self) -> set[str]:
         """Ids whose last file exists: a datamodule may drop them before predicting."""
@@ -280,10 +308,11 @@ class SegmentationWriter(BasePredictionWriter):
     ) -> None:
         if self._segmentation is None:
             self._segmentation = find_segmentation(trainer, "SegmentationWriter")
-        out: SegmentationOutput = self._segmentation.output_for(
+        out = self._segmentation.output_for(
             trainer, pl_module, batch, batch_idx, dataloader_idx, "predict"
         )
-        self.write_output(trainer, out)
+        if out is not None:  # None: every image of the batch was finished (and skipped)
+            self.write_output(trainer, out)
 
     def write_output(self, trainer: Any, out: SegmentationOutput) -> None:
         """Write the files of one batch's segmentation output (see the class docstring)."""

@@ -25,6 +25,7 @@ from torch import Tensor
 
 from dcsm_lightning.data.adapter import BatchAdapter, SegmentationBatch, as_adapter
 from dcsm_lightning.saliency import SaliencyStrategy, as_saliency, saliency_spec_type
+from dcsm_lightning.segmentation.batches import BatchOutputs
 from dcsm_lightning.segmentation.flow import CandidateRule, MapSource, SaliencyMaps, segment_batch
 from dcsm_lightning.segmentation.method_metrics import STAGE_PREFIX, MethodMetrics
 from dcsm_lightning.segmentation.methods import Method
@@ -113,7 +114,9 @@ class SaliencySegmentation(Callback):
         self.results: dict[str, dict[str, dict[str, Any]]] = {}
         #: the :class:`SegmentationOutput` of the last batch processed.
         self.last_output: SegmentationOutput | None = None
-        self._cache_key: tuple[Any, ...] | None = None
+        #: each trainer batch's output, computed at the first request (step, hook or writer);
+        #: a resuming writer sets ``outputs.finished`` to drop its finished ids first.
+        self.outputs = BatchOutputs(self.batch_adapter)
         self._panel: dict[str, Tensor] | None = None
 
     # -- what it computes ---------------------------------------------------------------------
@@ -161,14 +164,48 @@ class SaliencySegmentation(Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
         stage: str = "predict",
-    ) -> SegmentationOutput:
-        """The :class:`SegmentationOutput` of a trainer batch, computed once per batch."""
-        key = (stage, dataloader_idx, batch_idx, id(batch))
-        if self._cache_key != key or self.last_output is None:
-            view = self.batch_adapter(batch, batch_idx)
-            self.last_output = self.segment(pl_module, view, stage, trainer)
-            self._cache_key = key
-        return self.last_output
+        scores: Tensor | None = None,
+    ) -> SegmentationOutput | None:
+        """The :class:`SegmentationOutput` of a trainer batch, computed once per batch (with
+        the module's forward ``scores`` when given); None when a resuming writer has finished
+        every image of it (``predict``), whose output then holds only the unfinished ones."""
+
+        def compute(view: SegmentationBatch, kept: Tensor | None) -> SegmentationOutput:
+            return self.segment(pl_module, view, stage, trainer, kept)
+
+        out = self.outputs.output(batch, batch_idx, dataloader_idx, stage, compute, scores)
+        if out is not None:
+            self.last_output = out
+        return out
+
+    def finished_batch(
+        self,
+        trainer: pl.Trainer | None,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+        stage: str = "predict",
+    ) -> bool:
+        """Whether a resuming writer has finished every image of this batch (nothing to do:
+        the module's step skips even its forward)."""
+        if not self._segments(trainer, stage):
+            return False
+        return self.outputs.view(batch, batch_idx, dataloader_idx, stage)[0] is None
+
+    def segment_step(
+        self,
+        pl_module: pl.LightningModule,
+        trainer: pl.Trainer | None,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+        stage: str = "predict",
+        scores: Tensor | None = None,
+    ) -> None:
+        """Segment a batch from inside the module's step, reusing its forward ``scores``
+        (B x K (x h x w) logits), so the progress bar ticks after the masks are done."""
+        if self._segments(trainer, stage):
+            self.output_for(trainer, pl_module, batch, batch_idx, dataloader_idx, stage, scores)
 
     # -- Lightning hooks ----------------------------------------------------------------------
 
@@ -184,12 +221,14 @@ class SaliencySegmentation(Callback):
         for method in self.methods:
             self.metrics.add(method)
 
-    def _active(self, trainer: pl.Trainer) -> bool:
-        in_fit = trainer.state.fn == "fit"
-        return bool(self.map_names) and (self.segment_in_fit or not in_fit)
+    def _segments(self, trainer: pl.Trainer | None, stage: str) -> bool:
+        """Whether batches of ``stage`` in this run are segmented."""
+        if trainer is None or trainer.sanity_checking or not self.map_names:
+            return False
+        return stage == "predict" or self.segment_in_fit or trainer.state.fn != "fit"
 
     def _start(self, pl_module: pl.LightningModule, prefix: str | None = None) -> None:
-        self._cache_key = None
+        self.outputs.reset()
         self.results.pop(prefix, None)
         self.metrics.to(pl_module.device)
 
@@ -211,10 +250,10 @@ class SaliencySegmentation(Callback):
         batch_idx: int,
         dataloader_idx: int,
     ) -> None:
-        if not self._active(trainer) or trainer.sanity_checking:
+        if not self._segments(trainer, stage):
             return
         out = self.output_for(trainer, pl_module, batch, batch_idx, dataloader_idx, stage)
-        if out.batch.mask is None:
+        if out is None or out.batch.mask is None:
             return
         self.metrics.update(STAGE_PREFIX[stage], out.masks, out.batch.mask)
         if batch_idx == 0 and dataloader_idx == 0 and self.log_panels and stage == "validate":
@@ -239,13 +278,14 @@ class SaliencySegmentation(Callback):
         dataloader_idx: int = 0,
     ) -> None:
         if stage == "predict":
-            if self.map_names:
+            if self._segments(trainer, stage):
                 self.output_for(trainer, pl_module, batch, batch_idx, dataloader_idx, stage)
         else:
             self._update(trainer, pl_module, stage, batch, batch_idx, dataloader_idx)
 
-    #: Lightning hooks ``on_{validation,test,predict}_batch_end``: segment the batch (the step's
-    #: ``outputs`` are not read) and, for validation and test, update the metrics.
+    #: Lightning hooks ``on_{validation,test,predict}_batch_end``: for a module whose step did
+    #: not segment the batch (not one of ours), segment it now (the step's ``outputs`` are not
+    #: read); for validation and test, update the metrics.
     on_validation_batch_end = partialmethod(_batch_end, "validate")
     on_test_batch_end = partialmethod(_batch_end, "test")
     on_predict_batch_end = partialmethod(_batch_end, "predict")
