@@ -102,7 +102,9 @@ def test_compare_writes_table_csv_and_chart(trained, capsys):
     assert {"method", "miou", "background"} <= set(rows[0])
     assert (out / "comparison.md").read_text().count("|") > 10
     assert (out / "comparison.png").stat().st_size > 1000
-    assert "dcsm+crf" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "dcsm+crf" in out
+    assert "Validate metric" not in out  # only our table, not Lightning's one row per metric
 
 
 def test_compare_without_a_logger_saves_no_config_and_runs_again_in_the_same_folder(trained):

@@ -107,6 +107,11 @@ class DCSMLightningCLI(BaseCLI):
         if self.subcommand not in _PREDICTING:
             return
         config = self.config[self.subcommand]
+        if self.subcommand == "predict" and config.get("output_dir") is None:
+            raise UserError(
+                "predict writes nothing without --output_dir DIR",
+                hint="give --output_dir (masks/, heatmaps/, overlays/, scores/ go there)",
+            )
         if config.get("model") is None:
             raise UserError(
                 f"{self.subcommand} needs a model: give --ckpt_path CKPT, --config or --model"
