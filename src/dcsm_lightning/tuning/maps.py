@@ -30,10 +30,10 @@ from dcsm_lightning.saliency import (
     LayerGradient,
     SaliencyStrategy,
     max_pool_scores,
-    select_candidates,
 )
 from dcsm_lightning.saliency.base import rescale
 from dcsm_lightning.saliency.options import with_options
+from dcsm_lightning.segmentation.flow import CandidateRule
 
 __all__ = ["LayerMaps", "StrategyMaps", "TuningImages", "map_source"]
 
@@ -83,14 +83,11 @@ class TuningImages:
         return len(self.ids)
 
     def candidates(self, index: int, mode: CandidateMode, threshold: float, top_up: int) -> Tensor:
-        """Candidates bool B x K of batch ``index``: its tags, or the classes scoring above
-        ``threshold`` topped up to ``top_up`` (``select_candidates``)."""
-        if mode == "labels":
-            labels = self.batches[index].labels
-            if labels is None:
-                raise UserError("candidates='labels' needs the images' tags")
-            return labels > 0.5
-        return select_candidates(self.probs[index], threshold, top_up)
+        """Candidates bool B x K of batch ``index`` by the segmentation's
+        :class:`~dcsm_lightning.segmentation.flow.CandidateRule` (its tags, or the classes
+        scoring above ``threshold`` topped up to ``top_up``)."""
+        rule = CandidateRule(mode, threshold, top_up)
+        return rule.select(self.probs[index], self.batches[index])
 
 
 class StrategyMaps:
@@ -130,7 +127,8 @@ class LayerMaps(StrategyMaps):
     """Maps of a ``LayerGradient`` (or DCSM, paper variant) composed from stored Eq. 3 maps.
 
     Args:
-        layers / scales / top_ups: every layer, scale and N any setting will ask for.
+        layers / scales / top_ups: every layer, scale and N any setting will ask for (a
+            larger N than stored is refused).
         (others): as :class:`StrategyMaps`.
     """
 
@@ -150,8 +148,11 @@ class LayerMaps(StrategyMaps):
         wide = with_options(strategy, layers=tuple(self.layers))
         #: per batch: scale -> layer -> float B x K x h x w (0 off the union of candidates)
         self.stored: list[dict[float, dict[str, Tensor]]] = []
+        #: per batch: bool B x K, the classes whose maps are stored
+        self.union: list[Tensor] = []
         for index, batch in enumerate(images.batches):
             union = torch.stack([self.candidates(index, n) for n in top_ups]).any(0)
+            self.union.append(union)
             slots = CandidateSlots.from_mask(union.to(batch.image.device))
             per_scale: dict[float, dict[str, Tensor]] = {}
             with wide.session(model):
@@ -174,6 +175,8 @@ class LayerMaps(StrategyMaps):
         out = []
         for index, batch in enumerate(self.images.batches):
             candidates = self.candidates(index, top_up)
+            if (candidates & ~self.union[index]).any():
+                raise ValueError(f"N = {top_up} asks for classes whose maps were not stored")
             size = (batch.image.shape[-2], batch.image.shape[-1])
             total = None
             for scale in strategy.scales:

@@ -2,10 +2,11 @@
 
 :class:`Evaluator` turns a setting into per-image confusion counts of its masks without and
 with the dense CRF. A setting's maps are made once (by the map source) and kept while the
-settings that differ only in CRF knobs are scored; each CRF variant runs through one
-:class:`~dcsm_lightning.crf.DenseCRF` refiner's worker pool. Every result is cached per image,
-so a search on any subset of the images (a cross-validation fold, a smaller draw) re-scores
-what was computed without running anything again.
+settings that differ only in CRF knobs are scored; masks come from the library's flow,
+:func:`~dcsm_lightning.segmentation.flow.segment_batch`, with one
+:class:`~dcsm_lightning.crf.DenseCRF` refiner whose worker pool runs every CRF variant.
+Every result is cached per image, so a search on any subset of the images (a
+cross-validation fold, a smaller draw) re-scores what was computed without running anything.
 
 Two searches over a :class:`~dcsm_lightning.tuning.grid.Grid`:
 
@@ -30,7 +31,8 @@ from torch import Tensor
 
 from dcsm_lightning.crf import CRFSettings, DenseCRF
 from dcsm_lightning.metrics import iou_from_confusion, segmentation_confusion
-from dcsm_lightning.segmentation.labels import labels_from_maps
+from dcsm_lightning.segmentation.flow import segment_batch
+from dcsm_lightning.segmentation.methods import Method
 from dcsm_lightning.tuning.grid import Grid, Setting, as_setting
 from dcsm_lightning.tuning.maps import StrategyMaps
 
@@ -84,9 +86,8 @@ class Evaluator:
         self.grid, self.source, self.crf, self.num_labels = grid, source, crf, num_labels
         self.refiner, self.top_up, self.progress = refiner, top_up, progress
         self.cache: dict[Setting, Evaluation] = {}
-        #: (strategy options, N) -> (maps and candidates per batch, plain confusions), the
-        #: most recently used last
-        self._maps: OrderedDict[Any, tuple[list[tuple[Tensor, Tensor]], Tensor]] = OrderedDict()
+        #: (strategy options, N) -> maps and candidates per batch, the most recently used last
+        self._maps: OrderedDict[Any, list[tuple[Tensor, Tensor]]] = OrderedDict()
         self.seconds = 0.0
 
     def crf_settings(self, setting: Setting) -> CRFSettings:
@@ -102,19 +103,20 @@ class Evaluator:
         top_up = parts["candidates"].get("min_candidates", self.top_up)
         key = (as_setting(parts["strategy"]), top_up)
         if key not in self._maps:
-            maps = self.source.maps(parts["strategy"], top_up)
-            plain = [labels_from_maps(m, c, b.valid) for (m, c), b in self._pairs(maps)]
-            self._maps[key] = (maps, self._confusions(plain))
+            self._maps[key] = self.source.maps(parts["strategy"], top_up)
             while len(self._maps) > MAPS_KEPT:
                 self._maps.popitem(last=False)
         self._maps.move_to_end(key)
-        maps, plain_counts = self._maps[key]
         self.refiner.settings = self.crf_settings(setting)
-        refined = [
-            self.refiner.refine(None, "validate", batch, batch_maps, candidates)
-            for (batch_maps, candidates), batch in self._pairs(maps)
-        ]
-        result = Evaluation(plain_counts, self._confusions(refined))
+        method = Method(self.source.strategy.name)
+        plain, refined = [], []
+        for index, (maps, candidates) in enumerate(self._maps[key]):
+            batch = self.source.images.batches[index]
+            given = _Given(method.strategy, self.source.images.probs[index], candidates, maps)
+            out = segment_batch(None, batch, given, [self.refiner], stage="validate")  # type: ignore[arg-type]
+            plain.append(out.masks[method])
+            refined.append(out.masks[method.refined(self.refiner.name)])
+        result = Evaluation(self._confusions(plain), self._confusions(refined))
         self.cache[setting] = result
         self.seconds += time.perf_counter() - start
         self.log(
@@ -128,9 +130,6 @@ class Evaluator:
         if self.progress is not None:
             self.progress(line)
 
-    def _pairs(self, maps: list[tuple[Tensor, Tensor]]) -> list[tuple[tuple[Tensor, Tensor], Any]]:
-        return list(zip(maps, self.source.images.batches, strict=True))
-
     def _confusions(self, masks: list[Tensor]) -> Tensor:
         counts = [
             segmentation_confusion(pred.cpu(), target, self.num_labels)
@@ -138,6 +137,18 @@ class Evaluator:
             for pred, target in zip(batch_masks, batch.mask, strict=True)  # type: ignore[arg-type]
         ]
         return torch.stack(counts)
+
+
+class _Given:
+    """A :class:`~dcsm_lightning.segmentation.flow.MapSource` of maps made earlier: the flow
+    (:func:`~dcsm_lightning.segmentation.flow.segment_batch`) takes them from here."""
+
+    def __init__(self, name: str, probs: Tensor, candidates: Tensor, maps: Tensor) -> None:
+        self.names = [name]
+        self.given = (probs, candidates, {name: maps})
+
+    def __call__(self, model: Any, batch: Any, scores: Any) -> tuple[Tensor, Tensor, dict]:
+        return self.given
 
 
 def _describe(setting: Setting) -> str:

@@ -91,6 +91,27 @@ class Tuning:
     seconds: float
 
 
+def search_with_edges(
+    grid: Grid, start: Setting, score: Callable[[Setting], float], extend: bool = True
+) -> tuple[SearchResult, Grid, list[str]]:
+    """:func:`search_grid`, then, while the best sits on an edge, the grid grown past it and
+    the search resumed from the best (:data:`MAX_EXTENSIONS` times at most).
+
+    Returns:
+        The result (every setting scored, in order), the final grid, the knobs grown.
+    """
+    result = search_grid(grid, start, score)
+    grown: list[str] = []
+    for _ in range(MAX_EXTENSIONS if extend else 0):
+        bigger, added = extended(grid, dict(result.best))
+        if not added:
+            break
+        grid, grown = bigger, grown + added
+        more = search_grid(grid, result.best, score)
+        result = SearchResult(more.best, more.score, result.scored + more.scored)
+    return result, grid, sorted(set(grown))
+
+
 def _tune_one(
     strategy: SaliencyStrategy,
     grid: Grid,
@@ -102,17 +123,7 @@ def _tune_one(
     seed: int,
     extend: bool,
 ) -> StrategyTuning:
-    score = evaluator  # shorthand below
-    result = search_grid(grid, start, lambda s: score(s).miou())
-    grown: list[str] = []
-    for _ in range(MAX_EXTENSIONS if extend else 0):
-        bigger, added = extended(grid, dict(result.best))
-        if not added:
-            break
-        grid, grown = bigger, grown + added
-        evaluator.grid = grid
-        more = search_grid(grid, result.best, lambda s: score(s).miou())
-        result = SearchResult(more.best, more.score, result.scored + more.scored)
+    result, grid, grown = search_with_edges(grid, start, lambda s: evaluator(s).miou(), extend)
     # NaN scores (no labelled pixel) never win; ties keep the search's order
     scored = list(dict.fromkeys(setting for setting, value in result.scored if value == value))
     validation = cross_validate(scored, evaluator, count, folds, seed)
@@ -126,10 +137,34 @@ def _tune_one(
         tuned_scores=evaluator(result.best),
         cross_validation=validation,
         strategy=with_options(strategy, **options),
-        extended=sorted(set(grown)),
+        extended=grown,
         edges=grid.edges(dict(result.best)),
         scores=evaluator.cache,
     )
+
+
+def strategy_evaluator(
+    strategy: SaliencyStrategy,
+    model: nn.Module,
+    segmentation: SaliencySegmentation,
+    images: TuningImages,
+    grid: Grid,
+    crf: CRFSettings,
+    refiner: DenseCRF,
+    progress: Callable[[str], None] | None = None,
+) -> Evaluator:
+    """The :class:`Evaluator` of ``strategy`` on ``images`` over ``grid`` (its maps stored for
+    every value the grid, grown past its edges, may ask for), candidates as ``segmentation``
+    chooses them."""
+    values = {k.name: k.values for k in grid.knobs if k.target == "strategy"}
+    top_ups = grid.knob("min_candidates").values
+    top_ups = (*top_ups, *(max(top_ups) + 1 + i for i in range(MAX_EXTENSIONS)))
+    source = map_source(
+        strategy, model, images, values, top_ups, segmentation.candidates,
+        segmentation.candidate_threshold,
+    )  # fmt: skip
+    labels = len(segmentation.class_names) + 1
+    return Evaluator(grid, source, crf, labels, refiner, progress=progress)
 
 
 def tune_segmentation(
@@ -167,8 +202,6 @@ def tune_segmentation(
     count = len(images)
     progress(f"{count} tuning images")
     refiner = DenseCRF(num_workers=crf_workers)
-    mode, threshold = segmentation.candidates, segmentation.candidate_threshold
-    n_labels = len(segmentation.class_names) + 1
     done: list[StrategyTuning] = []
     chosen_crf, chosen_n = crf, segmentation.min_candidates
     try:
@@ -182,11 +215,10 @@ def tune_segmentation(
                 shared = {k.name: shared[k.name] for k in grid.knobs if k.target != "strategy"}
                 grid = fixed(grid, shared)
                 start = as_setting({**dict(default), **shared})
-            values = {k.name: k.values for k in grid.knobs if k.target == "strategy"}
-            top_ups = grid.knob("min_candidates").values
             progress(f"{strategy.name}: maps of {count} images ...")
-            source = map_source(strategy, model, images, values, top_ups, mode, threshold)
-            evaluator = Evaluator(grid, source, crf, n_labels, refiner, progress=progress)
+            evaluator = strategy_evaluator(
+                strategy, model, segmentation, images, grid, crf, refiner, progress
+            )
             done.append(
                 _tune_one(strategy, grid, start, default, evaluator, count, folds, seed, extend)
             )
