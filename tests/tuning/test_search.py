@@ -98,8 +98,11 @@ def test_tune_chooses_the_best_setting_of_a_small_grid():
     assert len(set(scores.values())) > 3  # the grid matters on this case
     chosen_key = tuple(chosen[n] for n in names)
     assert scores[chosen_key] == pytest.approx(best, abs=1e-6)
-    # the tuner's composed maps score what the strategy itself gives
+    # the tuner's composed maps score what the strategy itself gives, for every setting
     assert tuning.strategies[0].tuned_scores.miou() == pytest.approx(best, abs=1e-6)
+    for setting, evaluation in tuning.strategies[0].scores.items():
+        key = tuple(dict(setting)[n] for n in names)
+        assert evaluation.miou() == pytest.approx(scores[key], abs=1e-6), setting
     assert tuning.min_candidates == chosen["min_candidates"]
     assert tuning.crf.bilateral_compat == chosen["bilateral_compat"]
     assert tuning.strategies[0].strategy.alpha == chosen["alpha"]
