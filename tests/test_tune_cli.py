@@ -6,13 +6,18 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 import yaml
+from PIL import Image
 
 from dcsm_lightning.app.cli import main
 from dcsm_lightning.crf import DenseCRF
+from dcsm_lightning.data import VOCDataModule
 from dcsm_lightning.data.synthetic import export_voc
 from dcsm_lightning.errors import UserError
+from dcsm_lightning.tuning import tuning_loader
 
 
 @pytest.fixture(scope="module")
@@ -115,3 +120,22 @@ def test_tune_refuses_to_overwrite_and_needs_a_checkpoint(setup, tmp_path, capsy
     assert (tmp_path / "tuned.yaml").read_text() == "mine"
     with pytest.raises(UserError, match="ckpt_path"):
         main(["tune", "--config", str(config), f"--output_dir={tmp_path / 'x'}"])
+
+
+def test_masks_folder_replaces_the_datasets_masks_for_the_images_it_names(setup, tmp_path):
+    voc, _, _ = setup
+    datamodule = VOCDataModule(str(voc), size=64, batch_size=4, train_split="train")
+    ids = (voc / "ImageSets" / "Segmentation" / "train.txt").read_text().split()
+    mine = np.zeros((64, 64), dtype=np.uint8)
+    mine[10:30, 5:50] = 2  # a user's mask: unlike the dataset's
+    for name in ids[1:3]:
+        Image.fromarray(mine).save(tmp_path / f"{name}.png")
+    loader, line = tuning_loader(datamodule, 50, masks=tmp_path)
+    assert line == f"2 TRAIN images with masks in {tmp_path}"
+    (batch,) = list(loader)
+    assert batch["id"] == ids[1:3]
+    assert torch.equal(batch["mask"], torch.from_numpy(mine).long().expand(2, 64, 64))
+    (tmp_path / "other").mkdir()
+    Image.fromarray(mine).save(tmp_path / "other" / "nobody.png")
+    with pytest.raises(UserError, match="none of its .png files"):
+        tuning_loader(datamodule, 50, masks=tmp_path / "other")
