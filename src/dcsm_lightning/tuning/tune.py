@@ -143,6 +143,10 @@ def _tune_one(
     )
 
 
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
 def strategy_evaluator(
     strategy: SaliencyStrategy,
     model: nn.Module,
@@ -175,7 +179,7 @@ def tune_segmentation(
     folds: int = 5,
     seed: int = 0,
     crf_workers: int | None = None,
-    progress: Callable[[str], None] = print,
+    progress: Callable[[str], None] = _say,
     grid_values: Mapping[str, Sequence[Any]] | None = None,
     extend: bool = True,
 ) -> Tuning:
