@@ -4,11 +4,13 @@
 #   2. compare DCSM on val with the paper's defaults and with tuned.yaml;
 #   3. pseudo-labels of the train split with each; a second stage (configs/synthetic_seg.yaml)
 #      trained on each; both students compared on val.
-# Usage: benchmarks/tuning_study.sh shapes|glyphs CKPT OUT [NUM_IMAGES]
+# Usage: benchmarks/tuning_study.sh shapes|glyphs CKPT OUT [NUM_IMAGES] [TRACKS]
+# TRACKS: "default tuned" (both, the default), or one of them: the default track needs no tune,
+# so two runs (default / tuned) can go side by side.
 # Every step's log is OUT/<step>.log; a finished step (its output present) is skipped on rerun.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DATASET=$1 CKPT=$2 OUT=$3 NUM=${4:-50}
+DATASET=$1 CKPT=$2 OUT=$3 NUM=${4:-50} TRACKS=${5:-default tuned}
 CLI=${CLI:-dcsm-lightning}
 CONFIG=(--config configs/synthetic.yaml)
 SEG=(--config configs/synthetic_seg.yaml)
@@ -25,25 +27,25 @@ step() {  # step NAME DONE_FILE COMMAND...: run unless DONE_FILE exists; log and
   echo "$name: $((SECONDS - start)) s" | tee -a "$OUT/times.txt"
 }
 LOGGER=(--trainer.logger=false)
-step tune "$OUT/tuned/tuned.yaml" \
+[[ " $TRACKS " == *" tuned "* ]] && step tune "$OUT/tuned/tuned.yaml" \
   "$CLI" tune "${CONFIG[@]}" --ckpt_path "$CKPT" --model.init_args.saliency=dcsm \
   --num_images "$NUM" --output_dir "$OUT/tuned" "${LOGGER[@]}"
 # tuned.yaml lists DCSM alone (tuned with saliency=dcsm); the default rows name it here
 extra_default=(--model.init_args.saliency=dcsm)
 extra_tuned=(--config "$OUT/tuned/tuned.yaml")
-for kind in default tuned; do  # the val tables first, the second stage after
+for kind in $TRACKS; do  # the val tables first, the second stage after
   extra="extra_$kind[@]"
   step "compare_$kind" "$OUT/compare_$kind/comparison.csv" \
     "$CLI" compare "${CONFIG[@]}" "${!extra}" --ckpt_path "$CKPT" "${LOGGER[@]}" \
     --output_dir "$OUT/compare_$kind"
 done
-for kind in default tuned; do
+for kind in $TRACKS; do
   extra="extra_$kind[@]"
   step "pseudo_$kind" "$OUT/pseudo_$kind/ImageSets" \
     "$CLI" pseudo-labels "${CONFIG[@]}" "${!extra}" --ckpt_path "$CKPT" "${LOGGER[@]}" \
     --output_dir "$OUT/pseudo_$kind"
 done
-for kind in default tuned; do
+for kind in $TRACKS; do
   STUDENT="$OUT/runs/student_$kind/version_0/checkpoints/last.ckpt"
   step "student_$kind" "$STUDENT" \
     "$CLI" fit "${SEG[@]}" --model.init_args.pretrained="$CKPT" \
