@@ -25,7 +25,7 @@ from dcsm_lightning.saliency import SaliencyStrategy, as_saliency, saliency_spec
 from dcsm_lightning.segmentation.batches import BatchOutputs
 from dcsm_lightning.segmentation.flow import CandidateRule, MapSource, SaliencyMaps, segment_batch
 from dcsm_lightning.segmentation.method_metrics import STAGE_PREFIX, MethodMetrics
-from dcsm_lightning.segmentation.methods import Method
+from dcsm_lightning.segmentation.methods import Method, check_distinct
 from dcsm_lightning.segmentation.output import MaskRefiner, SegmentationOutput
 from dcsm_lightning.segmentation.panels import log_panels, panel_data, panel_grid
 
@@ -43,12 +43,9 @@ class SaliencySegmentation(Callback):
     As input it takes each evaluation batch (through ``batch_adapter``) and the module's
     ``forward(image)``: scores (B, K) or a score map (B, K, h, w), taken as logits. It
     produces a :class:`SegmentationOutput` per batch and, for validate / test, one mIoU per
-    method over the split, logged as ``<stage>/miou/<method>`` and
-    ``<stage>/iou/<method>/<label>`` (stage ``val`` or ``test``) and kept in :attr:`results`.
-    Methods are the strategies' names and, for each refiner callback in the trainer (e.g.
-    ``DenseCRF``), ``<name>+<refiner name>``. Our modules segment inside their steps
-    (:meth:`segment_step`, reusing their forward); for any other module this callback does
-    after the step. The order of the trainer's callbacks does not matter.
+    method (``<name>``, ``<name>+<refiner name>``), logged as ``<stage>/miou/<method>`` and
+    ``<stage>/iou/<method>/<label>`` and kept in :attr:`results`. Our modules segment in
+    their steps (:meth:`segment_step`, with their forward); any other module, after its step.
 
     Args:
         saliency: one strategy or a list (names must differ): instances, registry names
@@ -84,7 +81,7 @@ class SaliencySegmentation(Callback):
         super().__init__()
         specs = saliency if isinstance(saliency, (list, tuple)) else [saliency]
         self.strategies: list[SaliencyStrategy] = [as_saliency(spec) for spec in specs]
-        _refuse_duplicates(
+        check_distinct(
             [s.name for s in self.strategies], "saliency strategies",
             "set init_args.name in the config",
         )  # fmt: skip
@@ -214,7 +211,7 @@ class SaliencySegmentation(Callback):
         self.refiners = [
             cb for cb in trainer.callbacks if cb is not self and isinstance(cb, MaskRefiner)
         ]
-        _refuse_duplicates(
+        check_distinct(
             [r.name for r in self.refiners], "refiners",
             'e.g. DenseCRF(name="crf5", settings=...) beside DenseCRF()',
         )  # fmt: skip
@@ -290,12 +287,6 @@ class SaliencySegmentation(Callback):
 
     on_validation_epoch_end = partialmethod(_epoch_end, "val")
     on_test_epoch_end = partialmethod(_epoch_end, "test")
-
-
-def _refuse_duplicates(names: list[str], what: str, hint: str) -> None:
-    duplicated = sorted({n for n in names if names.count(n) > 1})
-    if duplicated:
-        raise ValueError(f"{what} need distinct names; {duplicated} is used twice ({hint})")
 
 
 def find_segmentation(trainer: pl.Trainer, needed_by: str) -> SaliencySegmentation:
