@@ -33,7 +33,11 @@ from dcsm_lightning.tuning.grid import Grid, Knob, default_grid, start_setting  
 from dcsm_lightning.tuning.images import draw_indices, split_loader, tuning_loader  # noqa: E402
 from dcsm_lightning.tuning.maps import TuningImages  # noqa: E402
 from dcsm_lightning.tuning.search import _describe  # noqa: E402
-from dcsm_lightning.tuning.tune import search_with_edges, strategy_evaluator  # noqa: E402
+from dcsm_lightning.tuning.tune import (  # noqa: E402
+    candidate_rule,
+    search_with_edges,
+    strategy_evaluator,
+)
 
 
 def _spread(values: list[float]) -> str:
@@ -58,8 +62,9 @@ def main(argv: list[str] | None = None) -> None:
     model.eval()
     segmentation = model.segmentation
     strategy, crf = segmentation.strategies[0], CRFSettings()
-    grid = default_grid(strategy, segmentation.min_candidates, crf)
-    start = start_setting(grid, strategy, segmentation.min_candidates, crf)
+    top_up = candidate_rule(segmentation).min_candidates
+    grid = default_grid(strategy, top_up, crf)
+    start = start_setting(grid, strategy, top_up, crf)
     refiner = DenseCRF()
     loader, line = tuning_loader(datamodule, args.pool, 0)
     pool = strategy_evaluator(

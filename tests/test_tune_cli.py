@@ -99,7 +99,8 @@ def test_tuned_yaml_round_trips_through_compare(setup, tmp_path):
     assert strategy.alpha == chosen["alpha"]
     assert list(strategy.layers) == chosen["layers"]
     assert list(strategy.scales) == chosen["scales"]
-    assert cli.model.segmentation.min_candidates == tuned["model"]["init_args"]["min_candidates"]
+    rule = cli.model.segmentation.source.candidates
+    assert rule.min_candidates == tuned["model"]["init_args"]["min_candidates"]
     crf = [cb for cb in cli.trainer.callbacks if isinstance(cb, DenseCRF)]
     settings = tuned["trainer"]["callbacks"][0]["init_args"]["settings"]
     assert len(crf) == 1 and vars(crf[0].settings) == settings

@@ -183,7 +183,7 @@ class Study:
         held = {
             "layers": (strategy.layers,),
             "scales": (strategy.scales,),
-            "min_candidates": (segmentation.min_candidates,),
+            "min_candidates": (segmentation.source.candidates.min_candidates,),
             **{
                 k: (getattr(PAPER_CRF, k),)
                 for k in ("bilateral_sxy", "bilateral_srgb", "iterations")

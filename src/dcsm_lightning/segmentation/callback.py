@@ -1,21 +1,18 @@
-"""``SaliencySegmentation``: any classifier -> saliency maps -> masks -> per-method mIoU.
+"""``SaliencySegmentation``: the evaluation flow as a Lightning callback.
 
-The one evaluation flow of the library. The callback reads each validation / test / predict
-batch through a :class:`~dcsm_lightning.data.adapter.BatchAdapter`, asks the module for class
-scores (``pl_module(image)``: B x K, or a B x K x h x w score map, max-pooled), picks the
-candidates, runs every saliency strategy, turns the maps into masks (Eq. 7), lets every
-refiner in the trainer (e.g. :class:`~dcsm_lightning.crf.DenseCRF`) add its masks, and feeds
-one :class:`~dcsm_lightning.metrics.SegmentationIoU` per method
-(:class:`~dcsm_lightning.segmentation.method_metrics.MethodMetrics`). What it produces is held as
-data: :attr:`SaliencySegmentation.last_output` (the batch's :class:`SegmentationOutput`, which
-:class:`~dcsm_lightning.SegmentationWriter` reads) and
-:attr:`SaliencySegmentation.results` (per-method mIoU, which
-:class:`~dcsm_lightning.ComparisonReport` reads).
+It runs :func:`~dcsm_lightning.segmentation.flow.segment_batch` on each validation / test /
+predict batch (read through a :class:`~dcsm_lightning.data.adapter.BatchAdapter`) with the
+refiners of the trainer (e.g. :class:`~dcsm_lightning.crf.DenseCRF`), feeds one
+:class:`~dcsm_lightning.metrics.SegmentationIoU` per method and holds what it produces as
+data: :attr:`SaliencySegmentation.last_output` (read by
+:class:`~dcsm_lightning.SegmentationWriter`) and :attr:`SaliencySegmentation.results`
+(read by :class:`~dcsm_lightning.ComparisonReport`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from functools import partialmethod
 from typing import Any, Literal
 
@@ -28,9 +25,9 @@ from dcsm_lightning.saliency import SaliencyStrategy, as_saliency, saliency_spec
 from dcsm_lightning.segmentation.batches import BatchOutputs
 from dcsm_lightning.segmentation.flow import CandidateRule, MapSource, SaliencyMaps, segment_batch
 from dcsm_lightning.segmentation.method_metrics import STAGE_PREFIX, MethodMetrics
-from dcsm_lightning.segmentation.methods import Method
+from dcsm_lightning.segmentation.methods import Method, check_distinct
 from dcsm_lightning.segmentation.output import MaskRefiner, SegmentationOutput
-from dcsm_lightning.segmentation.panels import log_panels, panel_grid
+from dcsm_lightning.segmentation.panels import log_panels, panel_data, panel_grid
 
 __all__ = ["MaskRefiner", "SaliencySegmentation", "SegmentationOutput", "find_segmentation"]
 
@@ -46,11 +43,9 @@ class SaliencySegmentation(Callback):
     As input it takes each evaluation batch (through ``batch_adapter``) and the module's
     ``forward(image)``: scores (B, K) or a score map (B, K, h, w), taken as logits. It
     produces a :class:`SegmentationOutput` per batch and, for validate / test, one mIoU per
-    method over the split, logged as ``<stage>/miou/<method>`` and
-    ``<stage>/iou/<method>/<label>`` (stage ``val`` or ``test``) and kept in :attr:`results`.
-    Methods are the strategies' names and, for each refiner callback in the trainer (e.g.
-    ``DenseCRF``), ``<name>+<step>``. The order of the trainer's callbacks does not matter:
-    whichever asks first for a batch's output (this callback's hook, the writer) computes it.
+    method (``<name>``, ``<name>+<refiner name>``), logged as ``<stage>/miou/<method>`` and
+    ``<stage>/iou/<method>/<label>`` and kept in :attr:`results`. Our modules segment in
+    their steps (:meth:`segment_step`, with their forward); any other module, after its step.
 
     Args:
         saliency: one strategy or a list (names must differ): instances, registry names
@@ -86,7 +81,7 @@ class SaliencySegmentation(Callback):
         super().__init__()
         specs = saliency if isinstance(saliency, (list, tuple)) else [saliency]
         self.strategies: list[SaliencyStrategy] = [as_saliency(spec) for spec in specs]
-        _refuse_duplicates(
+        check_distinct(
             [s.name for s in self.strategies], "saliency strategies",
             "set init_args.name in the config",
         )  # fmt: skip
@@ -98,9 +93,6 @@ class SaliencySegmentation(Callback):
             raise ValueError(f"{len(class_names)} class_names but num_classes={num_classes}")
         self.class_names = [str(n) for n in class_names]
         self.batch_adapter = as_adapter(batch_adapter)
-        self.candidates = candidates
-        self.candidate_threshold = candidate_threshold
-        self.min_candidates = min_candidates
         #: what makes the maps (:func:`~dcsm_lightning.segmentation.flow.segment_batch`).
         self.source: MapSource = SaliencyMaps(
             self.strategies, CandidateRule(candidates, candidate_threshold, min_candidates)
@@ -139,6 +131,11 @@ class SaliencySegmentation(Callback):
             for name in self.map_names
             for step in (None, *(r.name for r in self.refiners))
         ]
+
+    def use_candidates(self, source: Literal["predicted", "labels"]) -> None:
+        """Take the candidates from ``source`` from now on (pseudo-labels: the image tags)."""
+        if isinstance(self.source, SaliencyMaps):
+            self.source.candidates = replace(self.source.candidates, source=source)
 
     def segment(
         self,
@@ -214,7 +211,7 @@ class SaliencySegmentation(Callback):
         self.refiners = [
             cb for cb in trainer.callbacks if cb is not self and isinstance(cb, MaskRefiner)
         ]
-        _refuse_duplicates(
+        check_distinct(
             [r.name for r in self.refiners], "refiners",
             'e.g. DenseCRF(name="crf5", settings=...) beside DenseCRF()',
         )  # fmt: skip
@@ -227,19 +224,16 @@ class SaliencySegmentation(Callback):
             return False
         return stage == "predict" or self.segment_in_fit or trainer.state.fn != "fit"
 
-    def _start(self, pl_module: pl.LightningModule, prefix: str | None = None) -> None:
+    def _start(
+        self, prefix: str | None, trainer: pl.Trainer, pl_module: pl.LightningModule
+    ) -> None:
         self.outputs.reset()
         self.results.pop(prefix, None)
         self.metrics.to(pl_module.device)
 
-    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._start(pl_module, "val")
-
-    def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._start(pl_module, "test")
-
-    def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._start(pl_module)
+    on_validation_start = partialmethod(_start, "val")
+    on_test_start = partialmethod(_start, "test")
+    on_predict_start = partialmethod(_start, None)
 
     def _update(
         self,
@@ -257,15 +251,7 @@ class SaliencySegmentation(Callback):
             return
         self.metrics.update(STAGE_PREFIX[stage], out.masks, out.batch.mask)
         if batch_idx == 0 and dataloader_idx == 0 and self.log_panels and stage == "validate":
-            first = self.map_names[0]
-            refined = [Method(first, r.name) for r in self.refiners]
-            shown = refined[0] if refined and refined[0] in out.masks else first
-            self._panel = {
-                "rgb": out.batch.rgb.cpu(),
-                "maps": out.maps[first].cpu(),
-                "masks": out.masks[shown].cpu(),
-                "candidates": out.candidates.cpu(),
-            }
+            self._panel = panel_data(out, self.map_names[0], [r.name for r in self.refiners])
 
     def _batch_end(
         self,
@@ -290,7 +276,7 @@ class SaliencySegmentation(Callback):
     on_test_batch_end = partialmethod(_batch_end, "test")
     on_predict_batch_end = partialmethod(_batch_end, "predict")
 
-    def _epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prefix: str) -> None:
+    def _epoch_end(self, prefix: str, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         stage_results = self.metrics.compute(prefix, self.methods, pl_module.log)
         if stage_results:
             self.results[prefix] = stage_results
@@ -299,17 +285,8 @@ class SaliencySegmentation(Callback):
             log_panels(pl_module.logger, f"{prefix}/panels", grid, trainer.global_step)
         self._panel = None
 
-    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._epoch_end(trainer, pl_module, "val")
-
-    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._epoch_end(trainer, pl_module, "test")
-
-
-def _refuse_duplicates(names: list[str], what: str, hint: str) -> None:
-    duplicated = sorted({n for n in names if names.count(n) > 1})
-    if duplicated:
-        raise ValueError(f"{what} need distinct names; {duplicated} is used twice ({hint})")
+    on_validation_epoch_end = partialmethod(_epoch_end, "val")
+    on_test_epoch_end = partialmethod(_epoch_end, "test")
 
 
 def find_segmentation(trainer: pl.Trainer, needed_by: str) -> SaliencySegmentation:

@@ -21,6 +21,7 @@ from dcsm_lightning.crf import CRFSettings, DenseCRF
 from dcsm_lightning.saliency import SaliencyStrategy
 from dcsm_lightning.saliency.options import with_options
 from dcsm_lightning.segmentation.callback import SaliencySegmentation
+from dcsm_lightning.segmentation.flow import CandidateRule, SaliencyMaps
 from dcsm_lightning.tuning.cross_validation import CrossValidation, cross_validate
 from dcsm_lightning.tuning.grid import (
     Grid,
@@ -143,6 +144,17 @@ def _tune_one(
     )
 
 
+def candidate_rule(segmentation: SaliencySegmentation) -> CandidateRule:
+    """The segmentation's candidate rule (source, threshold, N): where the search starts.
+
+    Raises:
+        ValueError: its maps do not come from saliency strategies.
+    """
+    if not isinstance(segmentation.source, SaliencyMaps):
+        raise ValueError("tune needs a segmentation whose maps come from saliency strategies")
+    return segmentation.source.candidates
+
+
 def _say(line: str) -> None:
     print(line, flush=True)
 
@@ -164,8 +176,8 @@ def strategy_evaluator(
     top_ups = grid.knob("min_candidates").values
     top_ups = (*top_ups, *(max(top_ups) + 1 + i for i in range(MAX_EXTENSIONS)))
     source = map_source(
-        strategy, model, images, values, top_ups, segmentation.candidates,
-        segmentation.candidate_threshold,
+        strategy, model, images, values, top_ups, candidate_rule(segmentation).source,
+        candidate_rule(segmentation).threshold,
     )  # fmt: skip
     labels = len(segmentation.class_names) + 1
     return Evaluator(grid, source, crf, labels, refiner, progress=progress)
@@ -187,8 +199,8 @@ def tune_segmentation(
 
     Args:
         model: the classifier (eval mode), image B x 3 x S x S -> scores B x K (x h x w).
-        segmentation: its strategies, candidate rule (``candidates``, ``candidate_threshold``)
-            and configured N (``min_candidates``) are the search's start ("default").
+        segmentation: its strategies and candidate rule (source, threshold, N) are the
+            search's start ("default").
         crf: the configured CRF settings (the start of the CRF knobs).
         loader: batches of the batch contract with ``mask`` (the tuning images; never val).
         folds: k of the cross-validation (fewer with fewer images; < 2 skips it).
@@ -207,12 +219,13 @@ def tune_segmentation(
     progress(f"{count} tuning images")
     refiner = DenseCRF(num_workers=crf_workers)
     done: list[StrategyTuning] = []
-    chosen_crf, chosen_n = crf, segmentation.min_candidates
+    configured_n = candidate_rule(segmentation).min_candidates
+    chosen_crf, chosen_n = crf, configured_n
     try:
         for index, strategy in enumerate(segmentation.strategies):
             first = index == 0
-            grid = default_grid(strategy, segmentation.min_candidates, crf, grid_values)
-            default = start_setting(grid, strategy, segmentation.min_candidates, crf)
+            grid = default_grid(strategy, configured_n, crf, grid_values)
+            default = start_setting(grid, strategy, configured_n, crf)
             start = default
             if not first:  # N and the CRF as chosen for the first strategy
                 shared = {"min_candidates": chosen_n, **asdict(chosen_crf)}
