@@ -28,10 +28,13 @@ from dcsm_lightning.data.adapter import BatchAdapter, SegmentationBatch, as_adap
 from dcsm_lightning.saliency import (
     SaliencyStrategy,
     as_saliency,
-    max_pool_scores,
+    model_pool,
+    pool_scores,
     saliency_spec_type,
     select_candidates,
 )
+from dcsm_lightning.saliency.pooling import Pool
+from dcsm_lightning.segmentation.distributed import PaddingFilter, counted
 from dcsm_lightning.segmentation.labels import labels_from_maps, method_name
 from dcsm_lightning.segmentation.method_metrics import STAGE_PREFIX, MethodMetrics
 from dcsm_lightning.segmentation.output import MaskRefiner, SegmentationOutput
@@ -49,7 +52,8 @@ class SaliencySegmentation(Callback):
     """Turn any LightningModule whose forward gives class scores into masks and mIoU.
 
     As input it takes each evaluation batch (through ``batch_adapter``) and the module's
-    ``forward(image)``: scores (B, K) or a score map (B, K, h, w), taken as logits. It
+    ``forward(image)``: scores (B, K) or a score map (B, K, h, w) pooled by ``pool``, taken
+    as logits. It
     produces a :class:`SegmentationOutput` per batch and, for validate / test, one mIoU per
     method over the split, logged as ``<stage>/miou/<method>`` and
     ``<stage>/iou/<method>/<label>`` (stage ``val`` or ``test``) and kept in :attr:`results`.
@@ -67,7 +71,15 @@ class SaliencySegmentation(Callback):
         candidates: ``"predicted"`` (score > ``candidate_threshold``, topped up to
             ``min_candidates``) or ``"labels"`` (the batch's image tags).
         candidate_threshold: probability above which a class is a candidate.
-        min_candidates: top-up size N (0 disables it).
+        min_candidates: top-up size N: when fewer classes are above the threshold, the
+            highest-scoring others are added up to N (the paper's N = 3 on VOC's K = 20).
+            The top-up never makes every class a candidate: it is off when K <= N (K = 3,
+            N = 3 would give every class a map on every image); 0 disables it.
+        pool: how a score map (B, K, h, w) becomes scores (B, K) for the probabilities (the
+            candidates and ``scores/*.json``): ``"max"``, ``"avg"`` or a callable; None
+            (default): the module's own ``score_pool`` attribute when it declares one (our
+            ``MultiLabelFCN``: ``"max"``), else ``"max"``. Use the pooling the model was
+            trained with, or the probabilities are ones the model never produces.
         segment_in_fit: also segment in the validation epochs of ``fit`` (slow); by default
             only ``validate`` / ``test`` / ``predict`` do.
         log_panels: log an image / map / mask grid of the first validation batch.
@@ -85,6 +97,7 @@ class SaliencySegmentation(Callback):
         candidates: Literal["predicted", "labels"] = "predicted",
         candidate_threshold: float = 0.5,
         min_candidates: int = 3,
+        pool: Pool | None = None,
         segment_in_fit: bool = False,
         log_panels: bool = True,
     ) -> None:
@@ -111,6 +124,7 @@ class SaliencySegmentation(Callback):
         self.candidates = candidates
         self.candidate_threshold = candidate_threshold
         self.min_candidates = min_candidates
+        self.pool = pool
         self.segment_in_fit = segment_in_fit
         self.log_panels = log_panels
         self.refiners: list[MaskRefiner] = []
@@ -122,6 +136,7 @@ class SaliencySegmentation(Callback):
         self.last_output: SegmentationOutput | None = None
         self._cache_key: tuple[Any, ...] | None = None
         self._panel: dict[str, Tensor] | None = None
+        self._padding = PaddingFilter()
 
     # -- what it computes ---------------------------------------------------------------------
 
@@ -145,9 +160,10 @@ class SaliencySegmentation(Callback):
         ]
 
     def scores(self, pl_module: pl.LightningModule, image: Tensor) -> Tensor:
-        """Class probabilities (B, K) in [0, 1]: sigmoid of the max-pooled ``pl_module(image)``."""
+        """Class probabilities (B, K) in [0, 1]: sigmoid of the pooled ``pl_module(image)``."""
         with torch.no_grad():
-            return torch.sigmoid(max_pool_scores(pl_module(image)).float())
+            scores = pool_scores(pl_module(image), model_pool(pl_module, self.pool))
+            return torch.sigmoid(scores.float())
 
     def maps_and_candidates(
         self, pl_module: pl.LightningModule, batch: SegmentationBatch
@@ -206,7 +222,11 @@ class SaliencySegmentation(Callback):
     # -- Lightning hooks ----------------------------------------------------------------------
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        """Pick up the refiner callbacks of the trainer (e.g. ``DenseCRF``) and their metrics."""
+        """Pick up the refiner callbacks of the trainer (e.g. ``DenseCRF``) and their metrics;
+        let each strategy check the module (default layers) before the first batch."""
+        if stage != "fit" or self.segment_in_fit:
+            for strategy in self.strategies:
+                strategy.setup(pl_module)
         self.refiners = [
             cb for cb in trainer.callbacks if cb is not self and isinstance(cb, MaskRefiner)
         ]
@@ -224,9 +244,11 @@ class SaliencySegmentation(Callback):
 
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._start(pl_module, "val")
+        self._padding.start(trainer.val_dataloaders)
 
     def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._start(pl_module, "test")
+        self._padding.start(trainer.test_dataloaders)
 
     def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._start(pl_module)
@@ -243,9 +265,10 @@ class SaliencySegmentation(Callback):
         if not self._active(trainer) or trainer.sanity_checking:
             return
         out = self.output_for(trainer, pl_module, batch, batch_idx, dataloader_idx, stage)
+        keep = self._padding.keep(dataloader_idx, len(out.batch))
         if out.batch.mask is None:
             return
-        self.metrics.update(STAGE_PREFIX[stage], out.masks, out.batch.mask)
+        self.metrics.update(STAGE_PREFIX[stage], *counted(out.masks, out.batch.mask, keep))
         if batch_idx == 0 and dataloader_idx == 0 and self.log_panels and stage == "validate":
             first = self.map_names[0]
             refined = [method_name(first, r.step) for r in self.refiners]
