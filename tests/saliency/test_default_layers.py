@@ -83,3 +83,34 @@ def test_default_layers_leave_the_model_as_it_was():
     assert [m.training for m in model.modules()] == flags
     assert all(p.requires_grad for p in model.parameters())
     assert not model.trunk[0]._forward_hooks
+
+
+def test_the_callback_fails_at_setup_before_the_first_batch():
+    import lightning.pytorch as pl
+    from torch.utils.data import DataLoader, Dataset
+
+    from dcsm_lightning import SaliencySegmentation
+
+    class Tiny(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 3, 1))
+
+        def forward(self, image: torch.Tensor) -> torch.Tensor:
+            return self.net(image)
+
+        def validation_step(self, batch: dict, batch_idx: int) -> None:
+            pass
+
+    class NeverRead(Dataset):
+        def __len__(self) -> int:
+            return 2
+
+        def __getitem__(self, i: int) -> dict:
+            raise AssertionError("a batch was read before the error")
+
+    seg = SaliencySegmentation(["dcsm"], num_classes=3)
+    trainer = pl.Trainer(callbacks=[seg], logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, accelerator="cpu")  # fmt: skip
+    with pytest.raises(NoDefaultLayers, match="Pass layers="):
+        trainer.validate(Tiny(), DataLoader(NeverRead()))
