@@ -89,7 +89,7 @@ def run(out: Path, devices: int = 1, num_val: int = 7) -> tuple[pl.LightningModu
               "enable_progress_bar": False, "enable_checkpointing": False}  # fmt: skip
     if devices > 1:
         common["strategy"] = "ddp"
-    # --- glue: 6 lines ----------------------------------------------------------------------
+    # --- glue: 6 statements ----------------------------------------------------------------
     adapter = BatchAdapter(image="img", labels="y", mask="seg", id="name")
     seg = SaliencySegmentation(["dcsm", "gradcam", "simonyan"], CLASSES, batch_adapter=adapter,
                                pool="avg")  # fmt: skip
