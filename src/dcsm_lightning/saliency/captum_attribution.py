@@ -40,18 +40,19 @@ class CaptumAttribution(SaliencyStrategy):
     averaged; non-candidates get 0. One Captum call per candidate slot and scale (each
     image's j-th candidate as its target).
 
-    Known to work (tested): ``Saliency``, ``IntegratedGradients``, ``InputXGradient``,
-    ``GuidedBackprop``, ``LayerGradCam``, ``LayerGradientXActivation`` and
-    ``NoiseTunnel`` around ``Saliency``; other gradient and perturbation methods whose
-    ``attribute(inputs, target=...)`` returns attributions shaped like the input or a layer
-    (``GradientShap``, ``Occlusion``, ``LayerIntegratedGradients`` ...) fit the same way.
-    Neuron attributions do not (they have no class target).
+    Every public ``captum.attr`` attribution class either runs or is refused with the reason
+    (tested on a ResNet-18: ``tests/saliency/test_captum_walk.py``): input methods
+    (``Saliency``, ``IntegratedGradients``, ``GuidedBackprop``, ``Occlusion``, ``Lime`` ...),
+    layer methods and ``GuidedGradCam`` with ``layer=``, and ``NoiseTunnel`` run; base,
+    neuron and LLM classes, methods without a class target and a few others are refused
+    when built, DeepLift on a model that reuses a module in :meth:`setup` (see
+    :mod:`~dcsm_lightning.saliency.captum_methods`).
 
     Args:
         method: a ``captum.attr`` class name (``"IntegratedGradients"``) or an import path.
-        layer: the layer of a layer attribution (``LayerGradCam``, ``Layer*``), by our layer
-            names (a module path or its tail, e.g. ``relu5_3``, ``layer4``); required for
-            those, refused for the others.
+        layer: the layer of a method whose constructor takes one (``LayerGradCam``,
+            ``Layer*``, ``GuidedGradCam``), by our layer names (a module path or its tail,
+            e.g. ``relu5_3``, ``layer4``); required for those, refused for the others.
         method_args: further constructor arguments (e.g. ``multiply_by_inputs: false``). For
             ``NoiseTunnel``, ``attribution_method`` names the wrapped method (default
             ``"Saliency"``), built on the same model (and ``layer``).
@@ -66,10 +67,11 @@ class CaptumAttribution(SaliencyStrategy):
         (others): see :class:`~dcsm_lightning.saliency.SaliencyStrategy`.
 
     Raises:
-        ValueError: an unknown method (close matches listed), a layer method without
-            ``layer`` (or ``layer`` for another method), a neuron method, a required
-            ``attribute()`` argument missing (e.g. ``baselines`` of ``GradientShap``), or
-            ``inputs`` / ``target`` among ``attribute_args``.
+        ValueError: an unknown method (close matches listed), a method that cannot give a
+            map per class (the reason given), a layer method without ``layer`` (or ``layer``
+            for another method), a required constructor or ``attribute()`` argument missing
+            (e.g. ``baselines`` of ``GradientShap``), or ``inputs`` / ``target`` among
+            ``attribute_args``.
 
     Example:
         >>> import torch
