@@ -14,6 +14,7 @@ from dcsm_lightning.saliency import (
     model_pool,
     pool_scores,
 )
+from dcsm_lightning.segmentation.flow import SaliencyMaps
 
 
 class AvgNet(nn.Module):
@@ -48,10 +49,10 @@ def test_callback_scores_follow_the_pool_option_and_the_modules_own():
     net, image = AvgNet().eval(), torch.randn(2, 3, 8, 8)
     with torch.no_grad():
         expected = torch.sigmoid(net(image).mean(dim=(2, 3)))
-    declared = SaliencySegmentation("simonyan", num_classes=3).scores(net, image)
-    given = SaliencySegmentation("simonyan", num_classes=3, pool="avg").scores(nn.Sequential(
-        net), image)  # fmt: skip
+    declared = SaliencyMaps.probs(net, image)  # the module's score_pool
+    given = SaliencyMaps.probs(nn.Sequential(net), image, pool="avg")
     assert torch.allclose(declared, expected) and torch.allclose(given, expected)
+    assert SaliencySegmentation("simonyan", num_classes=3, pool="avg").source.pool == "avg"
 
 
 def test_candidates_from_a_score_map_and_the_seed_from_the_pool():

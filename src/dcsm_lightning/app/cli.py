@@ -126,9 +126,6 @@ class DCSMLightningCLI(BaseCLI):
         if self.subcommand == "pseudo-labels":
             if init_args is not None and init_args.get("predict_split") is None:
                 init_args.predict_split = init_args.get("train_split") or "train"
-            model_args = config.model.get("init_args")
-            if model_args is not None and "candidates" in model_args:  # MultiLabelFCN's hparams
-                model_args.candidates = config.candidates
             return
         saved = self.checkpoint
         if saved is not None and init_args is not None:

@@ -137,9 +137,9 @@ class DCSMTrainer(Trainer):
                 ``predicted`` (the classifier's scores).
         """
         callbacks = [*self.callbacks, *(model.configure_callbacks() if model else [])]
-        for callback in callbacks:
+        for callback in callbacks:  # the one place pseudo-labels set their candidates
             if isinstance(callback, SaliencySegmentation):
-                callback.candidates = candidates
+                callback.use_candidates(candidates)
         writer = SegmentationWriter(
             output_dir,
             method=method,

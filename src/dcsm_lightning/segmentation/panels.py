@@ -14,6 +14,8 @@ from torchvision.utils import make_grid
 
 from dcsm_lightning.data.adapter import rgb_from_image
 from dcsm_lightning.palette import blend_overlay, colorize_heatmap, colorize_labels
+from dcsm_lightning.segmentation.methods import Method
+from dcsm_lightning.segmentation.output import SegmentationOutput
 
 COLUMNS = ("image", "heatmap", "mask", "overlay")
 
@@ -31,6 +33,19 @@ def top_candidate(maps: Tensor, candidates: Tensor, scores: Tensor | None = None
         return None
     key = scores.float() if scores is not None else maps.flatten(1).float().sum(dim=1)
     return int(key.masked_fill(~candidates.bool(), float("-inf")).argmax())
+
+
+def panel_data(out: SegmentationOutput, name: str, refiners: list[str]) -> dict[str, Tensor]:
+    """:func:`panel_grid`'s arguments (on the CPU) for the maps ``name`` of a batch's output:
+    its masks refined by the first of ``refiners`` when there are any, else its plain masks."""
+    shown = Method(name, refiners[0]) if refiners else Method(name)
+    shown = shown if shown in out.masks else Method(name)
+    return {
+        "rgb": out.batch.rgb.cpu(),
+        "maps": out.maps[name].cpu(),
+        "masks": out.masks[shown].cpu(),
+        "candidates": out.candidates.cpu(),
+    }
 
 
 def panel_grid(
