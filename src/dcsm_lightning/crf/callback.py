@@ -17,6 +17,7 @@ from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 
 from dcsm_lightning.crf.mean_field import CRFSettings, crf_masks
+from dcsm_lightning.crf.settings import check_backend, resolve_backend
 from dcsm_lightning.crf.workers import init_worker
 from dcsm_lightning.data.adapter import SegmentationBatch
 
@@ -57,11 +58,13 @@ class DenseCRF(Callback):
     batch's ``rgb`` / ``valid`` and the strategy's maps; the masks are evaluated, reported and
     written like any other method's (named ``method_name(strategy, "crf")``).
 
-    The images of a batch run in a process pool (``ProcessPoolExecutor``, ``fork`` start
-    method where available, see :func:`_pool_context`), created on the first batch and shut
-    down at the end of each validation / test / predict loop, in ``teardown`` and in
-    ``on_exception``, so the CRF time scales with cores. Results do not depend on
-    ``num_workers``.
+    With the pydensecrf backend the images of a batch run in a process pool
+    (``ProcessPoolExecutor``, ``fork`` start method where available, see
+    :func:`_pool_context`), created on the first batch and shut down at the end of each
+    validation / test / predict loop, in ``teardown`` and in ``on_exception``, so the CRF
+    time scales with cores. Results do not depend on ``num_workers``. With the torch backend
+    the whole batch runs in one pass inside the step, on the device of the maps (the
+    module's), without worker processes.
 
     Args:
         settings: the CRF parameters; default :class:`~dcsm_lightning.crf.CRFSettings`
@@ -71,9 +74,12 @@ class DenseCRF(Callback):
             ``0`` = run in this process (so does ``None`` when that resolves to 1).
         stages: where to act, any of ``"validate"`` (validation batches, also inside
             ``fit``), ``"test"``, ``"predict"``.
+        backend: ``"auto"`` (torch for maps on an accelerator, pydensecrf on the CPU, see
+            :func:`~dcsm_lightning.crf.settings.resolve_backend`), ``"pydensecrf"`` or
+            ``"torch"``. In YAML: ``backend: torch``.
 
     Raises:
-        ValueError: negative ``num_workers`` or an unknown stage.
+        ValueError: negative ``num_workers``, an unknown stage or backend.
     """
 
     #: the refinement step's name: masks are called ``"<strategy>+crf"``.
@@ -84,6 +90,7 @@ class DenseCRF(Callback):
         settings: CRFSettings | None = None,
         num_workers: int | None = None,
         stages: Sequence[str] = _STAGES,
+        backend: str = "auto",
     ) -> None:
         super().__init__()
         if num_workers is not None and (
@@ -100,6 +107,7 @@ class DenseCRF(Callback):
         self.settings = CRFSettings() if settings is None else settings
         self.num_workers = num_workers
         self.stages = list(stages)
+        self.backend = check_backend(backend)
         self._pool: Executor | None = None
         self._pool_workers = 0
 
@@ -121,8 +129,9 @@ class DenseCRF(Callback):
         """
         if stage not in self.stages:
             return None
-        pool = self._get_pool(len(maps), _devices_per_node(trainer))
-        return crf_masks(batch.rgb, maps, candidates, batch.valid, self.settings, pool)
+        backend = resolve_backend(self.backend, maps.device)
+        pool = self._get_pool(len(maps), _devices_per_node(trainer)) if backend != "torch" else None
+        return crf_masks(batch.rgb, maps, candidates, batch.valid, self.settings, pool, backend)
 
     # Lightning hooks: the pool's life -------------------------------------------------------
 
