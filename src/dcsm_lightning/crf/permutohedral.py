@@ -19,6 +19,7 @@ direction are found with ``torch.searchsorted`` in the sorted codes. It runs on 
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from torch import Tensor
@@ -81,16 +82,6 @@ def _barycentric(elevated: Tensor, rem0: Tensor, rank: Tensor) -> Tensor:
     return bary[:, :d1]
 
 
-def _vertex_keys(rem0: Tensor, rank: Tensor) -> Tensor:
-    """Integer coordinates (N, d + 1 vertices, d) of the simplex's vertices; the last of the
-    ``d + 1`` coordinates is left out (they sum to 0)."""
-    d1 = rem0.shape[1]
-    d = d1 - 1
-    remainder = torch.arange(d1, device=rem0.device)[None, :, None]  # vertex r
-    wraps = rank[:, None, :d] > d - remainder  # canonical simplex: r or r - (d + 1)
-    return rem0[:, None, :d] + remainder - d1 * wraps
-
-
 class PermutohedralLattice:
     """Gaussian filter over points with features ``f``: ``out_i ~ sum_j exp(-|f_i-f_j|^2/2) v_j``.
 
@@ -100,7 +91,7 @@ class PermutohedralLattice:
     on any values.
 
     Args:
-        features: float tensor of shape (N, d), d >= 1: each point's features divided by
+        features: float tensor of shape (N, d), N, d >= 1: each point's features divided by
             their Gaussian widths (e.g. ``x / sxy, y / sxy, r / srgb, ...``).
         groups: optional int64 tensor of shape (N,) with values >= 0: points of different
             groups never interact (one lattice for a batch of images).
@@ -111,8 +102,10 @@ class PermutohedralLattice:
     """
 
     def __init__(self, features: Tensor, groups: Tensor | None = None) -> None:
-        if features.ndim != 2 or features.shape[1] < 1 or not features.is_floating_point():
-            raise ValueError(f"Expected float `features` of shape (N, d), got {features.shape}.")
+        if features.ndim != 2 or 0 in features.shape or not features.is_floating_point():
+            raise ValueError(
+                f"Expected float `features` of shape (N, d), N, d >= 1, got {features.shape}."
+            )
         n, d = features.shape
         if groups is not None and tuple(groups.shape) != (n,):
             raise ValueError(f"Expected `groups` of shape ({n},), got {tuple(groups.shape)}.")
@@ -121,64 +114,93 @@ class PermutohedralLattice:
         rem0, rank = _simplex(elevated)
         #: (N, d + 1) barycentric weights of each point's vertices
         self.weights = _barycentric(elevated, rem0, rank)
-        keys = _vertex_keys(rem0, rank)  # (N, d + 1, d)
-        codes, strides = _encode(keys, groups)
-        uniq, inverse = torch.unique(codes, return_inverse=True)
-        #: (N, d + 1) lattice index of each point's vertices
-        self.offsets = inverse
+        codes, strides = _vertex_codes(rem0, rank, groups)
+        # the hash table: sort the codes once; equal codes = one lattice point
+        sorted_codes, order = codes.reshape(-1).sort(stable=True)
+        first = torch.ones_like(sorted_codes, dtype=torch.bool)
+        first[1:] = sorted_codes[1:] != sorted_codes[:-1]
+        uniq = sorted_codes[first]
         #: number of lattice points; row ``size`` of the lattice values is the zero row
         self.size = len(uniq)
+        point = first.cumsum(0) - 1  # lattice index of each sorted entry
+        #: (N, d + 1) lattice index of each point's vertices
+        self.offsets = torch.empty_like(point).scatter_(0, order, point).view(n, d + 1)
         self.neighbours = []
         for j in range(d + 1):  # direction j: +(d + 1) on coordinate j, -1 on every coordinate
             step = -sum(strides) + (d + 1) * (strides[j] if j < d else 0)
-            self.neighbours.append((_lookup(uniq, uniq + step), _lookup(uniq, uniq - step)))
+            self.neighbours.append(_neighbours(uniq, step))
+        self._splat, self._slice = _splat_slice(self.offsets, self.weights, order, point)
 
     def __call__(self, values: Tensor) -> Tensor:
         """Filter ``values`` float (N, C) -> float (N, C), dtype of ``values``."""
-        c = values.shape[1]
-        lattice = values.new_zeros(self.size + 1, c)  # + the zero row for missing neighbours
-        weights = self.weights.to(values.dtype)
-        for r in range(self.d + 1):  # splat
-            lattice.index_add_(0, self.offsets[:, r], weights[:, r, None] * values)
-        for n1, n2 in self.neighbours:  # blur
-            lattice = lattice + 0.5 * (lattice[n1] + lattice[n2])
-        alpha = 1.0 / (1.0 + 2.0 ** (-self.d))
-        out = values.new_zeros(values.shape)
-        for r in range(self.d + 1):  # slice
-            out += weights[:, r, None] * lattice[self.offsets[:, r]]
-        return out * alpha
+        lattice = self._splat @ values.to(torch.float32)  # (size + 1, C), the last row zero
+        for n1, n2 in self.neighbours:  # blur [1/2, 1, 1/2] along each direction
+            blurred = lattice.index_select(0, n1).add_(lattice.index_select(0, n2))
+            lattice = blurred.mul_(0.5).add_(lattice)
+        return (self._slice @ lattice).to(values.dtype)
 
 
-def _encode(keys: Tensor, groups: Tensor | None) -> tuple[Tensor, list[int]]:
-    """(N, V, d) integer keys -> (N, V) int64 codes and each coordinate's stride.
+def _vertex_codes(rem0: Tensor, rank: Tensor, groups: Tensor | None) -> tuple[Tensor, list[int]]:
+    """int64 codes (N, d + 1) of each point's simplex vertices, and each coordinate's stride.
 
-    The digits leave ``d + 1`` spare values on both sides, so a neighbour's code is the code
-    plus a constant (no carry between digits)."""
-    d = keys.shape[2]
-    flat = keys.reshape(-1, d)
-    low = flat.amin(0) - (d + 1)
-    radix = (flat.amax(0) - low + (d + 2)).tolist()
+    Vertex ``r`` has coordinates ``rem0 + r - (d + 1) [rank > d - r]`` (the canonical simplex,
+    Adams et al. 2010); the last coordinate is left out (they sum to 0). A code is the
+    coordinates as digits of a mixed radix with ``2 (d + 1)`` spare values on each side, so a
+    neighbour's code is the code plus a constant (no carry), and the group above them all."""
+    n, d1 = rem0.shape
+    d = d1 - 1
+    low = rem0[:, :d].amin(0) - 2 * d1
+    radix = (rem0[:, :d].amax(0) - low + 2 * d1 + 1).tolist()
     strides, stride = [], 1
     for r in reversed(radix):
         strides.insert(0, stride)
         stride *= r
-    n_groups = 1 if groups is None or len(groups) == 0 else int(groups.max()) + 1
+    n_groups = 1 if groups is None else int(groups.max()) + 1
     if stride * n_groups >= _MAX_CODE:
         raise ValueError(
             "The CRF features span too many lattice cells to encode in int64; increase the "
             "Gaussian widths (sxy, srgb) or use backend='pydensecrf'."
         )
-    stride_t = torch.tensor(strides, dtype=torch.int64, device=keys.device)
-    codes = ((keys - low) * stride_t).sum(2)
+    stride_t = torch.tensor(strides, dtype=torch.int64, device=rem0.device)
+    base = ((rem0[:, :d] - low) * stride_t).sum(1, keepdim=True)
     if groups is not None:
-        codes = codes + groups.to(torch.int64)[:, None] * stride
-    return codes, strides
+        base = base + groups.to(torch.int64)[:, None] * stride
+    # wrapped[n, r] = sum of the strides of the coordinates with rank > d - r
+    by_rank = rem0.new_zeros(n, d1 + 1).scatter_(1, rank[:, :d], stride_t.expand(n, d))
+    wrapped = by_rank.flip(1).cumsum(1)[:, :d1]  # [n, r]: ranks d + 1 - r .. d
+    remainder = torch.arange(d1, device=rem0.device)
+    return base + remainder * sum(strides) - d1 * wrapped, strides
 
 
-def _lookup(sorted_codes: Tensor, queries: Tensor) -> Tensor:
-    """Index of each query in ``sorted_codes``, or ``len(sorted_codes)`` (the zero row)."""
+def _splat_slice(
+    offsets: Tensor, weights: Tensor, order: Tensor, point: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Sparse CSR matrices of the splat (M + 1, N) and the slice (N, M + 1) (``1 / (1 +
+    2^-d)`` folded in), M lattice points + the zero row; ``order`` sorts the flat (N (d + 1))
+    vertex entries by lattice point (``point``, pixels in order within one). Their products
+    with dense values run on CPU and CUDA alike."""
+    n, d1 = offsets.shape
+    rows = int(point[-1]) + 2
+    device = offsets.device
+    flat, w = offsets.reshape(-1), weights.reshape(-1)
+    alpha = 1.0 / (1.0 + 2.0 ** (-(d1 - 1)))
+    slice_rows = torch.arange(0, n * d1 + 1, d1, device=device)
+    splat_rows = torch.zeros(rows + 1, dtype=torch.int64, device=device)
+    splat_rows[1:] = torch.bincount(point, minlength=rows).cumsum(0)
+    with warnings.catch_warnings():  # "sparse CSR support is in beta"
+        warnings.simplefilter("ignore", UserWarning)
+        splat = torch.sparse_csr_tensor(splat_rows, order // d1, w[order], (rows, n))
+        sliced = torch.sparse_csr_tensor(slice_rows, flat, w * alpha, (n, rows))
+    return splat, sliced
+
+
+def _neighbours(sorted_codes: Tensor, step: int) -> tuple[Tensor, Tensor]:
+    """Index of the lattice points at ``code + step`` and ``code - step`` (M + 1 each), or M
+    (the zero row) where there is none; the zero row's neighbours are itself."""
     size = len(sorted_codes)
-    index = torch.searchsorted(sorted_codes, queries).clamp_(max=max(size - 1, 0))
-    found = sorted_codes[index] == queries
-    index = torch.where(found, index, torch.full_like(index, size))
-    return torch.cat([index, index.new_full((1,), size)])  # the zero row's neighbours: itself
+    index = torch.searchsorted(sorted_codes, sorted_codes + step).clamp_(max=size - 1)
+    found = sorted_codes[index] == sorted_codes + step
+    ahead = torch.where(found, index, torch.full_like(index, size))
+    behind = torch.full((size + 1,), size, dtype=torch.int64, device=sorted_codes.device)
+    behind[index[found]] = torch.arange(size, device=sorted_codes.device)[found]  # inverse map
+    return torch.cat([ahead, ahead.new_full((1,), size)]), behind

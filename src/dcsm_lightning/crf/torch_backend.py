@@ -124,10 +124,17 @@ def _mean_field(
         GaussianKernel(gauss, groups, s.gaussian_compat),
         GaussianKernel(bilateral, groups, s.bilateral_compat),
     ]
-    q = torch.softmax(-unary, dim=1)
+    q = _softmax(-unary)
     for _ in range(s.iterations):
         logits = -unary
         for kernel in kernels:
             logits = logits + kernel(q)
-        q = torch.softmax(logits, dim=1)
+        q = _softmax(logits)
     return q
+
+
+def _softmax(logits: Tensor) -> Tensor:
+    """Softmax over labels of (N, L) logits (``-inf`` -> 0), as pydensecrf's ``expAndNormalize``
+    (4x faster than ``torch.softmax`` for few labels on the CPU, measured)."""
+    q = (logits - logits.amax(1, keepdim=True)).exp_()
+    return q.div_(q.sum(1, keepdim=True))
