@@ -83,6 +83,7 @@ def evaluate_setting(
     crfs: Sequence[CRFSettings],
     crf_workers: int | None,
     progress: Callable[[str], None] = print,
+    crf_backend: str = "auto",
 ) -> dict[str, Result]:
     """mIoU of one setting's masks without and with each CRF, from one pass over ``loader``.
 
@@ -94,6 +95,8 @@ def evaluate_setting(
         crfs: the CRF settings whose masks are scored too, each from the same maps.
         crf_workers: ``DenseCRF(num_workers=...)``: None = the available cores, 0 = in process.
         progress: called with a short status line about every 30 s.
+        crf_backend: ``DenseCRF(backend=...)``; the torch backend refines the maps on the
+            model's device.
 
     Returns:
         ``crf_key -> {"miou", "per_class" (K + 1 IoUs, background first, NaN absent), "mAP"
@@ -112,7 +115,9 @@ def evaluate_setting(
         log_panels=False,
     )
     adapter = as_adapter(None)
-    refiners = {crf_key(c): DenseCRF(settings=c, num_workers=crf_workers) for c in crfs}
+    refiners = {
+        crf_key(c): DenseCRF(settings=c, num_workers=crf_workers, backend=crf_backend) for c in crfs
+    }
     metrics = {key: SegmentationIoU(len(class_names) + 1, per_class=True) for key in refiners}
     metrics["none"] = SegmentationIoU(len(class_names) + 1, per_class=True)
     average_precision = MultilabelAveragePrecision(num_labels=len(class_names))
@@ -127,14 +132,14 @@ def evaluate_setting(
                     f"batch {index} of the evaluated split has no ground-truth masks",
                     "mIoU needs a mask per image (VOC: SegmentationClass / SegmentationClassAug)",
                 )
-            probs, candidates, maps = segmentation.maps_and_candidates(model, view)
-            name_maps = maps[segmentation.map_names[0]].cpu()
-            candidates = candidates.cpu()
+            probs, on_device, maps = segmentation.maps_and_candidates(model, view)
+            device_maps = maps[segmentation.map_names[0]]  # the torch CRF runs where they are
+            name_maps, candidates = device_maps.cpu(), on_device.cpu()
             mask = view.mask.cpu()
             metrics["none"].update(labels_from_maps(name_maps, candidates, view.valid), mask)
             for key, refiner in refiners.items():
-                refined = refiner.refine(None, "validate", view, name_maps, candidates)
-                metrics[key].update(refined, mask)
+                refined = refiner.refine(None, "validate", view, device_maps, on_device)
+                metrics[key].update(refined.cpu(), mask)
             if view.labels is not None:
                 average_precision.update(probs.cpu(), view.labels.long().cpu())
             images += len(mask)

@@ -73,6 +73,9 @@ def test_batch_equals_one_image_at_a_time() -> None:
         assert torch.equal(labels, dense_crf_batch([rgb], [p])[0])
         assert torch.equal(labels, dense_crf(rgb, p, backend="torch"))
     assert (batch[3] == 0).all()  # one label: nothing to decide
+    # passes of a pixel budget (the CPU default splits big batches): the same labels
+    for a, b in zip(dense_crf_batch(rgbs, probs, max_pixels=2000), batch, strict=True):
+        assert torch.equal(a, b)
     # a 4-D batch of one size works as a sequence
     same = dense_crf_batch(torch.stack(rgbs[:2]), torch.stack([probs[0][:2], probs[1][:2]]))
     assert torch.equal(same[0], batch[0])
