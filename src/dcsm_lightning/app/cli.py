@@ -28,9 +28,14 @@ from typing import Any
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+# Imported for their classes: jsonargparse resolves a short class name (--model=MultiLabelFCN,
+# --data=TaggedImagesDataModule, --model.help MultiLabelFCN) among the subclasses it has seen.
+import dcsm_lightning.data  # noqa: F401
+import dcsm_lightning.models  # noqa: F401
+from dcsm_lightning import __version__
 from dcsm_lightning.app.base import BaseCLI
 from dcsm_lightning.app.checkpoint_defaults import FOLDER_DATAMODULE, checkpoint_defaults
-from dcsm_lightning.app.error_report import run_command
+from dcsm_lightning.app.error_report import PROG, run_command
 from dcsm_lightning.app.trainer import DCSMTrainer
 from dcsm_lightning.errors import UserError
 
@@ -102,6 +107,11 @@ class DCSMLightningCLI(BaseCLI):
         if self.subcommand not in _PREDICTING:
             return
         config = self.config[self.subcommand]
+        if self.subcommand == "predict" and config.get("output_dir") is None:
+            raise UserError(
+                "predict writes nothing without --output_dir DIR",
+                hint="give --output_dir (masks/, heatmaps/, overlays/, scores/ go there)",
+            )
         if config.get("model") is None:
             raise UserError(
                 f"{self.subcommand} needs a model: give --ckpt_path CKPT, --config or --model"
@@ -168,14 +178,20 @@ def main(args: list[str] | None = None) -> DCSMLightningCLI:
             subclass_mode_model=True,
             subclass_mode_data=True,
             seed_everything_default=0,
-            parser_kwargs={"parser_mode": "omegaconf"},
+            parser_kwargs={
+                "prog": PROG,  # not sys.argv[0], which is __main__.py under python -m
+                "version": __version__,
+                "parser_mode": "omegaconf",
+                # naming a subcommand makes LightningCLI give it only its own entry
+                **{name: {"parser_mode": "omegaconf"} for name in DCSMLightningCLI.subcommands()},
+            },
             args=args,
         )
 
 
 def console_main() -> None:
-    """Console-script entry: :func:`main` with one-line user errors and an exit status
-    (see :mod:`dcsm_lightning.errors`; ``--debug`` or ``DCSM_DEBUG=1`` shows tracebacks)."""
+    """Console-script entry: :func:`main` with one-line user errors and an exit status (see
+    :mod:`dcsm_lightning.app.error_report`; ``--debug`` or ``DCSM_DEBUG=1`` shows tracebacks)."""
     sys.exit(run_command(main))
 
 
