@@ -172,7 +172,7 @@ def _valid_box(valid: Tensor | None, height: int, width: int) -> tuple[int, int]
 def _prepare(
     rgb: np.ndarray | Tensor, maps: Tensor, candidates: Tensor, valid: Tensor | None
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Checks, Eq. 7 and cropping: -> (rgb crop, probs crop, label ids), device of ``maps``."""
+    """Checks, Eq. 7 and cropping: -> (rgb crop, probs crop, label ids) as tensors."""
     if not isinstance(maps, Tensor) or maps.ndim != 3:
         raise ValueError(
             f"Expected `maps` to be a tensor of shape (K, H, W), got "
@@ -190,7 +190,7 @@ def _prepare(
     probs, label_ids = maps_to_probs(maps, candidates)  # checks maps / candidates
     _check_image(rgb, probs)
     h, w = _valid_box(valid, *maps.shape[1:])
-    rgb_crop = torch.as_tensor(rgb[:h, :w]).to(maps.device)
+    rgb_crop = torch.as_tensor(rgb[:h, :w])  # moved to the maps' device by the torch backend
     return rgb_crop, probs[:, :h, :w], label_ids
 
 
