@@ -27,15 +27,17 @@ import pydensecrf.densecrf as dcrf
 import torch
 import torch.nn.functional as F
 
-from dcsm_lightning import SaliencySegmentation, SegmentationIoU
-from dcsm_lightning.crf import crf_masks, dense_crf
+from dcsm_lightning import SegmentationIoU
+from dcsm_lightning.crf import dense_crf
+from dcsm_lightning.crf.mean_field import crf_refine
 from dcsm_lightning.crf.permutohedral import PermutohedralLattice
 from dcsm_lightning.crf.torch_backend import GaussianKernel, _features
 from dcsm_lightning.data.adapter import as_adapter
 from dcsm_lightning.data.datamodule import SyntheticDataModule
 from dcsm_lightning.models import MultiLabelFCN
 from dcsm_lightning.saliency import DCSM
-from dcsm_lightning.segmentation.labels import labels_from_maps
+from dcsm_lightning.segmentation.flow import segment_batch
+from dcsm_lightning.segmentation.labels import label_probs
 
 BACKENDS = ("pydensecrf", "torch")
 
@@ -105,18 +107,17 @@ def builtin_val(ckpt: str) -> None:
     model = MultiLabelFCN.load_from_checkpoint(ckpt, map_location="cpu").eval()
     data = SyntheticDataModule(num_val=200, size=96, seed=0, batch_size=16)
     data.setup("validate")
-    segmentation = SaliencySegmentation(DCSM(), data.class_names, log_panels=False)
     adapter = as_adapter(None)
     tally = Tally(len(data.class_names) + 1)
     for index, batch in enumerate(data.val_dataloader()):
         view = adapter(batch, index)
-        _, candidates, maps = segmentation.maps_and_candidates(model, view)
-        masks = {"no crf": labels_from_maps(maps["dcsm"], candidates, view.valid)}
+        out = segment_batch(model, view, [DCSM()], stage="validate")  # maps, no refiner
+        eq7 = label_probs(out.maps["dcsm"], out.candidates, view.valid)
+        masks = {"no crf": eq7.labels(view.valid)}
         for backend in BACKENDS:
             start = time.perf_counter()
-            masks[backend] = crf_masks(
-                view.rgb, maps["dcsm"], candidates, view.valid, backend=backend
-            )
+            args = (view.rgb, eq7, view.extent, view.valid)
+            masks[backend] = crf_refine(*args, backend=backend)
             tally.seconds[backend] += time.perf_counter() - start
         tally.update(masks, view.mask)
     tally.report("(a) built-in val, 200 images at 96 px, DCSM maps")

@@ -62,11 +62,15 @@ def test_strategy_is_swapped_from_the_command_line(capsys):
     assert saliency["class_path"] == "dcsm_lightning.saliency.LayerGradient"
 
 
-def test_fit_saves_a_checkpoint_that_resumes(tmp_path):
+def test_fit_saves_a_checkpoint_that_resumes(tmp_path, capsys):
     # the demo config's length is max_steps (max_epochs only caps it): resume with more steps
-    main(["fit", *_tiny(tmp_path, "--trainer.max_steps=2")])
+    args = _tiny(tmp_path, "--trainer.max_steps=2")
+    main(["fit", *args])
     last = tmp_path / "ckpt" / "last.ckpt"
     assert last.is_file()
+    out = capsys.readouterr().out  # fit ends by saying where the checkpoints are, what's next
+    assert "Checkpoints: " in out and str(last) in out
+    assert f"Next: dcsm-lightning compare --config {args[1]} --ckpt_path {last}" in out
     cli = main(["fit", *_tiny(tmp_path, "--trainer.max_steps=4", f"--ckpt_path={last}")])
     assert cli.trainer.current_epoch == 2
     assert cli.trainer.global_step == 2 * 2  # 16 images / batch 8, two epochs in all

@@ -8,6 +8,8 @@ import torch
 from dcsm_lightning.crf import CRFSettings, DenseCRF, crf_masks, dense_crf, dense_crf_batch
 from dcsm_lightning.crf.settings import BACKEND_ENV, resolve_backend
 from dcsm_lightning.crf.torch_backend import GaussianKernel, _features
+from dcsm_lightning.data.adapter import SegmentationBatch
+from dcsm_lightning.segmentation.labels import label_probs
 
 
 def _blocky(rng: np.random.Generator, height: int, width: int, noise: int = 10) -> np.ndarray:
@@ -116,8 +118,15 @@ def test_crf_masks_and_callback_with_torch_backend() -> None:
     assert (out == reference).float().mean() >= 0.995
     # the callback: one pass on the maps' device, no worker pool even if workers are asked for
     callback = DenseCRF(num_workers=2, backend="torch")
-    view = type("View", (), {"rgb": rgb, "valid": valid})()
-    assert torch.equal(callback.refine(None, "validate", view, maps, candidates), out)
+    view = SegmentationBatch(
+        image=torch.zeros(len(rgb), 3, 1, 1),
+        rgb=rgb,
+        ids=[str(i) for i in range(len(rgb))],
+        orig_size=torch.tensor([list(valid.shape[1:])] * len(rgb)),
+        valid=valid,
+    )
+    probs = label_probs(maps, candidates, valid)
+    assert torch.equal(callback.refine(None, "validate", view, probs), out)
     assert callback._pool is None
 
 

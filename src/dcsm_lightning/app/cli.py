@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import LightningDataModule, LightningModule
@@ -137,6 +138,25 @@ class DCSMLightningCLI(BaseCLI):
                     saved.hparams, saved.datamodule_hparams, vars(init_args), model_args
                 )
             )
+
+    def after_fit(self) -> None:
+        """Print where the checkpoints are and the command that compares the methods next."""
+        paths = [
+            Path(path)
+            for cb in self.trainer.checkpoint_callbacks
+            for path in dict.fromkeys((cb.last_model_path, cb.best_model_path))
+            if path
+        ]
+        if not self.trainer.is_global_zero or not paths:
+            return
+        # the newest weights: a file named last.ckpt, else the first checkpoint callback's
+        last = next((path for path in paths if path.name == "last.ckpt"), paths[0])
+        configs = "".join(f" --config {path}" for path in self.config.fit.get("config") or ())
+        print(f"\nCheckpoints: {', '.join(map(str, dict.fromkeys(paths)))}")
+        print(
+            f"Next: {PROG} compare{configs} --ckpt_path {last}"
+            f" --output_dir {last.parent.parent / 'compare'}"
+        )
 
     def _use_folder(self, images: str) -> None:
         """``--images DIR``: the datamodule becomes TaggedImagesDataModule on DIR (a config's

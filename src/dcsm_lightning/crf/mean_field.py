@@ -27,10 +27,11 @@ from torch import Tensor
 
 from dcsm_lightning.crf.settings import CRFSettings, resolve_backend
 from dcsm_lightning.crf.torch_backend import dense_crf_batch
+from dcsm_lightning.data.transforms import letterbox_extents
 from dcsm_lightning.palette import VOID
-from dcsm_lightning.segmentation.labels import maps_to_probs
+from dcsm_lightning.segmentation.labels import LabelProbs, label_probs
 
-__all__ = ["CRFSettings", "crf_labels_from_maps", "crf_masks", "dense_crf"]
+__all__ = ["CRFSettings", "crf_labels_from_maps", "crf_masks", "crf_refine", "dense_crf"]
 
 _RANGE_TOL = 1e-6
 
@@ -116,7 +117,6 @@ def dense_crf(
         ValueError: ``rgb`` not uint8 (H, W, 3); ``probs`` not float (L, H, W); sizes differ;
             NaN or values outside [0, 1] in ``probs``; an unknown ``backend``.
     """
-    settings = CRFSettings() if settings is None else settings
     _check_image(rgb, probs)
     device = probs.device if isinstance(probs, Tensor) else torch.device("cpu")
     if resolve_backend(backend, device) == "torch":
@@ -126,26 +126,7 @@ def dense_crf(
         return _as_input_type(labels_t, probs)
     probs_np = _to_numpy(probs)
     _check_probs_values(probs_np)
-    rgb_np = _to_numpy(rgb)
-    n_labels, height, width = probs_np.shape
-    if n_labels == 1 or height == 0 or width == 0:  # nothing to decide
-        labels = np.zeros((height, width), dtype=np.int64)
-    else:
-        # Same arithmetic as pydensecrf.utils.unary_from_softmax(probs, clip=clamp): clip in the
-        # input dtype, -log, cast to float32. No renormalisation (the paper's -log Mhat).
-        unary = -np.log(np.clip(probs_np, settings.clamp, 1.0)).reshape(n_labels, -1)
-        crf = dcrf.DenseCRF2D(width, height, n_labels)
-        crf.setUnaryEnergy(np.ascontiguousarray(unary.astype(np.float32)))
-        crf.addPairwiseGaussian(sxy=settings.gaussian_sxy, compat=settings.gaussian_compat)
-        crf.addPairwiseBilateral(
-            sxy=settings.bilateral_sxy,
-            srgb=settings.bilateral_srgb,
-            rgbim=np.ascontiguousarray(rgb_np),
-            compat=settings.bilateral_compat,
-        )
-        marginals = np.asarray(crf.inference(settings.iterations))
-        labels = np.argmax(marginals, axis=0).reshape(height, width).astype(np.int64)
-    return _as_input_type(labels, probs)
+    return _as_input_type(_mean_field(_to_numpy(rgb), probs_np, settings), probs)
 
 
 def _as_input_type(labels: np.ndarray | Tensor, probs: np.ndarray | Tensor) -> np.ndarray | Tensor:
@@ -155,43 +136,31 @@ def _as_input_type(labels: np.ndarray | Tensor, probs: np.ndarray | Tensor) -> n
     return _to_numpy(labels)
 
 
-# --- maps -> dataset ids: prepare (Eq. 7, crop), dense_crf (maybe in a worker), finish ----
+def _mean_field(
+    rgb_np: np.ndarray, probs_np: np.ndarray, settings: CRFSettings | None
+) -> np.ndarray:
+    """:func:`dense_crf` on checked numpy arrays (no torch: safe in forked workers)."""
+    settings = CRFSettings() if settings is None else settings
+    n_labels, height, width = probs_np.shape
+    if n_labels == 1 or height == 0 or width == 0:  # nothing to decide
+        return np.zeros((height, width), dtype=np.int64)
+    # Same arithmetic as pydensecrf.utils.unary_from_softmax(probs, clip=clamp): clip in the
+    # input dtype, -log, cast to float32. No renormalisation (the paper's -log Mhat).
+    unary = -np.log(np.clip(probs_np, settings.clamp, 1.0)).reshape(n_labels, -1)
+    crf = dcrf.DenseCRF2D(width, height, n_labels)
+    crf.setUnaryEnergy(np.ascontiguousarray(unary.astype(np.float32)))
+    crf.addPairwiseGaussian(sxy=settings.gaussian_sxy, compat=settings.gaussian_compat)
+    crf.addPairwiseBilateral(
+        sxy=settings.bilateral_sxy,
+        srgb=settings.bilateral_srgb,
+        rgbim=np.ascontiguousarray(rgb_np),
+        compat=settings.bilateral_compat,
+    )
+    marginals = np.asarray(crf.inference(settings.iterations))
+    return np.argmax(marginals, axis=0).reshape(height, width).astype(np.int64)
 
 
-def _valid_box(valid: Tensor | None, height: int, width: int) -> tuple[int, int]:
-    """Height and width of the bounding box of ``valid`` anchored at the top-left corner."""
-    if valid is None:
-        return height, width
-    rows = valid.any(dim=1).nonzero()
-    cols = valid.any(dim=0).nonzero()
-    if rows.numel() == 0:
-        return 0, 0
-    return int(rows.max()) + 1, int(cols.max()) + 1
-
-
-def _prepare(
-    rgb: np.ndarray | Tensor, maps: Tensor, candidates: Tensor, valid: Tensor | None
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Checks, Eq. 7 and cropping: -> (rgb crop, probs crop, label ids) as tensors."""
-    if not isinstance(maps, Tensor) or maps.ndim != 3:
-        raise ValueError(
-            f"Expected `maps` to be a tensor of shape (K, H, W), got "
-            f"{tuple(maps.shape) if isinstance(maps, Tensor) else type(maps).__name__}."
-        )
-    if valid is not None and (
-        not isinstance(valid, Tensor)
-        or valid.dtype != torch.bool
-        or tuple(valid.shape) != tuple(maps.shape[1:])
-    ):
-        got = f"{valid.dtype} {tuple(valid.shape)}" if isinstance(valid, Tensor) else type(valid)
-        raise ValueError(
-            f"Expected `valid` to be a bool tensor of shape {tuple(maps.shape[1:])}, got {got}."
-        )
-    probs, label_ids = maps_to_probs(maps, candidates)  # checks maps / candidates
-    _check_image(rgb, probs)
-    h, w = _valid_box(valid, *maps.shape[1:])
-    rgb_crop = torch.as_tensor(rgb[:h, :w])  # moved to the maps' device by the torch backend
-    return rgb_crop, probs[:, :h, :w], label_ids
+# --- maps -> dataset ids: Eq. 7 once, crop, dense_crf (maybe in a worker), finish ---------
 
 
 def _finish(
@@ -216,12 +185,12 @@ def crf_labels_from_maps(
 ) -> Tensor:
     """Class maps of one image -> CRF-refined label map in dataset ids (Sec. 3.4).
 
-    Builds background + candidate probabilities with
-    :func:`~dcsm_lightning.segmentation.labels.maps_to_probs`
-    (Eq. 7), runs :func:`dense_crf` and maps the label indices back to dataset ids. With
-    ``valid``, the CRF runs only on the bounding box of the valid pixels (the top-left
-    rectangle of a letterboxed image), so padding never influences it; every pixel outside
-    ``valid`` is :data:`~dcsm_lightning.palette.VOID` (255).
+    Builds background + candidate probabilities (Eq. 7, as
+    :func:`~dcsm_lightning.segmentation.labels.maps_to_probs`), runs :func:`dense_crf` and
+    maps the label indices back to dataset ids. With ``valid``, the CRF runs only on the
+    bounding box of the valid pixels (the top-left rectangle of a letterboxed image), so
+    padding never influences it; every pixel outside ``valid`` is
+    :data:`~dcsm_lightning.palette.VOID` (255).
 
     Args:
         rgb: uint8 image of shape (H, W, 3), numpy or torch.
@@ -239,9 +208,32 @@ def crf_labels_from_maps(
         ValueError: bad shapes, dtypes or values (see :func:`dense_crf` and
             :func:`~dcsm_lightning.segmentation.labels.maps_to_probs`).
     """
-    rgb_crop, probs_crop, label_ids = _prepare(rgb, maps, candidates, valid)
-    index = dense_crf(rgb_crop, probs_crop, settings, backend)
-    return _finish(index, label_ids, valid, tuple(maps.shape[1:]))
+    if not isinstance(maps, Tensor) or maps.ndim != 3:
+        raise ValueError(
+            f"Expected `maps` to be a tensor of shape (K, H, W), got "
+            f"{tuple(maps.shape) if isinstance(maps, Tensor) else type(maps).__name__}."
+        )
+    if not isinstance(rgb, (np.ndarray, Tensor)):
+        _check_image(rgb, maps)  # raises: not an array
+    rgb_t = torch.as_tensor(rgb)[None]
+    valid_b = _batched(valid, maps)
+    return crf_masks(rgb_t, maps[None], candidates[None], valid_b, settings, None, backend)[0]
+
+
+def _batched(valid: Tensor | None, maps: Tensor) -> Tensor | None:
+    """One image's ``valid`` (H, W) as a batch of one, checked against ``maps`` (K, H, W)."""
+    if valid is None:
+        return None
+    if (
+        not isinstance(valid, Tensor)
+        or valid.dtype != torch.bool
+        or tuple(valid.shape) != tuple(maps.shape[1:])
+    ):
+        got = f"{valid.dtype} {tuple(valid.shape)}" if isinstance(valid, Tensor) else type(valid)
+        raise ValueError(
+            f"Expected `valid` to be a bool tensor of shape {tuple(maps.shape[1:])}, got {got}."
+        )
+    return valid[None]
 
 
 def crf_masks(
@@ -284,26 +276,55 @@ def crf_masks(
         sizes["valid"] = len(valid)
     if len(set(sizes.values())) != 1:
         raise ValueError(f"Expected one batch size, got {sizes}.")
-    on_torch = resolve_backend(backend, maps.device) == "torch"
+    probs = label_probs(maps, candidates, valid)
+    full = torch.tensor([list(maps.shape[2:])], dtype=torch.int64).expand(len(maps), 2)
+    extent = full if valid is None else letterbox_extents(valid, full, maps.shape[-1])
+    return crf_refine(rgb, probs, extent, valid, settings, executor, backend)
+
+
+def crf_refine(
+    rgb: Tensor,
+    probs: LabelProbs,
+    extent: Tensor,
+    valid: Tensor | None = None,
+    settings: CRFSettings | None = None,
+    executor: Executor | None = None,
+    backend: str = "auto",
+) -> Tensor:
+    """The CRF of a batch whose Eq. 7 is computed already: what :func:`crf_masks` and
+    :class:`~dcsm_lightning.crf.DenseCRF` run.
+
+    Args:
+        rgb: uint8 tensor of shape (B, H, W, 3).
+        probs: :class:`~dcsm_lightning.segmentation.labels.LabelProbs` of the batch (checked
+            maps (B, K, H, W), candidates, Eq. 7 background).
+        extent: int (B, 2), (h, w) of each image's top-left rectangle the CRF runs on.
+        valid: optional bool (B, H, W); pixels off it (and off the extent) become VOID.
+        settings, executor, backend: as in :func:`crf_masks`.
+
+    Returns:
+        int64 tensor of shape (B, H, W) on the device of the maps, dataset ids.
+    """
+    shape = tuple(probs.maps.shape[2:])
+    on_torch = resolve_backend(backend, probs.maps.device) == "torch"
     jobs, crops = [], []
-    for i in range(len(maps)):
-        valid_i = None if valid is None else valid[i]
-        rgb_crop, probs_crop, label_ids = _prepare(rgb[i], maps[i], candidates[i], valid_i)
-        if on_torch:
+    for i, (h, w) in enumerate(extent.tolist()):
+        image_probs, label_ids = probs.image(i)
+        _check_image(rgb[i], image_probs)
+        if on_torch:  # all crops in one dense_crf_batch below
             job: Any = None
-            crops.append((rgb_crop, probs_crop))
+            crops.append((rgb[i, :h, :w], image_probs[:, :h, :w]))
         else:
-            rgb_np = np.ascontiguousarray(_to_numpy(rgb_crop))
-            probs_np = np.ascontiguousarray(_to_numpy(probs_crop))
-            if executor is None:
-                job = dense_crf(rgb_np, probs_np, settings, "pydensecrf")
+            rgb_np = np.ascontiguousarray(_to_numpy(rgb[i, :h, :w]))
+            probs_np = np.ascontiguousarray(_to_numpy(image_probs[:, :h, :w]))
+            if executor is None:  # the maps were checked once, by label_probs
+                job = _mean_field(rgb_np, probs_np, settings)
             else:  # submitted at once, so the workers start while the next image is prepared
-                job = executor.submit(dense_crf, rgb_np, probs_np, settings, "pydensecrf")
-        jobs.append((job, label_ids, valid_i))
+                job = executor.submit(_mean_field, rgb_np, probs_np, settings)
+        jobs.append((job, label_ids, None if valid is None else valid[i]))
     if on_torch:
         indices = dense_crf_batch([c[0] for c in crops], [c[1] for c in crops], settings)
         jobs = [(index, *rest) for index, (_, *rest) in zip(indices, jobs, strict=True)]
-    shape = tuple(maps.shape[2:])
     return torch.stack(
         [
             _finish(job.result() if isinstance(job, Future) else job, label_ids, valid_i, shape)
