@@ -16,9 +16,10 @@ from pathlib import Path
 
 import torch
 
-from dcsm_lightning import CRFSettings
+from dcsm_lightning import CRFSettings, SaliencySegmentation
 from dcsm_lightning.crf.settings import resolve_backend
 from dcsm_lightning.files import save_text
+from dcsm_lightning.tuning import tune_segmentation
 
 from .evaluate import Result, ResultCache, crf_key, evaluate_setting
 from .output import RowResult, best_line, write_table
@@ -172,13 +173,40 @@ class Study:
         return list(range(len(self.checkpoints))) if everyone else [0]
 
     def holdout_grid(self) -> dict[float, dict[str, Result]]:
-        """alpha -> crf_key -> hold-out result, for every alpha and bilateral weight."""
-        crfs = [CRFSettings(bilateral_compat=w) for w in BILATERAL_WEIGHTS]
-        self.progress[1] += sum(self.missing(0, HOLDOUT, dcsm(alpha=a), crfs) for a in ALPHAS)
-        return {
-            a: self.results(0, HOLDOUT, dcsm(alpha=a), crfs, f"hold-out search, dcsm alpha={a:g}")
-            for a in ALPHAS
+        """alpha -> crf_key -> hold-out mIoU, for every alpha and bilateral weight.
+
+        The package's search does it (:func:`~dcsm_lightning.tuning.tune_segmentation`, as
+        ``dcsm-lightning tune``): exhaustive over this 6 x 6 grid, the paper's other settings
+        held, maps once per image for every alpha and the CRF variants in the worker pool.
+        """
+        loader = self.loader(HOLDOUT)
+        if self.loaded != 0:
+            load_weights(self.model, self.checkpoints[0])
+            self.loaded = 0
+        strategy = dcsm().build()
+        segmentation = SaliencySegmentation(strategy, self.class_names, log_panels=False)
+        held = {
+            "layers": (strategy.layers,),
+            "scales": (strategy.scales,),
+            "min_candidates": (segmentation.source.candidates.min_candidates,),
+            **{
+                k: (getattr(PAPER_CRF, k),)
+                for k in ("bilateral_sxy", "bilateral_srgb", "iterations")
+            },
         }
+        self.log(f"hold-out search: alpha x w1 on {len(loader.dataset)} TRAIN images")
+        tuning = tune_segmentation(
+            self.model, segmentation, PAPER_CRF, loader, folds=0,
+            crf_workers=self.args.crf_workers, progress=self.log, extend=False,
+            grid_values={"alpha": ALPHAS, "bilateral_compat": BILATERAL_WEIGHTS, **held},
+        )  # fmt: skip
+        grid: dict[float, dict[str, Result]] = {}
+        for setting, scores in tuning.strategies[0].scores.items():
+            values = dict(setting)
+            crf = CRFSettings(bilateral_compat=values["bilateral_compat"])
+            row = grid.setdefault(values["alpha"], {"none": {"miou": scores.miou(crf=False)}})
+            row[crf_key(crf)] = {"miou": scores.miou()}
+        return grid
 
     def holdout_spec(self, grid: dict[float, dict[str, Result]]) -> tuple[Spec, str]:
         """The hold-out table's val rows (paper defaults, the choice) and its grid in Markdown."""

@@ -184,10 +184,19 @@ class LayerGradient(SaliencyStrategy):
         super().setup(model)
         resolve_layers(model, self.layer_choice(model).paths)
 
-    def _raw_layer_maps(
-        self, model: nn.Module, image: torch.Tensor, slots: CandidateSlots, size: tuple[int, int]
+    def native_layer_maps(
+        self, model: nn.Module, image: torch.Tensor, slots: CandidateSlots
     ) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """Eq. 3 maps B x N x H x W per layer at one scale, and the model output there."""
+        """Eq. 3 maps ``max_k |dS_c / dL_i|`` per layer at the layer's own resolution.
+
+        Args:
+            model: the model (inside :meth:`session`). image: float B x 3 x h' x w' (one scale).
+            slots: the candidate slots.
+
+        Returns:
+            One float B x N x h_i x w_i per layer of ``layers`` (non-negative, not yet resized),
+            and the model output at this scale.
+        """
         choice = self.layer_choice(model)
         result = engine_gradients(
             self.engine,
@@ -200,22 +209,48 @@ class LayerGradient(SaliencyStrategy):
             self.backprop,
             self.use_batched_backward(image.device),
         )
-        maps = [upsample_maps(g.transpose(0, 1), size) for g in result.grads]
-        return maps, result.output
+        return [g.transpose(0, 1) for g in result.grads], result.output
+
+    def _raw_layer_maps(
+        self, model: nn.Module, image: torch.Tensor, slots: CandidateSlots, size: tuple[int, int]
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Eq. 3 maps B x N x H x W per layer at one scale, and the model output there."""
+        maps, output = self.native_layer_maps(model, image, slots)
+        return [upsample_maps(m, size) for m in maps], output
 
     def scale_maps(
         self, model: nn.Module, image: torch.Tensor, slots: CandidateSlots, size: tuple[int, int]
     ) -> torch.Tensor:
-        maps, _ = self._raw_layer_maps(model, image, slots, size)
+        maps, _ = self.native_layer_maps(model, image, slots)
+        return self.combine_layers(maps, slots.valid, size)
+
+    def combine_layers(
+        self, maps: Sequence[torch.Tensor], valid: torch.Tensor, size: tuple[int, int]
+    ) -> torch.Tensor:
+        """One scale's output from :meth:`native_layer_maps`: resize, Eq. 4, Eq. 5's mean.
+
+        ``mean_i tanh(alpha * Mtilde_i / max Mtilde_i)`` over the given layers, ``Mtilde_i`` the
+        up-sampled map ``M_i`` or, with ``subtract``, Eq. 4 over the ``valid`` entries.
+
+        Args:
+            maps: one float B x N x h_i x w_i per layer, non-negative.
+            valid: bool B x N, the candidate entries (the others give 0).
+            size: (H, W) of the output.
+
+        Returns:
+            float B x N x H x W in [0, 1).
+        """
         terms = [
-            tanh_normalize(self._subtracted(m, slots), self.alpha, self.normalize) for m in maps
-        ]
+            tanh_normalize(self._subtracted(upsample_maps(m, size), valid), self.alpha,
+                           self.normalize)
+            for m in maps
+        ]  # fmt: skip
         return torch.stack(terms).mean(0)
 
-    def _subtracted(self, maps: torch.Tensor, slots: CandidateSlots) -> torch.Tensor:
+    def _subtracted(self, maps: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         if self.subtract:
-            return subtract_other_candidates(maps, slots.valid)
-        return maps * slots.valid[..., None, None]
+            return subtract_other_candidates(maps, valid)
+        return maps * valid[..., None, None]
 
     def layer_maps(
         self, model: nn.Module, image: torch.Tensor, candidates: torch.Tensor, scale: float = 1.0
