@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from dcsm_lightning import CRFSettings, SaliencySegmentation
+from dcsm_lightning.crf.settings import resolve_backend
 from dcsm_lightning.files import save_text
 from dcsm_lightning.tuning import tune_segmentation
 
@@ -62,6 +63,7 @@ class Study:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model.to(device).eval()
+        self.crf_backend = resolve_backend(args.crf_backend, device)
         self.class_names = list(self.datamodule.class_names)
         self.cache = ResultCache(out / "results.json")
         self.data_id = json.dumps(dict(self.datamodule.hparams), default=str, sort_keys=True)
@@ -120,7 +122,10 @@ class Study:
     def _context(self, index: int, split: str) -> str:
         self.loader(split)
         ckpt = checkpoint_id(self.checkpoints[index])
-        return json.dumps([ckpt, split, self.indices[split], self.data_id])
+        context = [ckpt, split, self.indices[split], self.data_id]
+        if self.crf_backend != "pydensecrf":  # pydensecrf results keep their earlier keys
+            context.append(f"crf backend {self.crf_backend}")
+        return json.dumps(context)
 
     def missing(
         self, index: int, split: str, setting: Setting, crfs: Sequence[CRFSettings]
@@ -146,7 +151,7 @@ class Study:
             )
             computed = evaluate_setting(
                 self.model, loader, setting, self.class_names, crfs, self.args.crf_workers,
-                progress=self.log,
+                progress=self.log, crf_backend=self.crf_backend,
             )  # fmt: skip
             self.cache.put_all(context, setting, computed)
             self.seconds.append(computed["none"]["seconds"])

@@ -40,6 +40,7 @@ from dcsm_lightning import __version__
 from dcsm_lightning.app.base import BaseCLI
 from dcsm_lightning.app.checkpoint_defaults import FOLDER_DATAMODULE, checkpoint_defaults
 from dcsm_lightning.app.error_report import PROG, run_command
+from dcsm_lightning.app.shipped_configs import with_shipped_configs
 from dcsm_lightning.app.trainer import DCSMTrainer
 from dcsm_lightning.errors import UserError
 
@@ -188,7 +189,10 @@ class DCSMLightningCLI(BaseCLI):
 
 
 def main(args: list[str] | None = None) -> DCSMLightningCLI:
-    """Entry point of ``dcsm-lightning``; ``args`` defaults to ``sys.argv[1:]``."""
+    """Entry point of ``dcsm-lightning``; ``args`` defaults to ``sys.argv[1:]``. A
+    ``--config`` that names no file but a shipped config (``synthetic``, ``data/glyphs``,
+    ``configs/voc12.yaml``) reads the one inside the package."""
+    args = with_shipped_configs(sys.argv[1:] if args is None else args)
     with warnings.catch_warnings():
         # LightningCLI warns whenever args is given and sys.argv is not empty, as here.
         warnings.filterwarnings("ignore", message=".*args parameter is intended.*")
