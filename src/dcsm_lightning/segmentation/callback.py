@@ -22,7 +22,9 @@ from torch import Tensor
 
 from dcsm_lightning.data.adapter import BatchAdapter, SegmentationBatch, as_adapter
 from dcsm_lightning.saliency import SaliencyStrategy, as_saliency, saliency_spec_type
+from dcsm_lightning.saliency.pooling import Pool
 from dcsm_lightning.segmentation.batches import BatchOutputs
+from dcsm_lightning.segmentation.distributed import PaddingFilter, counted
 from dcsm_lightning.segmentation.flow import CandidateRule, MapSource, SaliencyMaps, segment_batch
 from dcsm_lightning.segmentation.method_metrics import STAGE_PREFIX, MethodMetrics
 from dcsm_lightning.segmentation.methods import Method, check_distinct
@@ -41,7 +43,8 @@ class SaliencySegmentation(Callback):
     """Turn any LightningModule whose forward gives class scores into masks and mIoU.
 
     As input it takes each evaluation batch (through ``batch_adapter``) and the module's
-    ``forward(image)``: scores (B, K) or a score map (B, K, h, w), taken as logits. It
+    ``forward(image)``: scores (B, K) or a score map (B, K, h, w) pooled by ``pool``, taken
+    as logits. It
     produces a :class:`SegmentationOutput` per batch and, for validate / test, one mIoU per
     method (``<name>``, ``<name>+<refiner name>``), logged as ``<stage>/miou/<method>`` and
     ``<stage>/iou/<method>/<label>`` and kept in :attr:`results`. Our modules segment in
@@ -57,7 +60,15 @@ class SaliencySegmentation(Callback):
         candidates: ``"predicted"`` (score > ``candidate_threshold``, topped up to
             ``min_candidates``) or ``"labels"`` (the batch's image tags).
         candidate_threshold: probability above which a class is a candidate.
-        min_candidates: top-up size N (0 disables it).
+        min_candidates: top-up size N: when fewer classes are above the threshold, the
+            highest-scoring others are added up to N (the paper's N = 3 on VOC's K = 20).
+            The top-up never makes every class a candidate: it is off when K <= N (K = 3,
+            N = 3 would give every class a map on every image); 0 disables it.
+        pool: how a score map (B, K, h, w) becomes scores (B, K) for the probabilities (the
+            candidates and ``scores/*.json``): ``"max"``, ``"avg"`` or a callable; None
+            (default): the module's own ``score_pool`` attribute when it declares one (our
+            ``MultiLabelFCN``: ``"max"``), else ``"max"``. Use the pooling the model was
+            trained with, or the probabilities are ones the model never produces.
         segment_in_fit: also segment in the validation epochs of ``fit`` (slow); by default
             only ``validate`` / ``test`` / ``predict`` do.
         log_panels: log an image / map / mask grid of the first validation batch.
@@ -75,6 +86,7 @@ class SaliencySegmentation(Callback):
         candidates: Literal["predicted", "labels"] = "predicted",
         candidate_threshold: float = 0.5,
         min_candidates: int = 3,
+        pool: Pool | None = None,
         segment_in_fit: bool = False,
         log_panels: bool = True,
     ) -> None:
@@ -95,7 +107,8 @@ class SaliencySegmentation(Callback):
         self.batch_adapter = as_adapter(batch_adapter)
         #: what makes the maps (:func:`~dcsm_lightning.segmentation.flow.segment_batch`).
         self.source: MapSource = SaliencyMaps(
-            self.strategies, CandidateRule(candidates, candidate_threshold, min_candidates)
+            self.strategies, CandidateRule(candidates, candidate_threshold, min_candidates),
+            pool,
         )
         self.segment_in_fit = segment_in_fit
         self.log_panels = log_panels
@@ -110,6 +123,7 @@ class SaliencySegmentation(Callback):
         #: a resuming writer sets ``outputs.finished`` to drop its finished ids first.
         self.outputs = BatchOutputs(self.batch_adapter)
         self._panel: dict[str, Tensor] | None = None
+        self._padding = PaddingFilter()
 
     # -- what it computes ---------------------------------------------------------------------
 
@@ -207,7 +221,11 @@ class SaliencySegmentation(Callback):
     # -- Lightning hooks ----------------------------------------------------------------------
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        """Pick up the refiner callbacks of the trainer (e.g. ``DenseCRF``) and their metrics."""
+        """Pick up the refiner callbacks of the trainer (e.g. ``DenseCRF``) and their metrics;
+        let each strategy check the module (default layers) before the first batch."""
+        if stage != "fit" or self.segment_in_fit:
+            for strategy in self.strategies:
+                strategy.setup(pl_module)
         self.refiners = [
             cb for cb in trainer.callbacks if cb is not self and isinstance(cb, MaskRefiner)
         ]
@@ -230,6 +248,8 @@ class SaliencySegmentation(Callback):
         self.outputs.reset()
         self.results.pop(prefix, None)
         self.metrics.to(pl_module.device)
+        stage_loaders = trainer.val_dataloaders if prefix == "val" else trainer.test_dataloaders
+        self._padding.start(stage_loaders if prefix in ("val", "test") else None)
 
     on_validation_start = partialmethod(_start, "val")
     on_test_start = partialmethod(_start, "test")
@@ -247,9 +267,10 @@ class SaliencySegmentation(Callback):
         if not self._segments(trainer, stage):
             return
         out = self.output_for(trainer, pl_module, batch, batch_idx, dataloader_idx, stage)
+        keep = None if out is None else self._padding.keep(dataloader_idx, len(out.batch))
         if out is None or out.batch.mask is None:
             return
-        self.metrics.update(STAGE_PREFIX[stage], out.masks, out.batch.mask)
+        self.metrics.update(STAGE_PREFIX[stage], *counted(out.masks, out.batch.mask, keep))
         if batch_idx == 0 and dataloader_idx == 0 and self.log_panels and stage == "validate":
             self._panel = panel_data(out, self.map_names[0], [r.name for r in self.refiners])
 
