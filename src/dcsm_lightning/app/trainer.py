@@ -13,6 +13,7 @@ from typing import Any, Literal
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 
 from dcsm_lightning.data.synthetic import export_voc
+from dcsm_lightning.errors import UserError
 from dcsm_lightning.outputs.comparison import ComparisonReport
 from dcsm_lightning.outputs.writer import SegmentationWriter
 from dcsm_lightning.segmentation.callback import SaliencySegmentation
@@ -48,9 +49,16 @@ class DCSMTrainer(Trainer):
             include: one ``comparison.csv`` (``--include CSV``) or several (``--include+ CSV``
                 repeated) of earlier runs whose rows come first (e.g. the classifier's methods
                 beside a segmentation network's).
+
+        Raises:
+            UserError: the datamodule has no masks (``has_masks`` False), before any work.
         """
         if isinstance(include, str):
             include = [include]
+        if datamodule is not None and not getattr(datamodule, "has_masks", True):
+            raise UserError(
+                "compare needs masks to score the methods: give data.masks (a folder of <id>.png)"
+            )
         self.callbacks.append(ComparisonReport(output_dir, class_names, include))
         return self.validate(
             model, dataloaders, ckpt_path=ckpt_path, verbose=verbose, datamodule=datamodule

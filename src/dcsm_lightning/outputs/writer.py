@@ -29,6 +29,7 @@ from dcsm_lightning.files import (
     save_overlay_png,
     save_text,
 )
+from dcsm_lightning.outputs.run_record import check_outside_inputs, claim_output_folder
 from dcsm_lightning.segmentation.callback import (
     SaliencySegmentation,
     SegmentationOutput,
@@ -103,8 +104,11 @@ class SegmentationWriter(BasePredictionWriter):
     Nothing is overwritten silently: a file that exists is kept, an image whose files all
     exist is skipped before any work, and the scores JSON (the mask, for pseudo-labels) is
     written last, so an interrupted run resumes where it stopped. ``overwrite=True``
-    rewrites everything. Every file is written atomically. Under DDP each rank writes its own
-    images; ``pseudo.txt`` is written by rank 0 after a barrier.
+    rewrites everything. ``output_dir/run.json`` records the checkpoint and settings that
+    produced the folder; another checkpoint or other settings are refused, and the folder
+    may not lie inside the datamodule's ``images`` (:mod:`~dcsm_lightning.outputs.run_record`).
+    Every file is written atomically. Under DDP each rank writes its own images;
+    ``pseudo.txt`` is written by rank 0 after a barrier.
 
     The order of ``Trainer(callbacks=[...])`` does not matter: the segmentation computes a
     batch (with its ``DenseCRF`` masks) the first time anyone asks for it.
@@ -145,7 +149,9 @@ class SegmentationWriter(BasePredictionWriter):
             raise ValueError(f"mode must be 'predictions' or 'pseudo_labels', got {mode!r}")
         if uncertain_threshold is not None and not 0.0 <= uncertain_threshold <= 1.0:
             raise ValueError(f"uncertain_threshold must lie in [0, 1], got {uncertain_threshold}")
-        self.output_dir = Path(output_dir)
+        if not str(output_dir).strip():
+            raise ValueError("output_dir is empty: give a folder")
+        self.output_dir = Path(output_dir).expanduser()
         self.class_names = list(class_names) if class_names is not None else None
         self.method = method
         self.mode = mode
@@ -170,10 +176,12 @@ class SegmentationWriter(BasePredictionWriter):
         if stage != "predict":
             return
         self._segmentation = find_segmentation(trainer, "SegmentationWriter")
+        check_outside_inputs(self.output_dir, trainer.datamodule)
         check_writable_dir(self.output_dir)
         remove_stale_temp_files(self.output_dir)  # left by a killed run
 
     def on_predict_start(self, trainer: Any, pl_module: Any) -> None:
+        claim_output_folder(self, trainer, pl_module)  # run.json: one producer per folder
         self._reset()
 
     def on_predict_end(self, trainer: Any, pl_module: Any) -> None:
