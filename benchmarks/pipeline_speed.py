@@ -2,7 +2,7 @@
 
 Stages, per image, as the library runs them for ``predict`` (each timed on whole batches):
 
-1. ``classify``: the forward at scale 1.0 and the candidates (``SaliencySegmentation.scores``,
+1. ``classify``: the forward at scale 1.0 and the candidates (``SaliencyMaps.probs``,
    ``select_candidates``; the top N = 3 classes, so models with random weights do the same
    work as trained ones);
 2. ``maps``: ``DCSM()`` (guided BP, blocks 3-5 = 9 conv layers, scales 0.8 / 1.0 / 1.2, Eq. 4-5);
@@ -18,9 +18,16 @@ Configurations: ``vgg_small`` at the demo size (96 x 96, batches of 32) and ``vg
 writer) reports the resident memory of the process after 100 and after 1,000 images (from
 ``/proc``, by counting the mask files written): flat memory means the two are close.
 
+Then ``trainer.predict`` itself (``MultiLabelFCN(saliency="dcsm")``, ``DenseCRF(num_workers=0)``,
+``SegmentationWriter``) in both configurations, seconds per image, with this source tree and,
+given ``--before_src`` (another version's ``src/``, e.g. ``git worktree add ../base 80664a7``),
+with that one, side by side; and the resume: ``--resume_images`` (200) predicted at 96 px, then
+predicted again into the finished folder, the rerun's time as a share of the first's.
+
 Usage: ``python benchmarks/pipeline_speed.py [--ckpt CKPT] [--small_images 64] [--large_images 2]
-[--large_size 500] [--predict_images 1000]``. ``--ckpt``: a ``vgg_small`` checkpoint for the
-first configuration and the predict run (default: random weights). Set ``OMP_NUM_THREADS`` to
+[--large_size 500] [--predict_images 1000] [--before_src DIR] [--resume_images 200]``.
+``--ckpt``: a ``vgg_small`` checkpoint for the first configuration and the predict runs
+(default: random weights). Set ``OMP_NUM_THREADS`` to
 share the machine. The load average is printed before and after (the CPUs may be shared).
 """
 
@@ -48,7 +55,6 @@ from dcsm_lightning.data.synthetic import SyntheticScenes
 from dcsm_lightning.models import MultiLabelFCN
 from dcsm_lightning.saliency import DCSM, select_candidates
 from dcsm_lightning.segmentation.callback import SegmentationOutput
-from dcsm_lightning.segmentation.labels import labels_from_maps
 
 STAGES = ("classify", "maps", "crf", "mask", "files")
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,6 +73,10 @@ def batches(count: int, size: int, batch_size: int) -> list[dict]:
 
 def run_part(backbone: str, size: int, count: int, batch_size: int, ckpt: str | None) -> dict:
     """One configuration in this process: seconds per image per stage, and peak memory."""
+    from dcsm_lightning.segmentation.flow import SaliencyMaps
+    from dcsm_lightning.segmentation.labels import label_probs
+    from dcsm_lightning.segmentation.methods import Method
+
     if ckpt:
         model = MultiLabelFCN.load_from_checkpoint(ckpt, map_location="cpu")
     else:
@@ -83,23 +93,24 @@ def run_part(backbone: str, size: int, count: int, batch_size: int, ckpt: str | 
         for index, batch in enumerate(data):
             view = adapter(batch, index)
             tick = time.perf_counter()
-            probs = segmentation.scores(model, view.image)
+            probs = SaliencyMaps.probs(model, view.image)
             candidates = select_candidates(probs, threshold=1.0, min_candidates=3)
             seconds["classify"] += time.perf_counter() - tick
             tick = time.perf_counter()
             maps = segmentation.strategies[0](model, view.image, candidates)
             seconds["maps"] += time.perf_counter() - tick
+            tick = time.perf_counter()
+            eq7 = label_probs(maps, candidates, view.valid)
+            plain = eq7.labels(view.valid)
+            seconds["mask"] += time.perf_counter() - tick
             refined = {}
             for workers, crf in crfs.items():  # the same maps, one after the other
                 tick = time.perf_counter()
-                refined[workers] = crf.refine(None, "predict", view, maps, candidates)
+                refined[workers] = crf.refine(None, "predict", view, eq7)
                 seconds[f"crf_workers_{workers}"] += time.perf_counter() - tick
             assert torch.equal(refined[0], refined[cores()]), "the CRF pool changed the masks"
             tick = time.perf_counter()
-            plain = labels_from_maps(maps, candidates, view.valid)
-            seconds["mask"] += time.perf_counter() - tick
-            tick = time.perf_counter()
-            masks = {"dcsm": plain, "dcsm+crf": refined[0]}
+            masks = {Method("dcsm"): plain, Method("dcsm", "crf"): refined[0]}
             output = SegmentationOutput(view, probs, candidates, {"dcsm": maps}, masks)
             writer.write_output(None, output)
             seconds["files"] += time.perf_counter() - tick
@@ -114,10 +125,54 @@ def run_part(backbone: str, size: int, count: int, batch_size: int, ckpt: str | 
     }
 
 
-def child(args: list[str]) -> dict:
-    """Run ``--part`` in a fresh process (its own peak memory); returns its JSON result."""
+class Scenes(torch.utils.data.Dataset):
+    """Built-in scenes drawn and letterboxed when read, as a datamodule does."""
+
+    def __init__(self, count: int, size: int) -> None:
+        self.scenes, self.size = SyntheticScenes(count, size, seed=0, split="test"), size
+
+    def __len__(self) -> int:
+        return len(self.scenes)
+
+    def __getitem__(self, index: int) -> dict:
+        return prepare_sample(self.scenes[index], self.size)
+
+
+def predict_part(backbone: str, size: int, count: int, batch_size: int, ckpt: str | None) -> dict:
+    """``trainer.predict`` with DCSM, DenseCRF and the writer, timed; then the same again
+    into the finished folder (the resume). Uses only names both code versions have."""
+    import lightning.pytorch as pl
+
+    if ckpt:
+        model = MultiLabelFCN.load_from_checkpoint(ckpt, map_location="cpu", saliency="dcsm")
+    else:
+        torch.manual_seed(0)
+        model = MultiLabelFCN(len(SYNTHETIC_CLASSES), backbone=backbone, saliency="dcsm")
+    loader = torch.utils.data.DataLoader(
+        Scenes(count, size), batch_size=batch_size, collate_fn=collate_batch
+    )
+    seconds = []
+    with tempfile.TemporaryDirectory() as out:
+        for _ in range(2):  # the first run, then the rerun over its finished folder
+            writer = SegmentationWriter(out, class_names=list(SYNTHETIC_CLASSES))
+            trainer = pl.Trainer(
+                accelerator="cpu", logger=False, enable_progress_bar=False,
+                enable_model_summary=False, callbacks=[writer, DenseCRF(num_workers=0)],
+            )  # fmt: skip
+            tick = time.perf_counter()
+            trainer.predict(model, loader, return_predictions=False)
+            seconds.append(time.perf_counter() - tick)
+    return {"first": seconds[0] / count, "rerun": seconds[1] / count, "images": count}
+
+
+def child(args: list[str], src: str | None = None) -> dict:
+    """Run ``--part`` in a fresh process (its own peak memory); returns its JSON result.
+
+    ``src``: the package source tree the child imports (another version's ``src``).
+    """
     cmd = [sys.executable, __file__, "--part", *args]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    env = dict(os.environ, PYTHONPATH=src) if src else None
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if done.returncode != 0:
         raise SystemExit(f"part {args} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -197,6 +252,20 @@ def predict_rss(count: int, ckpt: str | None) -> None:
         print(f"  ratio {last[2] / at_100[2]:.3f}; peak sampled {peak:.0f} MiB; wall {wall:.0f} s")
 
 
+def predict_table(args: argparse.Namespace, small: list[str], large: list[str]) -> None:
+    """``trainer.predict`` seconds per image, this version beside ``--before_src``'s."""
+    versions = ({"before": args.before_src} if args.before_src else {}) | {"after": None}
+    print("\ntrainer.predict (DCSM + DenseCRF workers=0 + writer), seconds per image:")
+    print("| configuration | " + " | ".join(versions) + " | after / before |")
+    for title, part in (("vgg_small 96 px", small), (f"vgg16 {args.large_size} px", large)):
+        per_image = {
+            name: child(["predict", *part], src)["first"] for name, src in versions.items()
+        }
+        ratio = per_image["after"] / per_image["before"] if "before" in per_image else math.nan
+        cells = " | ".join(f"{v:.4f}" for v in per_image.values())
+        print(f"| {title} | {cells} | {ratio:.3f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt", default=None, help="vgg_small checkpoint (default: random)")
@@ -204,18 +273,26 @@ def main() -> None:
     parser.add_argument("--large_images", type=int, default=2)
     parser.add_argument("--large_size", type=int, default=500, help="vgg16's image side")
     parser.add_argument("--predict_images", type=int, default=1000, help="0 skips the predict run")
-    parser.add_argument("--part", nargs=5, default=None, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--before_src", default=None,
+        help="another version's src/ (e.g. a worktree of main): predict's seconds per image "
+        "with it and with this one, side by side",
+    )  # fmt: skip
+    parser.add_argument("--resume_images", type=int, default=200, help="0 skips the resume run")
+    parser.add_argument("--part", nargs=6, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.part:  # a child process: one configuration, result as JSON on the last line
-        backbone, size, count, batch, ckpt = args.part
-        result = run_part(backbone, int(size), int(count), int(batch), ckpt or None)
+        kind, backbone, size, count, batch, ckpt = args.part
+        part = run_part if kind == "stages" else predict_part
+        result = part(backbone, int(size), int(count), int(batch), ckpt or None)
         print(json.dumps(result))
         return
     threads = torch.get_num_threads()
     print(f"cores available: {cores()}, torch threads {threads}, load {os.getloadavg()}")
     print("CPU only: this script does not measure CUDA (run it where a GPU is for those figures)")
-    small = child(["vgg_small", "96", str(args.small_images), "32", args.ckpt or ""])
-    large = child(["vgg16", str(args.large_size), str(args.large_images), "2", ""])
+    small_args = ["vgg_small", "96", str(args.small_images), "32", args.ckpt or ""]
+    large_args = ["vgg16", str(args.large_size), str(args.large_images), "2", ""]
+    small, large = child(["stages", *small_args]), child(["stages", *large_args])
     report("vgg_small, 96 x 96 (demo size)", small)
     report(f"vgg16 (weights=None), {args.large_size} x {args.large_size}", large)
     ratio = {k: large["per_image"][k] / small["per_image"][k] for k in ("maps", "crf_workers_0")}
@@ -223,6 +300,15 @@ def main() -> None:
         f"\nvgg16 {args.large_size} px / vgg_small 96 px per image: maps {ratio['maps']:.0f}x, "
         f"crf {ratio['crf_workers_0']:.0f}x"
     )
+    predict_table(args, small_args, large_args)
+    if args.resume_images:
+        resume = child(["predict", "vgg_small", "96", str(args.resume_images), "32",
+                        args.ckpt or ""])  # fmt: skip
+        print(
+            f"\npredict, {resume['images']} images at 96 px, then again into the finished "
+            f"folder: first {resume['first']:.4f} s/image, rerun {resume['rerun']:.4f} s/image "
+            f"= {100 * resume['rerun'] / resume['first']:.1f} % of the first"
+        )
     if args.predict_images:
         predict_rss(args.predict_images, args.ckpt)
     print(f"load average after: {os.getloadavg()}")

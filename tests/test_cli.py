@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 import tempfile
 from argparse import ArgumentError
+from importlib import import_module
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +19,8 @@ from demo_config import CONFIGS, PAPER_STRATEGIES, TINY, checkpoints, demo_confi
 from PIL import Image
 
 from dcsm_lightning.app.cli import main
+from dcsm_lightning.data import SyntheticDataModule
+from dcsm_lightning.models import MultiLabelFCN
 
 
 def _tiny(tmp_path: Path, *extra: str, monitor: str | None = None) -> list[str]:
@@ -57,11 +62,15 @@ def test_strategy_is_swapped_from_the_command_line(capsys):
     assert saliency["class_path"] == "dcsm_lightning.saliency.LayerGradient"
 
 
-def test_fit_saves_a_checkpoint_that_resumes(tmp_path):
+def test_fit_saves_a_checkpoint_that_resumes(tmp_path, capsys):
     # the demo config's length is max_steps (max_epochs only caps it): resume with more steps
-    main(["fit", *_tiny(tmp_path, "--trainer.max_steps=2")])
+    args = _tiny(tmp_path, "--trainer.max_steps=2")
+    main(["fit", *args])
     last = tmp_path / "ckpt" / "last.ckpt"
     assert last.is_file()
+    out = capsys.readouterr().out  # fit ends by saying where the checkpoints are, what's next
+    assert "Checkpoints: " in out and str(last) in out
+    assert f"Next: dcsm-lightning compare --config {args[1]} --ckpt_path {last}" in out
     cli = main(["fit", *_tiny(tmp_path, "--trainer.max_steps=4", f"--ckpt_path={last}")])
     assert cli.trainer.current_epoch == 2
     assert cli.trainer.global_step == 2 * 2  # 16 images / batch 8, two epochs in all
@@ -97,7 +106,9 @@ def test_compare_writes_table_csv_and_chart(trained, capsys):
     assert {"method", "miou", "background"} <= set(rows[0])
     assert (out / "comparison.md").read_text().count("|") > 10
     assert (out / "comparison.png").stat().st_size > 1000
-    assert "dcsm+crf" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "dcsm+crf" in out
+    assert "Validate metric" not in out  # only our table, not Lightning's one row per metric
 
 
 def test_compare_without_a_logger_saves_no_config_and_runs_again_in_the_same_folder(trained):
@@ -246,3 +257,34 @@ def test_compare_options_are_yaml_keys(tmp_path, capsys):
         main(["compare", *args, "--print_config"])
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["output_dir"] == "report" and printed["class_names"] == ["a", "b"]
+
+
+def test_version_prints_the_installed_version(capsys):
+    import dcsm_lightning
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"dcsm-lightning {dcsm_lightning.__version__}"
+
+
+def test_short_class_names_work_without_a_config():
+    """``--model=MultiLabelFCN`` / ``--data=SyntheticDataModule`` resolve in a fresh process
+    with no config that imported them first, and ``--model.help`` takes the short name."""
+    command = [sys.executable, "-m", "dcsm_lightning.app.cli", "fit"]
+    out = subprocess.run(
+        [*command, "--model=MultiLabelFCN", "--data=SyntheticDataModule", "--print_config"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    printed = yaml.safe_load(out)
+
+    def resolve(class_path: str) -> type:
+        module, _, name = class_path.rpartition(".")
+        return getattr(import_module(module), name)
+
+    assert resolve(printed["model"]["class_path"]) is MultiLabelFCN
+    assert resolve(printed["data"]["class_path"]) is SyntheticDataModule
+    out = subprocess.run(
+        [*command, "--model.help", "MultiLabelFCN"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "--model.saliency" in out

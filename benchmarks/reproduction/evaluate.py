@@ -1,12 +1,11 @@
 """Evaluate one setting over a split: maps once per batch, masks with and without each CRF.
 
-The library's pieces do the work: :class:`~dcsm_lightning.SaliencySegmentation` picks the
-candidates and runs the strategy (``maps_and_candidates``),
-:func:`~dcsm_lightning.labels_from_maps` makes the plain masks (Eq. 7), one
-:class:`~dcsm_lightning.DenseCRF` per :class:`~dcsm_lightning.CRFSettings` refines the same maps
-(``refine``), and :class:`~dcsm_lightning.SegmentationIoU` scores every variant. Results are
-kept in a JSON file keyed by everything they depend on, so a rerun (an interrupted study)
-skips what is done.
+The library's flow does the work: :func:`~dcsm_lightning.segmentation.flow.segment_batch`
+picks the candidates, runs the strategy, makes the plain masks (Eq. 7) and lets one named
+:class:`~dcsm_lightning.DenseCRF` per :class:`~dcsm_lightning.CRFSettings` refine the same
+maps; :class:`~dcsm_lightning.SegmentationIoU` scores every variant. Results are kept in a
+JSON file keyed by everything they depend on, so a rerun (an interrupted study) skips what is
+done.
 """
 
 from __future__ import annotations
@@ -23,11 +22,12 @@ import torch
 from torch.utils.data import DataLoader
 from torchmetrics.classification import MultilabelAveragePrecision
 
-from dcsm_lightning import CRFSettings, DenseCRF, SaliencySegmentation, SegmentationIoU
+from dcsm_lightning import CRFSettings, DenseCRF, SegmentationIoU
 from dcsm_lightning.data.adapter import as_adapter
 from dcsm_lightning.errors import UserError
 from dcsm_lightning.files import save_json
-from dcsm_lightning.segmentation.labels import labels_from_maps
+from dcsm_lightning.segmentation.flow import CandidateRule, segment_batch
+from dcsm_lightning.segmentation.methods import Method
 
 from .tables import Setting
 
@@ -104,17 +104,15 @@ def evaluate_setting(
         UserError: a batch without ground-truth masks.
     """
     device = next(model.parameters()).device
-    segmentation = SaliencySegmentation(
-        setting.build(),
-        class_names,
-        candidates=setting.candidates,
-        min_candidates=setting.min_candidates,
-        log_panels=False,
-    )
+    strategy = setting.build()
+    rule = CandidateRule(setting.candidates, min_candidates=setting.min_candidates)
     adapter = as_adapter(None)
-    refiners = {crf_key(c): DenseCRF(settings=c, num_workers=crf_workers) for c in crfs}
-    metrics = {key: SegmentationIoU(len(class_names) + 1, per_class=True) for key in refiners}
-    metrics["none"] = SegmentationIoU(len(class_names) + 1, per_class=True)
+    # one named refiner per CRF setting: the masks of all come from the same maps
+    unique = {crf_key(c): c for c in crfs}.values()
+    refiners = [DenseCRF(c, crf_workers, name=f"crf{i}") for i, c in enumerate(unique)]
+    keys = {Method(strategy.name): "none"}
+    keys |= {Method(strategy.name, r.name): crf_key(r.settings) for r in refiners}
+    metrics = {key: SegmentationIoU(len(class_names) + 1, per_class=True) for key in keys.values()}
     average_precision = MultilabelAveragePrecision(num_labels=len(class_names))
     start = last_report = time.perf_counter()
     images = 0
@@ -127,22 +125,20 @@ def evaluate_setting(
                     f"batch {index} of the evaluated split has no ground-truth masks",
                     "mIoU needs a mask per image (VOC: SegmentationClass / SegmentationClassAug)",
                 )
-            probs, candidates, maps = segmentation.maps_and_candidates(model, view)
-            name_maps = maps[segmentation.map_names[0]].cpu()
-            candidates = candidates.cpu()
+            out = segment_batch(
+                model, view, [strategy], refiners, candidates=rule, stage="validate"
+            )
             mask = view.mask.cpu()
-            metrics["none"].update(labels_from_maps(name_maps, candidates, view.valid), mask)
-            for key, refiner in refiners.items():
-                refined = refiner.refine(None, "validate", view, name_maps, candidates)
-                metrics[key].update(refined, mask)
+            for method, masks in out.masks.items():
+                metrics[keys[method]].update(masks.cpu(), mask)
             if view.labels is not None:
-                average_precision.update(probs.cpu(), view.labels.long().cpu())
+                average_precision.update(out.probs.cpu(), view.labels.long().cpu())
             images += len(mask)
             if time.perf_counter() - last_report > 30:
                 last_report = time.perf_counter()
                 progress(f"    {index + 1}/{len(loader)} batches, {last_report - start:.0f} s")
     finally:
-        for refiner in refiners.values():
+        for refiner in refiners:
             refiner.close()
     seconds = time.perf_counter() - start
     mean_ap = float(average_precision.compute()) if images and view.labels is not None else None

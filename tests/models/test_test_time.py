@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from dcsm_lightning.models import SegmentationNet
-from dcsm_lightning.models.segnet import label_maps
 from dcsm_lightning.models.test_time import multi_scale_logits
+from dcsm_lightning.segmentation.network_maps import label_maps
 
 
 def _net():

@@ -18,7 +18,7 @@ from dcsm_lightning.data.transforms import valid_extent
 from dcsm_lightning.outputs.writer import SegmentationWriter, check_id, default_method
 from dcsm_lightning.palette import VOID
 from dcsm_lightning.segmentation.callback import SaliencySegmentation, SegmentationOutput
-from dcsm_lightning.segmentation.labels import uncertain_to_void
+from dcsm_lightning.segmentation.labels import method_name, uncertain_to_void
 
 SIZE = 12
 NAMES = ["aeroplane", "potted plant", "bird"]  # "potted plant" -> file name "potted_plant"
@@ -119,7 +119,7 @@ class ContractSegmentation(SaliencySegmentation):
             masks={
                 "dcsm": torch.where(mask == VOID, mask, 0),
                 "simonyan": torch.where(mask == VOID, mask, 1),
-                "dcsm+crf": shifted,
+                method_name("dcsm", "crf"): shifted,
             },
         )
 
@@ -301,9 +301,12 @@ def test_read_only_output_dir_fails_at_setup(tmp_path):
 
 
 def test_method_choice(tmp_path):
-    assert default_method(["dcsm", "simonyan", "dcsm+crf"]) == "dcsm+crf"
-    assert default_method(["simonyan", "dcsm", "dcsm+crf"]) == "simonyan"
-    assert default_method(["dcsm+crf", "dcsm"]) == "dcsm+crf"
+    dcsm, simonyan, crf = method_name("dcsm"), method_name("simonyan"), method_name("dcsm", "crf")
+    assert default_method([dcsm, simonyan, crf]) == "dcsm+crf"
+    assert default_method([simonyan, dcsm, crf]) == "simonyan"
+    assert default_method([crf, dcsm]) == "dcsm+crf"
+    # the strategy is read from the typed key, not from the text: "a+b" is no strategy "a"
+    assert default_method([dcsm, method_name("dcsm", "crf5"), crf]) == "dcsm+crf5"
 
     dataset, _ = _predict(SegmentationWriter(str(tmp_path), method="simonyan"))
     for item in dataset.items:

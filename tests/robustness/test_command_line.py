@@ -48,7 +48,7 @@ def test_unknown_saliency_class(run, config):
     [
         (["--uncertain_threshold=abc"], "uncertain_threshold"),
         (["--uncertain_threshold=2"], "uncertain_threshold must lie in [0, 1]"),
-        (["--method=dcsm"], "need --output_dir"),
+        (["--method=dcsm"], "predict writes nothing without --output_dir DIR"),
     ],
 )
 def test_bad_writer_options(run, config, args, expected):
@@ -57,6 +57,12 @@ def test_bad_writer_options(run, config, args, expected):
     # a value of the wrong type is a usage (parse) error, as for every option
     assert code == (EXIT_USAGE if "abc" in args[0] else EXIT_USER_ERROR)
     assert expected in error_line(err)
+
+
+def test_predict_without_output_dir_stops_before_the_work(run, config):
+    code, err = run("predict", "--config", str(config))
+    assert code == EXIT_USER_ERROR
+    assert error_line(err) == "predict writes nothing without --output_dir DIR"
 
 
 def test_pseudo_labels_needs_an_output_dir(run, config):

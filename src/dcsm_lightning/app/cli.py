@@ -23,14 +23,20 @@ from __future__ import annotations
 
 import sys
 import warnings
+from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+# Imported for their classes: jsonargparse resolves a short class name (--model=MultiLabelFCN,
+# --data=TaggedImagesDataModule, --model.help MultiLabelFCN) among the subclasses it has seen.
+import dcsm_lightning.data  # noqa: F401
+import dcsm_lightning.models  # noqa: F401
+from dcsm_lightning import __version__
 from dcsm_lightning.app.base import BaseCLI, option_values
 from dcsm_lightning.app.checkpoint_defaults import FOLDER_DATAMODULE, checkpoint_defaults
-from dcsm_lightning.app.error_report import run_command
+from dcsm_lightning.app.error_report import PROG, run_command
 from dcsm_lightning.app.trainer import DCSMTrainer
 from dcsm_lightning.errors import UserError
 
@@ -134,6 +140,11 @@ class DCSMLightningCLI(BaseCLI):
     def _check_predicting(self) -> None:
         """``predict`` / ``pseudo-labels``: a model and data (``--images``) are given."""
         config = self.config[self.subcommand]
+        if self.subcommand == "predict" and config.get("output_dir") is None:
+            raise UserError(
+                "predict writes nothing without --output_dir DIR",
+                hint="give --output_dir (masks/, heatmaps/, overlays/, scores/ go there)",
+            )
         if config.get("model") is None:
             raise UserError(
                 f"{self.subcommand} needs a model: give --ckpt_path CKPT, --config or --model"
@@ -160,6 +171,25 @@ class DCSMLightningCLI(BaseCLI):
             model_args = config.model.get("init_args")
             if model_args is not None and "candidates" in model_args:  # MultiLabelFCN's hparams
                 model_args.candidates = config.candidates
+
+    def after_fit(self) -> None:
+        """Print where the checkpoints are and the command that compares the methods next."""
+        paths = [
+            Path(path)
+            for cb in self.trainer.checkpoint_callbacks
+            for path in dict.fromkeys((cb.last_model_path, cb.best_model_path))
+            if path
+        ]
+        if not self.trainer.is_global_zero or not paths:
+            return
+        # the newest weights: a file named last.ckpt, else the first checkpoint callback's
+        last = next((path for path in paths if path.name == "last.ckpt"), paths[0])
+        configs = "".join(f" --config {path}" for path in self.config.fit.get("config") or ())
+        print(f"\nCheckpoints: {', '.join(map(str, dict.fromkeys(paths)))}")
+        print(
+            f"Next: {PROG} compare{configs} --ckpt_path {last}"
+            f" --output_dir {last.parent.parent / 'compare'}"
+        )
 
     def _use_folder(self, images: str) -> None:
         """``--images DIR``: the datamodule becomes TaggedImagesDataModule on DIR (a config's
@@ -201,14 +231,20 @@ def main(args: list[str] | None = None) -> DCSMLightningCLI:
             subclass_mode_model=True,
             subclass_mode_data=True,
             seed_everything_default=0,
-            parser_kwargs={"parser_mode": "omegaconf"},
+            parser_kwargs={
+                "prog": PROG,  # not sys.argv[0], which is __main__.py under python -m
+                "version": __version__,
+                "parser_mode": "omegaconf",
+                # naming a subcommand makes LightningCLI give it only its own entry
+                **{name: {"parser_mode": "omegaconf"} for name in DCSMLightningCLI.subcommands()},
+            },
             args=args,
         )
 
 
 def console_main() -> None:
-    """Console-script entry: :func:`main` with one-line user errors and an exit status
-    (see :mod:`dcsm_lightning.errors`; ``--debug`` or ``DCSM_DEBUG=1`` shows tracebacks)."""
+    """Console-script entry: :func:`main` with one-line user errors and an exit status (see
+    :mod:`dcsm_lightning.app.error_report`; ``--debug`` or ``DCSM_DEBUG=1`` shows tracebacks)."""
     sys.exit(run_command(main))
 
 

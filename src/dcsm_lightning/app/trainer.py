@@ -30,7 +30,7 @@ class DCSMTrainer(Trainer):
         model: LightningModule | None = None,
         dataloaders: Any = None,
         ckpt_path: str | None = None,
-        verbose: bool = True,
+        verbose: bool = False,
         datamodule: LightningDataModule | None = None,
         output_dir: str | None = None,
         class_names: list[str] | None = None,
@@ -42,7 +42,8 @@ class DCSMTrainer(Trainer):
             model: the module (its segmentation gives the methods).
             dataloaders: validation dataloaders (else the datamodule's).
             ckpt_path: checkpoint to evaluate.
-            verbose: print the validation metrics.
+            verbose: also print Lightning's table of every logged metric (the comparison
+                table is printed either way).
             datamodule: the data.
             output_dir: where comparison.md / .csv / .png go; default the run's log directory.
             class_names: the K class names shown as columns; default the segmentation's.

@@ -16,9 +16,11 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 
-from dcsm_lightning.crf.mean_field import CRFSettings, crf_masks
+from dcsm_lightning.crf.mean_field import CRFSettings, crf_refine
 from dcsm_lightning.crf.workers import init_worker
 from dcsm_lightning.data.adapter import SegmentationBatch
+from dcsm_lightning.segmentation.labels import LabelProbs
+from dcsm_lightning.segmentation.methods import check_part
 
 __all__ = ["DenseCRF"]
 
@@ -49,13 +51,15 @@ def _available_cores() -> int:
 
 
 class DenseCRF(Callback):
-    """Lightning callback adding CRF-refined masks ``"<strategy>+crf"`` (Sec. 3.4).
+    """Lightning callback adding CRF-refined masks ``"<strategy>+<name>"`` (Sec. 3.4).
 
     A refinement step of :class:`~dcsm_lightning.SaliencySegmentation`: put both in
     ``Trainer(callbacks=[...])``, in any order. For each batch and strategy the segmentation
-    calls :meth:`refine`, which runs :func:`~dcsm_lightning.crf.mean_field.crf_masks` on the
-    batch's ``rgb`` / ``valid`` and the strategy's maps; the masks are evaluated, reported and
-    written like any other method's (named ``method_name(strategy, "crf")``).
+    calls :meth:`refine`, which runs :func:`~dcsm_lightning.crf.mean_field.crf_refine` on the
+    batch's ``rgb`` / ``extent`` / ``valid`` and the strategy's Eq. 7 probabilities; the masks
+    are evaluated, reported and written like any other method's (named
+    ``method_name(strategy, name)``). Several instances with different names and settings
+    run side by side on the same maps (``DenseCRF(name="crf5", settings={iterations: 5})``).
 
     The images of a batch run in a process pool (``ProcessPoolExecutor``, ``fork`` start
     method where available, see :func:`_pool_context`), created on the first batch and shut
@@ -71,21 +75,23 @@ class DenseCRF(Callback):
             ``0`` = run in this process (so does ``None`` when that resolves to 1).
         stages: where to act, any of ``"validate"`` (validation batches, also inside
             ``fit``), ``"test"``, ``"predict"``.
+        name: the refinement step's name: masks are called ``"<strategy>+<name>"``.
 
     Raises:
-        ValueError: negative ``num_workers`` or an unknown stage.
+        ValueError: negative ``num_workers``, an unknown stage, or a ``name`` with ``+`` or
+            ``/``.
     """
-
-    #: the refinement step's name: masks are called ``"<strategy>+crf"``.
-    step = "crf"
 
     def __init__(
         self,
         settings: CRFSettings | None = None,
         num_workers: int | None = None,
         stages: Sequence[str] = _STAGES,
+        name: str = "crf",
     ) -> None:
         super().__init__()
+        #: the refinement step's name (``method_name(strategy, name)``).
+        self.name = check_part(name, "refinement step")
         if num_workers is not None and (
             isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0
         ):
@@ -108,21 +114,23 @@ class DenseCRF(Callback):
         trainer: pl.Trainer | None,
         stage: str,
         batch: SegmentationBatch,
-        maps: Tensor,
-        candidates: Tensor,
+        probs: LabelProbs,
     ) -> Tensor | None:
         """CRF masks int64 (B, S, S) of one strategy's maps, or None outside ``stages``.
 
         Args:
             trainer: the running trainer (its devices per node size the pool), or None.
             stage: ``"validate"``, ``"test"`` or ``"predict"``.
-            batch: the adapted batch (``rgb`` uint8 (B, S, S, 3), ``valid`` bool or None).
-            maps: float (B, K, S, S) in [0, 1]. candidates: bool (B, K).
+            batch: the adapted batch (``rgb`` uint8 (B, S, S, 3), ``extent`` (B, 2),
+                ``valid`` bool or None).
+            probs: the strategy's Eq. 7 probabilities
+                (:func:`~dcsm_lightning.segmentation.labels.label_probs`: maps (B, K, S, S)
+                in [0, 1], candidates (B, K), background).
         """
         if stage not in self.stages:
             return None
-        pool = self._get_pool(len(maps), _devices_per_node(trainer))
-        return crf_masks(batch.rgb, maps, candidates, batch.valid, self.settings, pool)
+        pool = self._get_pool(len(batch), _devices_per_node(trainer))
+        return crf_refine(batch.rgb, probs, batch.extent, batch.valid, self.settings, pool)
 
     # Lightning hooks: the pool's life -------------------------------------------------------
 

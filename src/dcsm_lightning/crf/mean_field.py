@@ -22,10 +22,11 @@ import pydensecrf.densecrf as dcrf
 import torch
 from torch import Tensor
 
+from dcsm_lightning.data.transforms import letterbox_extents
 from dcsm_lightning.palette import VOID
-from dcsm_lightning.segmentation.labels import maps_to_probs
+from dcsm_lightning.segmentation.labels import LabelProbs, label_probs
 
-__all__ = ["CRFSettings", "crf_labels_from_maps", "crf_masks", "dense_crf"]
+__all__ = ["CRFSettings", "crf_labels_from_maps", "crf_masks", "crf_refine", "dense_crf"]
 
 _RANGE_TOL = 1e-6
 
@@ -145,72 +146,40 @@ def dense_crf(
         ValueError: ``rgb`` not uint8 (H, W, 3); ``probs`` not float (L, H, W); sizes differ;
             NaN or values outside [0, 1] in ``probs``.
     """
-    settings = CRFSettings() if settings is None else settings
     _check_image(rgb, probs)
     probs_np = _to_numpy(probs)
     _check_probs_values(probs_np)
-    rgb_np = _to_numpy(rgb)
-    n_labels, height, width = probs_np.shape
-    if n_labels == 1 or height == 0 or width == 0:  # nothing to decide
-        labels = np.zeros((height, width), dtype=np.int64)
-    else:
-        # Same arithmetic as pydensecrf.utils.unary_from_softmax(probs, clip=clamp): clip in the
-        # input dtype, -log, cast to float32. No renormalisation (the paper's -log Mhat).
-        unary = -np.log(np.clip(probs_np, settings.clamp, 1.0)).reshape(n_labels, -1)
-        crf = dcrf.DenseCRF2D(width, height, n_labels)
-        crf.setUnaryEnergy(np.ascontiguousarray(unary.astype(np.float32)))
-        crf.addPairwiseGaussian(sxy=settings.gaussian_sxy, compat=settings.gaussian_compat)
-        crf.addPairwiseBilateral(
-            sxy=settings.bilateral_sxy,
-            srgb=settings.bilateral_srgb,
-            rgbim=np.require(rgb_np, requirements=("C", "W")),  # a read-only view is copied
-            compat=settings.bilateral_compat,
-        )
-        marginals = np.asarray(crf.inference(settings.iterations))
-        labels = np.argmax(marginals, axis=0).reshape(height, width).astype(np.int64)
+    labels = _mean_field(_to_numpy(rgb), probs_np, settings)
     if isinstance(probs, Tensor):
         return torch.from_numpy(labels).to(probs.device)
     return labels
 
 
-# --- maps -> dataset ids: prepare (Eq. 7, crop), dense_crf (maybe in a worker), finish ----
+def _mean_field(
+    rgb_np: np.ndarray, probs_np: np.ndarray, settings: CRFSettings | None
+) -> np.ndarray:
+    """:func:`dense_crf` on checked numpy arrays (no torch: safe in forked workers)."""
+    settings = CRFSettings() if settings is None else settings
+    n_labels, height, width = probs_np.shape
+    if n_labels == 1 or height == 0 or width == 0:  # nothing to decide
+        return np.zeros((height, width), dtype=np.int64)
+    # Same arithmetic as pydensecrf.utils.unary_from_softmax(probs, clip=clamp): clip in the
+    # input dtype, -log, cast to float32. No renormalisation (the paper's -log Mhat).
+    unary = -np.log(np.clip(probs_np, settings.clamp, 1.0)).reshape(n_labels, -1)
+    crf = dcrf.DenseCRF2D(width, height, n_labels)
+    crf.setUnaryEnergy(np.ascontiguousarray(unary.astype(np.float32)))
+    crf.addPairwiseGaussian(sxy=settings.gaussian_sxy, compat=settings.gaussian_compat)
+    crf.addPairwiseBilateral(
+        sxy=settings.bilateral_sxy,
+        srgb=settings.bilateral_srgb,
+        rgbim=np.require(rgb_np, requirements=("C", "W")),  # a read-only view is copied
+        compat=settings.bilateral_compat,
+    )
+    marginals = np.asarray(crf.inference(settings.iterations))
+    return np.argmax(marginals, axis=0).reshape(height, width).astype(np.int64)
 
 
-def _valid_box(valid: Tensor | None, height: int, width: int) -> tuple[int, int]:
-    """Height and width of the bounding box of ``valid`` anchored at the top-left corner."""
-    if valid is None:
-        return height, width
-    rows = valid.any(dim=1).nonzero()
-    cols = valid.any(dim=0).nonzero()
-    if rows.numel() == 0:
-        return 0, 0
-    return int(rows.max()) + 1, int(cols.max()) + 1
-
-
-def _prepare(
-    rgb: np.ndarray | Tensor, maps: Tensor, candidates: Tensor, valid: Tensor | None
-) -> tuple[np.ndarray, np.ndarray, Tensor]:
-    """Checks, Eq. 7 and cropping: -> (rgb crop, probs crop, label ids)."""
-    if not isinstance(maps, Tensor) or maps.ndim != 3:
-        raise ValueError(
-            f"Expected `maps` to be a tensor of shape (K, H, W), got "
-            f"{tuple(maps.shape) if isinstance(maps, Tensor) else type(maps).__name__}."
-        )
-    if valid is not None and (
-        not isinstance(valid, Tensor)
-        or valid.dtype != torch.bool
-        or tuple(valid.shape) != tuple(maps.shape[1:])
-    ):
-        got = f"{valid.dtype} {tuple(valid.shape)}" if isinstance(valid, Tensor) else type(valid)
-        raise ValueError(
-            f"Expected `valid` to be a bool tensor of shape {tuple(maps.shape[1:])}, got {got}."
-        )
-    probs, label_ids = maps_to_probs(maps, candidates)  # checks maps / candidates
-    _check_image(rgb, probs)
-    h, w = _valid_box(valid, *maps.shape[1:])
-    rgb_np = np.ascontiguousarray(_to_numpy(rgb[:h, :w]))
-    probs_np = np.ascontiguousarray(_to_numpy(probs[:, :h, :w]))
-    return rgb_np, probs_np, label_ids
+# --- maps -> dataset ids: Eq. 7 once, crop, dense_crf (maybe in a worker), finish ---------
 
 
 def _finish(
@@ -234,12 +203,12 @@ def crf_labels_from_maps(
 ) -> Tensor:
     """Class maps of one image -> CRF-refined label map in dataset ids (Sec. 3.4).
 
-    Builds background + candidate probabilities with
-    :func:`~dcsm_lightning.segmentation.labels.maps_to_probs`
-    (Eq. 7), runs :func:`dense_crf` and maps the label indices back to dataset ids. With
-    ``valid``, the CRF runs only on the bounding box of the valid pixels (the top-left
-    rectangle of a letterboxed image), so padding never influences it; every pixel outside
-    ``valid`` is :data:`~dcsm_lightning.palette.VOID` (255).
+    Builds background + candidate probabilities (Eq. 7, as
+    :func:`~dcsm_lightning.segmentation.labels.maps_to_probs`), runs :func:`dense_crf` and
+    maps the label indices back to dataset ids. With ``valid``, the CRF runs only on the
+    bounding box of the valid pixels (the top-left rectangle of a letterboxed image), so
+    padding never influences it; every pixel outside ``valid`` is
+    :data:`~dcsm_lightning.palette.VOID` (255).
 
     Args:
         rgb: uint8 image of shape (H, W, 3), numpy or torch.
@@ -256,9 +225,31 @@ def crf_labels_from_maps(
         ValueError: bad shapes, dtypes or values (see :func:`dense_crf` and
             :func:`~dcsm_lightning.segmentation.labels.maps_to_probs`).
     """
-    rgb_np, probs_np, label_ids = _prepare(rgb, maps, candidates, valid)
-    index = dense_crf(rgb_np, probs_np, settings)
-    return _finish(index, label_ids, valid, tuple(maps.shape[1:]))
+    if not isinstance(maps, Tensor) or maps.ndim != 3:
+        raise ValueError(
+            f"Expected `maps` to be a tensor of shape (K, H, W), got "
+            f"{tuple(maps.shape) if isinstance(maps, Tensor) else type(maps).__name__}."
+        )
+    if not isinstance(rgb, (np.ndarray, Tensor)):
+        _check_image(rgb, maps)  # raises: not an array
+    rgb_t = torch.as_tensor(rgb)[None]
+    return crf_masks(rgb_t, maps[None], candidates[None], _batched(valid, maps), settings)[0]
+
+
+def _batched(valid: Tensor | None, maps: Tensor) -> Tensor | None:
+    """One image's ``valid`` (H, W) as a batch of one, checked against ``maps`` (K, H, W)."""
+    if valid is None:
+        return None
+    if (
+        not isinstance(valid, Tensor)
+        or valid.dtype != torch.bool
+        or tuple(valid.shape) != tuple(maps.shape[1:])
+    ):
+        got = f"{valid.dtype} {tuple(valid.shape)}" if isinstance(valid, Tensor) else type(valid)
+        raise ValueError(
+            f"Expected `valid` to be a bool tensor of shape {tuple(maps.shape[1:])}, got {got}."
+        )
+    return valid[None]
 
 
 def crf_masks(
@@ -295,16 +286,46 @@ def crf_masks(
         sizes["valid"] = len(valid)
     if len(set(sizes.values())) != 1:
         raise ValueError(f"Expected one batch size, got {sizes}.")
+    probs = label_probs(maps, candidates, valid)
+    full = torch.tensor([list(maps.shape[2:])], dtype=torch.int64).expand(len(maps), 2)
+    extent = full if valid is None else letterbox_extents(valid, full, maps.shape[-1])
+    return crf_refine(rgb, probs, extent, valid, settings, executor)
+
+
+def crf_refine(
+    rgb: Tensor,
+    probs: LabelProbs,
+    extent: Tensor,
+    valid: Tensor | None = None,
+    settings: CRFSettings | None = None,
+    executor: Executor | None = None,
+) -> Tensor:
+    """The CRF of a batch whose Eq. 7 is computed already: what :func:`crf_masks` and
+    :class:`~dcsm_lightning.crf.DenseCRF` run.
+
+    Args:
+        rgb: uint8 tensor of shape (B, H, W, 3).
+        probs: :class:`~dcsm_lightning.segmentation.labels.LabelProbs` of the batch (checked
+            maps (B, K, H, W), candidates, Eq. 7 background).
+        extent: int (B, 2), (h, w) of each image's top-left rectangle the CRF runs on.
+        valid: optional bool (B, H, W); pixels off it (and off the extent) become VOID.
+        settings, executor: as in :func:`crf_masks`.
+
+    Returns:
+        int64 tensor of shape (B, H, W) on the device of the maps, dataset ids.
+    """
+    shape = tuple(probs.maps.shape[2:])
     jobs = []
-    for i in range(len(maps)):
-        valid_i = None if valid is None else valid[i]
-        rgb_np, probs_np, label_ids = _prepare(rgb[i], maps[i], candidates[i], valid_i)
-        if executor is None:
-            job: Any = dense_crf(rgb_np, probs_np, settings)
+    for i, (h, w) in enumerate(extent.tolist()):
+        image_probs, label_ids = probs.image(i)
+        _check_image(rgb[i], image_probs)
+        rgb_np = np.ascontiguousarray(_to_numpy(rgb[i, :h, :w]))
+        probs_np = np.ascontiguousarray(_to_numpy(image_probs[:, :h, :w]))
+        if executor is None:  # the maps were checked once, by label_probs
+            job: Any = _mean_field(rgb_np, probs_np, settings)
         else:  # submitted at once, so the workers start while the next image is prepared
-            job = executor.submit(dense_crf, rgb_np, probs_np, settings)
-        jobs.append((job, label_ids, valid_i))
-    shape = tuple(maps.shape[2:])
+            job = executor.submit(_mean_field, rgb_np, probs_np, settings)
+        jobs.append((job, label_ids, None if valid is None else valid[i]))
     return torch.stack(
         [
             _finish(job if executor is None else job.result(), label_ids, valid_i, shape)

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from dcsm_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from dcsm_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD, letterbox_extents
 
 __all__ = ["BatchAdapter", "SegmentationBatch", "as_adapter", "rgb_from_image"]
 
@@ -36,6 +36,9 @@ class SegmentationBatch:
             or None.
         labels: float (B, K) multi-hot image tags, or None.
         valid: bool (B, S, S), False on letterbox padding, or None (all valid).
+        extent: int64 (B, 2) on the CPU, (h, w) of each real image inside its letterbox
+            (:func:`~dcsm_lightning.data.transforms.letterbox_extents` of ``valid``, else of
+            ``orig_size``): what the CRF crops to and the writer cuts out. Derived once.
     """
 
     image: Tensor
@@ -45,6 +48,30 @@ class SegmentationBatch:
     mask: Tensor | None = None
     labels: Tensor | None = None
     valid: Tensor | None = None
+    extent: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.extent is None:
+            size = max(self.image.shape[-2:])
+            self.extent = letterbox_extents(self.valid, self.orig_size, size)
+
+    def select(self, keep: Sequence[int]) -> SegmentationBatch:
+        """The batch of the images at positions ``keep`` (in that order)."""
+        index = torch.as_tensor(list(keep), dtype=torch.int64)
+
+        def pick(value: Tensor | None) -> Tensor | None:
+            return None if value is None else value[index.to(value.device)]
+
+        return SegmentationBatch(
+            image=pick(self.image),
+            rgb=pick(self.rgb),
+            ids=[self.ids[i] for i in keep],
+            orig_size=pick(self.orig_size),
+            mask=pick(self.mask),
+            labels=pick(self.labels),
+            valid=pick(self.valid),
+            extent=pick(self.extent),
+        )
 
     def __len__(self) -> int:
         return len(self.image)

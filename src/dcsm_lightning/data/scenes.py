@@ -180,7 +180,7 @@ class SceneFamily:
         name: the family's name (``SyntheticDataModule(family=...)``).
         class_names: the K class names; class k is drawn with ``looks[k]``.
         looks: (shape, texture) per class. A shape maps local coordinates (u, v) in units of
-            the object radius to an inside mask and fits in |u|, |v| <= 1.3; a texture maps
+            the object radius to an inside mask and fits in ``|u|, |v| <= 1.3``; a texture maps
             pixel-unit local coordinates (x, y), rho (radius units), a period and a phase (pixels)
             to the weight of the darker shade in [0, 1], covering about half of the object.
         object_count_p: probabilities of 1, 2, ... objects per image.

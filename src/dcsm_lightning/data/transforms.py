@@ -200,23 +200,41 @@ def normalize(rgb: torch.Tensor | np.ndarray) -> torch.Tensor:
     return image.movedim(-1, -3).contiguous()
 
 
-def valid_extent(valid: Tensor | None, orig_size: Sequence[int], size: int) -> tuple[int, int]:
-    """Height and width of the real image inside an ``size`` x ``size`` letterbox.
+def letterbox_extents(valid: Tensor | None, orig_size: Tensor, size: int) -> Tensor:
+    """Height and width of each real image inside its ``size`` x ``size`` letterbox.
 
     Args:
-        valid: bool S x S, True on image pixels (a top-left rectangle), or None to recompute
-            the letterbox from ``orig_size`` (longer side scaled to ``size``, rounded).
-        orig_size: (height, width) of the image on disk.
+        valid: bool (B, S, S), True on image pixels (a top-left rectangle): the extent is
+            its bounding box from the top-left corner (0 x 0 when no pixel is valid); or
+            None to recompute the letterbox from ``orig_size`` (longer side scaled to
+            ``size``, rounded).
+        orig_size: int (B, 2), (height, width) of each image on disk.
         size: S.
+
+    Returns:
+        int64 (B, 2) on the CPU: (h, w) per image.
     """
-    if valid is not None:
-        height = int(valid.any(dim=1).sum())
-        width = int(valid.any(dim=0).sum())
-    else:
-        height, width = letterbox_extent(int(orig_size[0]), int(orig_size[1]), size)
+    if valid is None:
+        pairs = [letterbox_extent(int(h), int(w), size) for h, w in orig_size.tolist()]
+        return torch.tensor(pairs, dtype=torch.int64).reshape(-1, 2)
+    valid = valid.detach().cpu()
+    rows = valid.any(dim=2) * torch.arange(1, valid.shape[1] + 1)
+    cols = valid.any(dim=1) * torch.arange(1, valid.shape[2] + 1)
+    return torch.stack([rows.amax(dim=1), cols.amax(dim=1)], dim=1).to(torch.int64)
+
+
+def valid_extent(valid: Tensor | None, orig_size: Sequence[int], size: int) -> tuple[int, int]:
+    """:func:`letterbox_extents` of one image: ``valid`` bool S x S or None, ``orig_size``
+    (height, width) -> (h, w).
+
+    Raises:
+        ValueError: ``valid`` marks no pixel as valid.
+    """
+    batch_valid = None if valid is None else valid[None]
+    height, width = letterbox_extents(batch_valid, torch.tensor([list(orig_size)]), size)[0]
     if height == 0 or width == 0:
         raise ValueError("batch['valid'] marks no pixel as valid")
-    return height, width
+    return int(height), int(width)
 
 
 def uncrop_labels(labels: Tensor, extent: tuple[int, int], orig_size: Sequence[int]) -> Tensor:

@@ -144,8 +144,11 @@ class MultiLabelFCN(EvaluationSteps, LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["labels"]))
         return loss
 
-    def _evaluation_step(self, batch: dict[str, Any], stage: str) -> torch.Tensor:
-        logits = global_max_pool(self(batch["image"]))
+    def _evaluation_step(
+        self, batch: dict[str, Any], stage: str
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        score_map = self(batch["image"])
+        logits = global_max_pool(score_map)
         probs = torch.sigmoid(logits)
         if "labels" in batch and stage != "predict":
             labels = batch["labels"]
@@ -159,7 +162,7 @@ class MultiLabelFCN(EvaluationSteps, LightningModule):
             f1.update(probs, labels.long())
             self.log(f"{stage}/mAP", mean_ap, prog_bar=True, batch_size=batch_size)
             self.log(f"{stage}/F1", f1, batch_size=batch_size)
-        return probs
+        return probs, score_map  # the score map: the segmentation's classify, not repeated
 
     def configure_optimizers(self) -> Any:
         return build_optimizers(

@@ -34,8 +34,8 @@ def build_optimizers(
             (e.g. ``lambda: self.trainer.estimated_stepping_batches``).
 
     Returns:
-        the optimizer, or ``{"optimizer": ..., "lr_scheduler": {"scheduler": ..., "interval":
-        ...}}`` with a scheduler.
+        the optimizer; with a scheduler, the dict
+        ``{"optimizer": ..., "lr_scheduler": {"scheduler": ..., "interval": ...}}``.
     """
     items = list(parameters)
     if items and isinstance(items[0], dict):

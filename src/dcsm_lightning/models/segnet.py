@@ -10,7 +10,6 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_warn
 
-from dcsm_lightning.data.adapter import SegmentationBatch
 from dcsm_lightning.data.classes import names_for_classes
 from dcsm_lightning.models.augment import check_scale_range, random_rescale
 from dcsm_lightning.models.optim import build_optimizers
@@ -21,8 +20,9 @@ from dcsm_lightning.models.segheads import (
 )
 from dcsm_lightning.models.steps import EvaluationSteps
 from dcsm_lightning.models.test_time import check_eval_scales, multi_scale_logits
+from dcsm_lightning.palette import VOID
 from dcsm_lightning.segmentation.callback import SaliencySegmentation
-from dcsm_lightning.segmentation.labels import VOID, maps_from_label_logits
+from dcsm_lightning.segmentation.network_maps import NetworkMaps
 
 
 def segmentation_loss(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -40,32 +40,8 @@ def segmentation_loss(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits, mask, ignore_index=VOID)
 
 
-def label_maps(
-    logits: torch.Tensor, valid: torch.Tensor | None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A segmentation network's logits B x (K + 1) x S x S as the evaluation flow reads them.
-
-    Returns:
-        ``probs`` B x K, the highest probability of each class over the (valid) image;
-        ``candidates`` B x K bool, the classes that win at least one valid pixel; ``maps``
-        B x K x S x S in [0, 1],
-        :func:`~dcsm_lightning.segmentation.labels.maps_from_label_logits` on the
-        candidates (0 elsewhere), whose Eq. 7 labels are the per-pixel argmax.
-    """
-    labels = logits.argmax(dim=1)
-    if valid is not None:
-        labels = labels.masked_fill(~valid, VOID)
-    classes = torch.arange(1, logits.shape[1], device=labels.device)
-    candidates = (labels[:, None] == classes[None, :, None, None]).flatten(2).any(2)
-    probs = logits.softmax(dim=1)[:, 1:]
-    if valid is not None:
-        probs = probs.masked_fill(~valid[:, None], 0.0)
-    maps = maps_from_label_logits(logits) * candidates[..., None, None]
-    return probs.flatten(2).amax(2), candidates, maps
-
-
 class NetworkSegmentation(SaliencySegmentation):
-    """The evaluation flow for a segmentation network: its maps (:func:`label_maps` of the
+    """The evaluation flow for a segmentation network: its maps (:class:`NetworkMaps` of the
     module's ``segment_logits(image)``) take the place of saliency maps, under one method
     name; masks, ``DenseCRF``, metrics, reports and the writer are the same as for the
     classifier.
@@ -78,20 +54,10 @@ class NetworkSegmentation(SaliencySegmentation):
     def __init__(
         self, name: str, class_names: list[str], segment_in_fit: bool, log_panels: bool
     ) -> None:
-        self.name = name  # before the base class builds the metrics of map_names
         super().__init__([], class_names, segment_in_fit=segment_in_fit, log_panels=log_panels)
-
-    @property
-    def map_names(self) -> list[str]:
-        return [self.name]
-
-    def maps_and_candidates(
-        self, pl_module: LightningModule, batch: SegmentationBatch
-    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        with torch.no_grad():
-            logits = pl_module.segment_logits(batch.image)
-            probs, candidates, maps = label_maps(logits, batch.valid)
-        return probs, candidates, {self.name: maps}
+        self.source = NetworkMaps(name)
+        for method in self.methods:
+            self.metrics.add(method)
 
 
 class SegmentationNet(EvaluationSteps, LightningModule):
@@ -211,12 +177,16 @@ class SegmentationNet(EvaluationSteps, LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=len(image))
         return loss
 
-    def _evaluation_step(self, batch: dict[str, Any], stage: str) -> torch.Tensor:
+    def _evaluation_step(
+        self, batch: dict[str, Any], stage: str
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         logits = self(batch["image"])
         if "mask" in batch and stage != "predict":
             loss = segmentation_loss(logits, batch["mask"])
             self.log(f"{stage}/loss", loss, batch_size=len(logits), sync_dist=True)
-        return logits
+        # one plain pass is what segmenting reads too: the flow reuses it
+        plain = (self.hparams.eval_scales or [1.0]) == [1.0] and not self.hparams.eval_flip
+        return logits, logits if plain else None
 
     def configure_optimizers(self) -> Any:
         backbone = {id(p) for p in backbone_parameters(self.net)}

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dcsm_lightning.files import atomic_path
-from dcsm_lightning.segmentation.labels import split_method
+from dcsm_lightning.segmentation.methods import Method
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -143,7 +143,7 @@ def read_csv(path: str | os.PathLike) -> tuple[dict[str, dict[str, Any]], list[s
             raise ValueError(f"{path}, line {line}: {err}") from None
         if len(values) != len(names) + 1:
             raise ValueError(f"{path}, line {line}: {len(row)} cells, header has {len(names) + 2}")
-        results[row[0]] = {"miou": values[0], "per_class": values[1:]}
+        results[Method.parse(row[0])] = {"miou": values[0], "per_class": values[1:]}
     return results, names
 
 
@@ -175,7 +175,8 @@ def miou_chart_figure(
 
     methods = [str(m) for m in results]
     values = [100 * float(result["miou"]) for result in results.values()]
-    strategies = [split_method(m)[0] for m in methods]
+    # a Method key knows its parts; any other name is a group of its own
+    strategies = [getattr(m, "strategy", str(m)) for m in results]
     bases = list(dict.fromkeys(strategies))
     cycle = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     figure = Figure(figsize=(max(4.0, 0.9 * len(methods) + 1.5), 3.5), dpi=100)
@@ -188,7 +189,7 @@ def miou_chart_figure(
         heights,
         color=[cycle[bases.index(b) % len(cycle)] for b in strategies],
         edgecolor="black",
-        hatch=["" if split_method(m)[1] is None else "//" for m in methods],
+        hatch=["" if getattr(m, "step", None) is None else "//" for m in results],
         yerr=[0.0 if math.isnan(e) else e for e in errors] if spread else None,
         capsize=3 if spread else 0,
     )

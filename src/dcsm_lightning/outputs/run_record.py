@@ -22,6 +22,7 @@ so a folder must only ever hold the outputs of one model with one set of setting
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import shutil
 from pathlib import Path
@@ -69,6 +70,18 @@ def model_digest(pl_module: LightningModule, class_names: list[str] | None) -> s
     return digest.hexdigest()
 
 
+def built_with(obj: object) -> str:
+    """``"Class(arg=value, ...)"``: the attributes of ``obj`` named like an ``__init__``
+    parameter of its class or a base (what it was built with, not state it gathers)."""
+    names: set[str] = set()
+    for cls in type(obj).__mro__:
+        init = cls.__dict__.get("__init__")
+        if init is not None and inspect.isfunction(init):
+            names |= set(inspect.signature(init).parameters) - {"self"}
+    args = ", ".join(f"{k}={v!r}" for k, v in sorted(vars(obj).items()) if k in names)
+    return f"{type(obj).__qualname__}({args})"
+
+
 def run_record(writer: Any, trainer: Trainer, pl_module: LightningModule) -> dict[str, Any]:
     """The record of this run: ``{"checkpoint": {"path", "sha256"}, "settings": {...}}``."""
     segmentation = writer._segmentation
@@ -79,12 +92,12 @@ def run_record(writer: Any, trainer: Trainer, pl_module: LightningModule) -> dic
         "method": writer.method,
         "uncertain_threshold": writer.uncertain_threshold,
         "heatmap_cmap": writer.heatmap_cmap,
-        "saliency": [repr(s) for s in segmentation.strategies] if segmentation else [],
+        "saliency": [built_with(s) for s in segmentation.strategies] if segmentation else [],
         "candidates": [
             getattr(segmentation, key, None)
             for key in ("candidates", "candidate_threshold", "min_candidates")
         ],
-        "refiners": [f"{r.step}: {getattr(r, 'settings', None)!r}" for r in refiners],
+        "refiners": [f"{r.name}: {getattr(r, 'settings', None)!r}" for r in refiners],
     }
     path = trainer.ckpt_path
     checkpoint = {

@@ -9,6 +9,7 @@ image on disk.
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,7 +18,6 @@ from typing import Any, Literal
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
-from torch import Tensor
 
 from dcsm_lightning.data.transforms import uncrop_images, uncrop_labels, valid_extent
 from dcsm_lightning.files import (
@@ -35,21 +35,22 @@ from dcsm_lightning.segmentation.callback import (
     SegmentationOutput,
     find_segmentation,
 )
-from dcsm_lightning.segmentation.labels import split_method, uncertain_to_void
+from dcsm_lightning.segmentation.labels import uncertain_to_void
+from dcsm_lightning.segmentation.methods import SEPARATOR, Method
 
 PSEUDO_LIST = Path("ImageSets", "Segmentation", "pseudo.txt")
 _UNSAFE = re.compile(r"[^\w.-]+")
 _NO_OP = contextlib.nullcontext()
 
 
-def default_method(mask_names: Sequence[str]) -> str:
+def default_method(methods: Sequence[Method]) -> Method:
     """The mask to write when none is named: the first strategy's refined mask (``dcsm+crf``)
     if there is one, else the first mask."""
-    if not mask_names:
+    if not methods:
         raise ValueError("the segmentation produced no masks: there is no mask to write")
-    first, _ = split_method(mask_names[0])
-    refined = [m for m in mask_names if split_method(m)[0] == first and m != first]
-    return refined[0] if refined else mask_names[0]
+    first = methods[0].strategy
+    refined = [m for m in methods if m.strategy == first and m.step is not None]
+    return refined[0] if refined else methods[0]
 
 
 def _safe_name(name: str) -> str:
@@ -177,6 +178,8 @@ class SegmentationWriter(BasePredictionWriter):
             return
         self._segmentation = find_segmentation(trainer, "SegmentationWriter")
         check_outside_inputs(self.output_dir, trainer.datamodule)
+        # resume: the segmentation drops finished ids before computing anything for them
+        self._segmentation.outputs.finished = None if self.overwrite else self.finished_ids
         check_writable_dir(self.output_dir)
         remove_stale_temp_files(self.output_dir)  # left by a killed run
 
@@ -223,6 +226,31 @@ class SegmentationWriter(BasePredictionWriter):
         files.append((self.marker_path(image_id), "scores", cand))
         return files
 
+    def finished_ids(self, ids: Sequence[str]) -> set[str]:
+        """The ids among ``ids`` whose files are all complete (counted as skipped).
+
+        An image is complete when its marker (the file written last) exists and, in
+        predictions mode, so does every file the marker's candidate list implies (a deleted
+        heatmap or overlay makes its image unfinished again).
+        """
+        done = {image_id for image_id in ids if self._complete(check_id(image_id))}
+        self.skipped += len(done)
+        return done
+
+    def _complete(self, image_id: str) -> bool:
+        marker = self.marker_path(image_id)
+        if not marker.is_file():
+            return False
+        if self.mode != "predictions":
+            return True
+        try:
+            names = json.loads(marker.read_text(encoding="utf-8"))["candidates"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        heatmaps = self.write_heatmaps
+        files = self._prediction_files(image_id, list(range(len(names))), names, heatmaps)
+        return all(path.is_file() for path, _, _ in files)
+
     def done_ids(self) -> set[str]:
         """Ids whose last file exists: a datamodule may drop them before predicting."""
         folder = self.marker_path("x").parent
@@ -243,18 +271,19 @@ class SegmentationWriter(BasePredictionWriter):
         return save_text(self.output_dir / PSEUDO_LIST, text, overwrite=True)
 
     # ----------------------------------------------------------------- resolution
-    def _resolve_method(self, masks: dict[str, Tensor]) -> str:
+    def _resolve_method(self, out: SegmentationOutput) -> Method:
         if self._method is None:
-            self._method = self.method or default_method(list(masks))
-        if self._method not in masks:
+            self._method = self.method or default_method(list(out.masks))
+        method = out.method(self._method)
+        if method is None:
             hint = ""
-            if split_method(self._method)[1] is not None:
+            if SEPARATOR in self._method:
                 hint = "; is its refiner (e.g. DenseCRF) in Trainer(callbacks=[...])?"
             raise ValueError(
                 f"method {self._method!r} is not among the segmentation's masks "
-                f"{sorted(masks)}{hint}"
+                f"{sorted(out.masks)}{hint}"
             )
-        return self._method
+        return method
 
     def _resolve_names(self, trainer: Any, num_classes: int) -> list[str]:
         if self._names is None:
@@ -287,20 +316,21 @@ class SegmentationWriter(BasePredictionWriter):
     ) -> None:
         if self._segmentation is None:
             self._segmentation = find_segmentation(trainer, "SegmentationWriter")
-        out: SegmentationOutput = self._segmentation.output_for(
+        out = self._segmentation.output_for(
             trainer, pl_module, batch, batch_idx, dataloader_idx, "predict"
         )
-        self.write_output(trainer, out)
+        if out is not None:  # None: every image of the batch was finished (and skipped)
+            self.write_output(trainer, out)
 
     def write_output(self, trainer: Any, out: SegmentationOutput) -> None:
         """Write the files of one batch's segmentation output (see the class docstring)."""
-        method = self._resolve_method(out.masks)
+        method = self._resolve_method(out)
         ids = [check_id(i) for i in out.batch.ids]
         predicting = self.mode == "predictions"
         if predicting:
             candidates = out.candidates.detach().cpu().bool()
             names = self._resolve_names(trainer, candidates.shape[1])
-        strategy, _ = split_method(method)
+        strategy = method.strategy
         maps = out.maps.get(strategy)
         heatmaps = predicting and self.write_heatmaps and maps is not None
         if predicting and self.write_heatmaps and maps is None and not self._warned_no_maps:

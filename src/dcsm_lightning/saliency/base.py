@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dcsm_lightning.saliency.candidates import CandidateSlots, select_candidates
+from dcsm_lightning.segmentation.methods import check_part
 
 Seed = Literal["sum", "max"]
 
@@ -72,7 +73,8 @@ class SaliencyStrategy(ABC):
 
     Args:
         name: the name under which maps are logged (default: the registry name); two
-            configured instances of one strategy need different names.
+            configured instances of one strategy need different names. It names methods
+            (``dcsm+crf``), so it may not hold ``+`` or ``/``.
         scales: input scales whose maps are combined (averaged unless the strategy says
             otherwise).
         seed: backward seed of a class: ``"sum"`` (the paper: 1 at every position of the
@@ -85,7 +87,8 @@ class SaliencyStrategy(ABC):
             picks by device (see :meth:`use_batched_backward`).
 
     Raises:
-        ValueError: bad options here; in ``__call__`` a bad ``image`` (not float B x C x H x W,
+        ValueError: bad options here (a ``name`` with ``+`` or ``/``); in ``__call__`` a bad
+            ``image`` (not float B x C x H x W,
             NaN / Inf), ``candidates`` (not bool B x K) or model output (not B x K or
             B x K x h x w, NaN / Inf scores), or an unknown layer name.
     """
@@ -103,7 +106,7 @@ class SaliencyStrategy(ABC):
         min_candidates: int = 3,
         batched_backward: bool | None = None,
     ) -> None:
-        self.name = self.default_name if name is None else str(name)
+        self.name = check_part(self.default_name if name is None else str(name), "strategy")
         self.scales = tuple(float(s) for s in scales)
         if not self.scales or not all(math.isfinite(s) and s > 0 for s in self.scales):
             raise ValueError(

@@ -25,9 +25,7 @@ import inspect
 import warnings
 from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
-from typing import Any, Literal, TypeVar, Union
-
-from typing_extensions import NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict, TypeVar, Union
 
 from dcsm_lightning.saliency.base import SaliencyStrategy
 

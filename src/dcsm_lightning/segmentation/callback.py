@@ -20,20 +20,15 @@ from functools import partialmethod
 from typing import Any, Literal
 
 import lightning.pytorch as pl
-import torch
 from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 
 from dcsm_lightning.data.adapter import BatchAdapter, SegmentationBatch, as_adapter
-from dcsm_lightning.saliency import (
-    SaliencyStrategy,
-    as_saliency,
-    max_pool_scores,
-    saliency_spec_type,
-    select_candidates,
-)
-from dcsm_lightning.segmentation.labels import labels_from_maps, method_name
+from dcsm_lightning.saliency import SaliencyStrategy, as_saliency, saliency_spec_type
+from dcsm_lightning.segmentation.batches import BatchOutputs
+from dcsm_lightning.segmentation.flow import CandidateRule, MapSource, SaliencyMaps, segment_batch
 from dcsm_lightning.segmentation.method_metrics import STAGE_PREFIX, MethodMetrics
+from dcsm_lightning.segmentation.methods import Method
 from dcsm_lightning.segmentation.output import MaskRefiner, SegmentationOutput
 from dcsm_lightning.segmentation.panels import log_panels, panel_grid
 
@@ -91,26 +86,25 @@ class SaliencySegmentation(Callback):
         super().__init__()
         specs = saliency if isinstance(saliency, (list, tuple)) else [saliency]
         self.strategies: list[SaliencyStrategy] = [as_saliency(spec) for spec in specs]
-        names = [s.name for s in self.strategies]
-        duplicated = sorted({n for n in names if names.count(n) > 1})
-        if duplicated:
-            raise ValueError(
-                f"saliency strategies need distinct names; {duplicated} is used twice "
-                "(set init_args.name in the config)"
-            )
+        _refuse_duplicates(
+            [s.name for s in self.strategies], "saliency strategies",
+            "set init_args.name in the config",
+        )  # fmt: skip
         if class_names is None:
             if num_classes is None:
                 raise ValueError("SaliencySegmentation needs class_names or num_classes")
             class_names = [f"class_{k}" for k in range(num_classes)]
         if num_classes is not None and num_classes != len(class_names):
             raise ValueError(f"{len(class_names)} class_names but num_classes={num_classes}")
-        if candidates not in ("predicted", "labels"):
-            raise ValueError(f"candidates must be 'predicted' or 'labels', got {candidates!r}")
         self.class_names = [str(n) for n in class_names]
         self.batch_adapter = as_adapter(batch_adapter)
         self.candidates = candidates
         self.candidate_threshold = candidate_threshold
         self.min_candidates = min_candidates
+        #: what makes the maps (:func:`~dcsm_lightning.segmentation.flow.segment_batch`).
+        self.source: MapSource = SaliencyMaps(
+            self.strategies, CandidateRule(candidates, candidate_threshold, min_candidates)
+        )
         self.segment_in_fit = segment_in_fit
         self.log_panels = log_panels
         self.refiners: list[MaskRefiner] = []
@@ -120,7 +114,9 @@ class SaliencySegmentation(Callback):
         self.results: dict[str, dict[str, dict[str, Any]]] = {}
         #: the :class:`SegmentationOutput` of the last batch processed.
         self.last_output: SegmentationOutput | None = None
-        self._cache_key: tuple[Any, ...] | None = None
+        #: each trainer batch's output, computed at the first request (step, hook or writer);
+        #: a resuming writer sets ``outputs.finished`` to drop its finished ids first.
+        self.outputs = BatchOutputs(self.batch_adapter)
         self._panel: dict[str, Tensor] | None = None
 
     # -- what it computes ---------------------------------------------------------------------
@@ -132,42 +128,17 @@ class SaliencySegmentation(Callback):
 
     @property
     def map_names(self) -> list[str]:
-        """The names of the maps :meth:`maps_and_candidates` gives (the strategies')."""
-        return [s.name for s in self.strategies]
+        """The names of the maps :attr:`source` gives (the strategies')."""
+        return self.source.names
 
     @property
-    def methods(self) -> list[str]:
+    def methods(self) -> list[Method]:
         """Every method evaluated: each map name followed by its refined variants."""
         return [
-            method_name(name, step)
+            Method(name, step)
             for name in self.map_names
-            for step in (None, *(r.step for r in self.refiners))
+            for step in (None, *(r.name for r in self.refiners))
         ]
-
-    def scores(self, pl_module: pl.LightningModule, image: Tensor) -> Tensor:
-        """Class probabilities (B, K) in [0, 1]: sigmoid of the max-pooled ``pl_module(image)``."""
-        with torch.no_grad():
-            return torch.sigmoid(max_pool_scores(pl_module(image)).float())
-
-    def maps_and_candidates(
-        self, pl_module: pl.LightningModule, batch: SegmentationBatch
-    ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
-        """Class probabilities (B, K), candidates (B, K) bool and maps per name (B, K, S, S).
-
-        The override point for a module that is not a classifier (e.g. a segmentation
-        network, whose maps come from its logits): everything after it (masks, refiners,
-        metrics, results, writer) stays the same. Names must be :attr:`map_names`.
-        """
-        probs = self.scores(pl_module, batch.image)
-        if self.candidates == "labels":
-            if batch.labels is None:
-                raise ValueError("candidates='labels' needs the batch's image tags (labels)")
-            candidates = batch.labels.to(probs.device) > 0.5
-        else:
-            candidates = select_candidates(probs, self.candidate_threshold, self.min_candidates)
-        # Each strategy turns autograd back on itself (Lightning evaluates under inference mode).
-        maps = {s.name: s(pl_module, batch.image, candidates) for s in self.strategies}
-        return probs, candidates, maps
 
     def segment(
         self,
@@ -175,16 +146,15 @@ class SaliencySegmentation(Callback):
         batch: SegmentationBatch,
         stage: str = "predict",
         trainer: pl.Trainer | None = None,
+        scores: Tensor | None = None,
     ) -> SegmentationOutput:
-        """Maps, masks (Eq. 7) and refined masks of one adapted batch."""
-        probs, candidates, maps = self.maps_and_candidates(pl_module, batch)
-        masks = {name: labels_from_maps(m, candidates, batch.valid) for name, m in maps.items()}
-        for refiner in self.refiners:
-            for name, name_maps in maps.items():
-                refined = refiner.refine(trainer, stage, batch, name_maps, candidates)
-                if refined is not None:
-                    masks[method_name(name, refiner.step)] = refined
-        return SegmentationOutput(batch, probs, candidates, maps, masks)
+        """Maps, masks (Eq. 7) and refined masks of one adapted batch
+        (:func:`~dcsm_lightning.segmentation.flow.segment_batch` with this callback's source
+        and refiners; ``scores``: the module's forward on ``batch.image``, if already run)."""
+        return segment_batch(
+            pl_module, batch, self.source, self.refiners, scores=scores, stage=stage,
+            trainer=trainer,
+        )  # fmt: skip
 
     def output_for(
         self,
@@ -194,14 +164,48 @@ class SaliencySegmentation(Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
         stage: str = "predict",
-    ) -> SegmentationOutput:
-        """The :class:`SegmentationOutput` of a trainer batch, computed once per batch."""
-        key = (stage, dataloader_idx, batch_idx, id(batch))
-        if self._cache_key != key or self.last_output is None:
-            view = self.batch_adapter(batch, batch_idx)
-            self.last_output = self.segment(pl_module, view, stage, trainer)
-            self._cache_key = key
-        return self.last_output
+        scores: Tensor | None = None,
+    ) -> SegmentationOutput | None:
+        """The :class:`SegmentationOutput` of a trainer batch, computed once per batch (with
+        the module's forward ``scores`` when given); None when a resuming writer has finished
+        every image of it (``predict``), whose output then holds only the unfinished ones."""
+
+        def compute(view: SegmentationBatch, kept: Tensor | None) -> SegmentationOutput:
+            return self.segment(pl_module, view, stage, trainer, kept)
+
+        out = self.outputs.output(batch, batch_idx, dataloader_idx, stage, compute, scores)
+        if out is not None:
+            self.last_output = out
+        return out
+
+    def finished_batch(
+        self,
+        trainer: pl.Trainer | None,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+        stage: str = "predict",
+    ) -> bool:
+        """Whether a resuming writer has finished every image of this batch (nothing to do:
+        the module's step skips even its forward)."""
+        if not self._segments(trainer, stage):
+            return False
+        return self.outputs.view(batch, batch_idx, dataloader_idx, stage)[0] is None
+
+    def segment_step(
+        self,
+        pl_module: pl.LightningModule,
+        trainer: pl.Trainer | None,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+        stage: str = "predict",
+        scores: Tensor | None = None,
+    ) -> None:
+        """Segment a batch from inside the module's step, reusing its forward ``scores``
+        (B x K (x h x w) logits), so the progress bar ticks after the masks are done."""
+        if self._segments(trainer, stage):
+            self.output_for(trainer, pl_module, batch, batch_idx, dataloader_idx, stage, scores)
 
     # -- Lightning hooks ----------------------------------------------------------------------
 
@@ -210,15 +214,21 @@ class SaliencySegmentation(Callback):
         self.refiners = [
             cb for cb in trainer.callbacks if cb is not self and isinstance(cb, MaskRefiner)
         ]
+        _refuse_duplicates(
+            [r.name for r in self.refiners], "refiners",
+            'e.g. DenseCRF(name="crf5", settings=...) beside DenseCRF()',
+        )  # fmt: skip
         for method in self.methods:
             self.metrics.add(method)
 
-    def _active(self, trainer: pl.Trainer) -> bool:
-        in_fit = trainer.state.fn == "fit"
-        return bool(self.map_names) and (self.segment_in_fit or not in_fit)
+    def _segments(self, trainer: pl.Trainer | None, stage: str) -> bool:
+        """Whether batches of ``stage`` in this run are segmented."""
+        if trainer is None or trainer.sanity_checking or not self.map_names:
+            return False
+        return stage == "predict" or self.segment_in_fit or trainer.state.fn != "fit"
 
     def _start(self, pl_module: pl.LightningModule, prefix: str | None = None) -> None:
-        self._cache_key = None
+        self.outputs.reset()
         self.results.pop(prefix, None)
         self.metrics.to(pl_module.device)
 
@@ -240,15 +250,15 @@ class SaliencySegmentation(Callback):
         batch_idx: int,
         dataloader_idx: int,
     ) -> None:
-        if not self._active(trainer) or trainer.sanity_checking:
+        if not self._segments(trainer, stage):
             return
         out = self.output_for(trainer, pl_module, batch, batch_idx, dataloader_idx, stage)
-        if out.batch.mask is None:
+        if out is None or out.batch.mask is None:
             return
         self.metrics.update(STAGE_PREFIX[stage], out.masks, out.batch.mask)
         if batch_idx == 0 and dataloader_idx == 0 and self.log_panels and stage == "validate":
             first = self.map_names[0]
-            refined = [method_name(first, r.step) for r in self.refiners]
+            refined = [Method(first, r.name) for r in self.refiners]
             shown = refined[0] if refined and refined[0] in out.masks else first
             self._panel = {
                 "rgb": out.batch.rgb.cpu(),
@@ -268,13 +278,14 @@ class SaliencySegmentation(Callback):
         dataloader_idx: int = 0,
     ) -> None:
         if stage == "predict":
-            if self.map_names:
+            if self._segments(trainer, stage):
                 self.output_for(trainer, pl_module, batch, batch_idx, dataloader_idx, stage)
         else:
             self._update(trainer, pl_module, stage, batch, batch_idx, dataloader_idx)
 
-    #: Lightning hooks ``on_{validation,test,predict}_batch_end``: segment the batch (the step's
-    #: ``outputs`` are not read) and, for validation and test, update the metrics.
+    #: Lightning hooks ``on_{validation,test,predict}_batch_end``: for a module whose step did
+    #: not segment the batch (not one of ours), segment it now (the step's ``outputs`` are not
+    #: read); for validation and test, update the metrics.
     on_validation_batch_end = partialmethod(_batch_end, "validate")
     on_test_batch_end = partialmethod(_batch_end, "test")
     on_predict_batch_end = partialmethod(_batch_end, "predict")
@@ -293,6 +304,12 @@ class SaliencySegmentation(Callback):
 
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._epoch_end(trainer, pl_module, "test")
+
+
+def _refuse_duplicates(names: list[str], what: str, hint: str) -> None:
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise ValueError(f"{what} need distinct names; {duplicated} is used twice ({hint})")
 
 
 def find_segmentation(trainer: pl.Trainer, needed_by: str) -> SaliencySegmentation:

@@ -14,22 +14,25 @@ Label ids follow the dataset convention: 0 = background, class ``k`` -> ``k + 1`
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
 from dcsm_lightning.palette import VOID
+from dcsm_lightning.segmentation.methods import Method
 
 __all__ = [
     "VOID",
     "labels_from_maps",
     "maps_from_label_logits",
     "maps_to_probs",
+    "LabelProbs",
+    "Method",
+    "label_probs",
     "method_name",
-    "split_method",
     "uncertain_to_void",
 ]
-
-_STEP_SEPARATOR = "+"
 
 _RANGE_TOL = 1e-6
 
@@ -88,6 +91,68 @@ def _background(maps: Tensor, candidates: Tensor) -> Tensor:
     return 1.0 - fg.amax(dim=-3, keepdim=True)
 
 
+@dataclass(frozen=True)
+class LabelProbs:
+    """Eq. 7 of a batch, computed once: what the plain masks and every refiner read.
+
+    Made by :func:`label_probs` (which checks the maps); ``B`` images, ``K`` classes.
+
+    Attributes:
+        maps: float (B, K, H, W), the class maps clamped to [0, 1].
+        candidates: bool (B, K).
+        background: float (B, 1, H, W), ``1 - max_c`` over the candidates' maps (Eq. 7).
+    """
+
+    maps: Tensor
+    candidates: Tensor
+    background: Tensor
+
+    def labels(self, valid: Tensor | None = None) -> Tensor:
+        """Argmax over background and candidates: int64 (B, H, W), :data:`VOID` off ``valid``.
+
+        Ties go to the lower label id (background first), as in ``torch.argmax``.
+        """
+        fg = self.maps.masked_fill(~self.candidates[..., None, None], -1.0)
+        labels = torch.cat([self.background, fg], dim=-3).argmax(dim=-3)
+        if valid is not None:
+            labels = labels.masked_fill(~valid.to(labels.device), VOID)
+        return labels
+
+    def image(self, index: int) -> tuple[Tensor, Tensor]:
+        """Image ``index``'s label probabilities (L, H, W) and dataset ids (L,) (see
+        :func:`maps_to_probs`)."""
+        candidates = self.candidates[index]
+        classes = candidates.nonzero().flatten()
+        probs = torch.cat([self.background[index], self.maps[index][classes]], dim=0)
+        label_ids = torch.cat([classes.new_zeros(1), classes + 1]).to(torch.int64)
+        return probs, label_ids
+
+
+def label_probs(maps: Tensor, candidates: Tensor, valid: Tensor | None = None) -> LabelProbs:
+    """Check a batch's maps once and compute Eq. 7's background for them.
+
+    Args:
+        maps: float tensor of shape (B, K, H, W), values in [0, 1] (values up to 1e-6
+            outside are tolerated and clamped).
+        candidates: bool tensor of shape (B, K).
+        valid: optional bool tensor of shape (B, H, W) (checked against ``maps`` only).
+
+    Raises:
+        TypeError: ``maps`` or ``candidates`` is not a tensor.
+        ValueError: wrong shapes or dtypes, NaN, or values outside [0, 1].
+    """
+    if isinstance(maps, Tensor) and maps.ndim != 4:
+        raise ValueError(f"Expected `maps` of shape (B, K, H, W), got shape {tuple(maps.shape)}.")
+    _check_maps(maps, candidates, valid)
+    return _label_probs(maps, candidates)
+
+
+def _label_probs(maps: Tensor, candidates: Tensor) -> LabelProbs:
+    """:func:`label_probs` of checked maps (K, H, W) or (B, K, H, W) (Eq. 7 once)."""
+    maps = maps.clamp(0.0, 1.0)
+    return LabelProbs(maps, candidates, _background(maps, candidates))
+
+
 def maps_to_probs(
     maps: Tensor, candidates: Tensor
 ) -> tuple[Tensor, Tensor] | tuple[list[Tensor], list[Tensor]]:
@@ -112,19 +177,11 @@ def maps_to_probs(
         ValueError: wrong shapes or dtypes, NaN, or values outside [0, 1].
     """
     _check_maps(maps, candidates)
-    if maps.ndim == 4:
-        pairs = [_maps_to_probs_single(m, c) for m, c in zip(maps, candidates, strict=True)]
-        return [p for p, _ in pairs], [i for _, i in pairs]
-    return _maps_to_probs_single(maps, candidates)
-
-
-def _maps_to_probs_single(maps: Tensor, candidates: Tensor) -> tuple[Tensor, Tensor]:
-    """:func:`maps_to_probs` for one checked image: (K, H, W), (K,) -> (L, H, W), (L,)."""
-    maps = maps.clamp(0.0, 1.0)
-    classes = candidates.nonzero().flatten()
-    probs = torch.cat([_background(maps, candidates), maps[classes]], dim=0)
-    label_ids = torch.cat([classes.new_zeros(1), classes + 1]).to(torch.int64)
-    return probs, label_ids
+    if maps.ndim == 3:
+        return _label_probs(maps[None], candidates[None]).image(0)
+    probs = _label_probs(maps, candidates)
+    pairs = [probs.image(i) for i in range(len(maps))]
+    return [p for p, _ in pairs], [i for _, i in pairs]
 
 
 def labels_from_maps(maps: Tensor, candidates: Tensor, valid: Tensor | None = None) -> Tensor:
@@ -147,14 +204,7 @@ def labels_from_maps(maps: Tensor, candidates: Tensor, valid: Tensor | None = No
         ValueError: wrong shapes or dtypes, NaN, or values outside [0, 1].
     """
     _check_maps(maps, candidates, valid)
-    maps = maps.clamp(0.0, 1.0)
-    # Full label axis (background + all K classes); non-candidates can never win.
-    fg = maps.masked_fill(~candidates[..., None, None], -1.0)
-    scores = torch.cat([_background(maps, candidates), fg], dim=-3)
-    labels = scores.argmax(dim=-3)
-    if valid is not None:
-        labels = labels.masked_fill(~valid.to(labels.device), VOID)
-    return labels
+    return _label_probs(maps, candidates).labels(valid)
 
 
 def uncertain_to_void(labels: Tensor, maps: Tensor, threshold: float) -> Tensor:
@@ -176,20 +226,14 @@ def uncertain_to_void(labels: Tensor, maps: Tensor, threshold: float) -> Tensor:
     return labels.masked_fill(winning < threshold, VOID)
 
 
-def method_name(strategy: str, step: str | None = None) -> str:
+def method_name(strategy: str, step: str | None = None) -> Method:
     """The name of a segmentation method: a strategy, optionally followed by a refinement step.
 
-    ``method_name("dcsm") == "dcsm"``, ``method_name("dcsm", "crf") == "dcsm+crf"``. Every
+    ``method_name("dcsm") == "dcsm"``, ``method_name("dcsm", "crf") == "dcsm+crf"``: a
+    :class:`~dcsm_lightning.segmentation.methods.Method`, which keeps both parts. Every
     mask, metric key (``val/miou/<method>``), report row and writer option uses these names.
     """
-    return strategy if step is None else f"{strategy}{_STEP_SEPARATOR}{step}"
-
-
-def split_method(method: str) -> tuple[str, str | None]:
-    """Inverse of :func:`method_name`: ``"dcsm+crf"`` -> ``("dcsm", "crf")``, ``"dcsm"`` ->
-    ``("dcsm", None)``."""
-    strategy, sep, step = method.rpartition(_STEP_SEPARATOR)
-    return (strategy, step) if sep and strategy else (method, None)
+    return Method(strategy, step)
 
 
 def maps_from_label_logits(logits: Tensor) -> Tensor:
