@@ -112,10 +112,10 @@ class DCSMLightningCLI(BaseCLI):
             # `--images DIR` stands for `--data=TaggedImagesDataModule --data.images=DIR`: as a
             # default, so that --data.* options beside it parse (a config's data still wins)
             images = option_values(args, "--images")
-            for subcommand in set(args) & set(_PREDICTING):
-                if images:
-                    data = {"class_path": FOLDER_DATAMODULE, "init_args": {"images": images[-1]}}
-                    self._subcommand_parsers[subcommand].set_defaults(data=data)
+            subcommands = set(args) & set(_PREDICTING) if images else set()
+            for subcommand in subcommands:
+                data = {"class_path": FOLDER_DATAMODULE, "init_args": {"images": images[-1]}}
+                self._subcommand_parsers[subcommand].set_defaults(data=data)
         super().parse_arguments(parser, args)
 
     def before_instantiate_classes(self) -> None:
