@@ -6,9 +6,16 @@
     on 2 cores), interleaved repeats: steady state (pool already up, median) and the first
     batch (pool start included).
 (c) worker-pool start-up for the ``fork`` / ``spawn`` start methods (why the callback forks).
+(d) the two backends side by side: ``pydensecrf`` (one image after the other, in process) and
+    ``torch`` (``dense_crf_batch``: the whole batch in one pass) at 96 x 96 and 375 x 500, batches
+    of 1 and 16: seconds per image (median of interleaved repeats) and peak memory per image,
+    measured in a fresh process above its resident memory before the call (``VmHWM`` after
+    resetting it; CUDA: the allocator's peak). On the CPU, and on CUDA when a GPU is available
+    (torch only; pydensecrf has no GPU path).
 
-Usage: ``python benchmarks/crf_speed.py [--repeats 5] [--batch 8]``. Results depend on machine
-load; the load average is printed before and after.
+Usage: ``python benchmarks/crf_speed.py [--repeats 5] [--batch 8] [--parts abcd]``. Results
+depend on machine load; the load average is printed before and after. ``OMP_NUM_THREADS``
+(torch's threads; pydensecrf uses one) is printed too.
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ import multiprocessing
 import os
 import resource
 import statistics
+import subprocess
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 
@@ -26,8 +35,10 @@ import pydensecrf.densecrf as dcrf
 import torch
 from pydensecrf.utils import unary_from_softmax
 
-from dcsm_lightning.crf import DenseCRF, dense_crf
+from dcsm_lightning.crf import DenseCRF, dense_crf, dense_crf_batch
+from dcsm_lightning.crf.torch_backend import CPU_PASS_PIXELS
 from dcsm_lightning.data.adapter import SegmentationBatch
+from dcsm_lightning.segmentation.labels import label_probs
 
 
 def synthetic_image(seed: int, height: int, width: int, labels: int):
@@ -112,7 +123,8 @@ def _children_cpu_seconds() -> float:
 
 def bench_callback(repeats: int, batch: int) -> None:
     view, step_out = make_batch(batch)
-    callbacks = {workers: DenseCRF(num_workers=workers) for workers in (0, 2)}
+    callbacks = {w: DenseCRF(num_workers=w, backend="pydensecrf") for w in (0, 2)}
+    eq7 = label_probs(step_out["maps"], step_out["candidates"], view.valid)
     results: dict[int, torch.Tensor] = {}
     times: dict[int, list[float]] = {0: [], 2: []}
     own_cpu = {0: 0.0, 2: 0.0}
@@ -120,8 +132,7 @@ def bench_callback(repeats: int, batch: int) -> None:
     for _ in range(repeats + 1):  # interleaved, so load drifts hit both; the first is pool start
         for workers, cb in callbacks.items():
             cpu_start = _own_cpu_seconds()
-            args = (None, "predict", view, step_out["maps"], step_out["candidates"])
-            t, masks = timed(cb.refine, *args)
+            t, masks = timed(cb.refine, None, "predict", view, eq7)
             own_cpu[workers] += _own_cpu_seconds() - cpu_start
             times[workers].append(t)
             results[workers] = masks
@@ -158,16 +169,121 @@ def bench_startup() -> None:
     print("(c) 2-worker pool, time to first results: " + " | ".join(line))
 
 
+def _proc_kib(field: str) -> int:
+    with open("/proc/self/status", encoding="ascii") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith(field + ":"))
+
+
+def peak_mib(fn, *args) -> tuple[float, object]:
+    """Peak resident memory (MiB) above the current one while ``fn`` runs (Linux ``/proc``)."""
+    with open("/proc/self/clear_refs", "w", encoding="ascii") as refs:
+        refs.write("5")  # reset VmHWM to the current RSS
+    before = _proc_kib("VmRSS")
+    out = fn(*args)
+    return (_proc_kib("VmHWM") - before) / 1024, out
+
+
+def memory_child(backend: str, h: int, w: int, batch: int, device: str) -> float:
+    """Peak memory (MiB) of one call in a fresh process (``--memory``), above its start."""
+    cmd = [sys.executable, __file__, "--memory", backend, str(h), str(w), str(batch), device]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def measure_memory(backend: str, h: int, w: int, batch: int, device: str) -> float:
+    """The ``--memory`` child: MiB above the process's memory before the call (CUDA: the
+    allocator's peak above its allocation before)."""
+    images, rgbs, probs = _inputs(h, w, batch, device)
+    tiny = synthetic_image(99, 8, 8, 2)  # loads the libraries' lazy parts first
+    if backend == "pydensecrf":
+        _one_by_one([tiny])
+        return peak_mib(_one_by_one, images)[0]
+    _batched([torch.from_numpy(tiny[0]).to(device)], [torch.from_numpy(tiny[1]).to(device)])
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        _batched(rgbs, probs)
+        return (torch.cuda.max_memory_allocated() - base) / 2**20
+    return peak_mib(_batched, rgbs, probs)[0]
+
+
+def _inputs(h: int, w: int, batch: int, device: str) -> tuple[list, list, list]:
+    """``batch`` natural-like images: numpy (rgb, probs) pairs, and the tensors on ``device``."""
+    images = [synthetic_image(i, h, w, 4) for i in range(batch)]
+    rgbs = [torch.from_numpy(rgb).to(device) for rgb, _ in images]
+    return images, rgbs, [torch.from_numpy(p).to(device) for _, p in images]
+
+
+def _one_by_one(images: list) -> list:
+    return [dense_crf(rgb, p, backend="pydensecrf") for rgb, p in images]
+
+
+def _batched(rgbs: list, probs: list) -> list:
+    out = dense_crf_batch(rgbs, probs)
+    if out[0].is_cuda:
+        torch.cuda.synchronize()
+    return out
+
+
+def bench_backends(repeats: int, device: str) -> None:
+    print(f"(d) backends, 4 labels, 10 iterations, torch on {device}: seconds per image; peak")
+    print("    MiB of the call (pydensecrf holds one image at a time; torch one pass of n images,")
+    print("    CPU passes <= CPU_PASS_PIXELS, and peak / n = per image)")
+    print("    size     batch | pydensecrf s  peak | torch s    peak  n  /image | torch / pyd.")
+    for (h, w), batch in (((96, 96), 1), ((96, 96), 16), ((375, 500), 1), ((375, 500), 16)):
+        images, rgbs, probs = _inputs(h, w, batch, device)
+        calls = {"pydensecrf": (_one_by_one, images), "torch": (_batched, rgbs, probs)}
+        runs = max(1, repeats if h * w * batch < 10**6 else 1)
+        times: dict[str, list[float]] = {"pydensecrf": [], "torch": []}
+        memory = {name: memory_child(name, h, w, batch, device) for name in calls}
+        for _ in range(runs):
+            for name, (fn, *args) in calls.items():
+                t, result = timed(fn, *args)
+                times[name].append(t / batch)
+                if name == "pydensecrf":
+                    reference = result
+            agree = np.mean(
+                [np.mean(a == b.cpu().numpy()) for a, b in zip(reference, result, strict=True)]
+            )
+        p, t = statistics.median(times["pydensecrf"]), statistics.median(times["torch"])
+        per_pass = batch if device != "cpu" else max(1, min(batch, CPU_PASS_PIXELS // (h * w)))
+        print(
+            f"    {h:3d}x{w:<3d} {batch:6d} | {p:8.4f} {memory['pydensecrf']:7.1f} | "
+            f"{t:7.4f} {memory['torch']:7.1f} {per_pass:2d} {memory['torch'] / per_pass:6.1f} | "
+            f"{t / p:5.2f}   "
+            f"(agreement {agree:.4f}, {runs} runs)"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--parts", default="abcd", help="which parts to run, e.g. 'd'")
+    parser.add_argument("--memory", nargs=5, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    print(f"cores available: {len(os.sched_getaffinity(0))}, load average {os.getloadavg()}")
-    bench_function(args.repeats)
-    bench_callback(args.repeats, args.batch)
-    bench_startup()
+    threads = int(os.environ.get("OMP_NUM_THREADS", "1"))
+    torch.set_num_threads(threads)
+    if args.memory:  # a child process of memory_child
+        backend, h, w, batch, device = args.memory
+        print(measure_memory(backend, int(h), int(w), int(batch), device))
+        return
+    print(
+        f"cores available: {len(os.sched_getaffinity(0))}, torch threads {threads} "
+        f"(OMP_NUM_THREADS), load average {os.getloadavg()}"
+    )
+    if "a" in args.parts:
+        bench_function(args.repeats)
+    if "b" in args.parts:
+        bench_callback(args.repeats, args.batch)
+    if "c" in args.parts:
+        bench_startup()
+    if "d" in args.parts:
+        bench_backends(args.repeats, "cpu")
+        if torch.cuda.is_available():
+            bench_backends(args.repeats, "cuda")
+        else:
+            print("    CUDA: not measured, no GPU available")
     print(f"load average after: {os.getloadavg()}")
 
 

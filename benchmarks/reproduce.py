@@ -65,6 +65,12 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--holdout_seed", type=int, default=0)
     parser.add_argument("--train_seeds", type=int, default=0, help="train N classifiers first")
     parser.add_argument("--crf_workers", type=int, default=None, help="default: all cores")
+    parser.add_argument(
+        "--crf_backend",
+        default="auto",
+        choices=["auto", "pydensecrf", "torch"],
+        help="DenseCRF(backend=...); auto: torch on a GPU, pydensecrf on the CPU",
+    )
     parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda")
     args, rest = parser.parse_known_args(argv)
     tables = [t.strip() for t in args.tables.split(",") if t.strip()]

@@ -77,17 +77,18 @@ def _boundary_error(labels: np.ndarray, edge: int) -> float:
     return float(np.abs((labels == 1).argmax(axis=1) - edge).mean())
 
 
+@pytest.mark.parametrize("backend", ["pydensecrf", "torch"])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_crf_snaps_boundary_to_colour_edge(seed: int) -> None:
+def test_crf_snaps_boundary_to_colour_edge(seed: int, backend: str) -> None:
     rgb, probs, truth, edge = _two_region_image(seed)
     before = probs.argmax(0)
-    after = dense_crf(rgb, probs)
+    after = dense_crf(rgb, probs, backend=backend)
     assert _boundary_error(before, edge) == pytest.approx(6.0)
     assert _boundary_error(after, edge) <= 2.0
     assert (after != truth).mean() <= (before != truth).mean() / 2.5
     # control: the same probabilities on a uniform image do not move towards the edge
     rgb_flat, _, _, _ = _two_region_image(seed, uniform=True)
-    assert _boundary_error(dense_crf(rgb_flat, probs), edge) >= 5.0
+    assert _boundary_error(dense_crf(rgb_flat, probs, backend=backend), edge) >= 5.0
 
 
 def test_single_label_and_defaults_paper() -> None:
@@ -283,7 +284,7 @@ def test_callback_in_trainer_workers_0_and_2_identical() -> None:
     loader = DataLoader(_Images(), batch_size=3)
     results = {}
     for workers in (0, 2):
-        callback, recorder = DenseCRF(num_workers=workers), _Recorder()
+        callback, recorder = DenseCRF(num_workers=workers, backend="pydensecrf"), _Recorder()
         trainer = _trainer(callback, recorder)
         trainer.validate(_ForeignModule(), loader, verbose=False)
         assert callback._pool is None  # shut down in teardown
@@ -317,7 +318,7 @@ class _FailingModule(_ForeignModule):
 
 def test_callback_pool_shut_down_on_exception() -> None:
     loader = DataLoader(_Images(n=4), batch_size=2)
-    callback, recorder = DenseCRF(num_workers=2), _Recorder()
+    callback, recorder = DenseCRF(num_workers=2, backend="pydensecrf"), _Recorder()
     with pytest.raises(RuntimeError, match="boom"):
         _trainer(callback, recorder).validate(_FailingModule(), loader, verbose=False)
     assert recorder.pool_sizes == [2] and callback._pool is None
@@ -334,7 +335,7 @@ def test_callback_args_validated() -> None:
 
 def test_callback_inside_fit_validation_each_epoch() -> None:
     loader = DataLoader(_Images(n=2), batch_size=2)
-    callback, recorder = DenseCRF(num_workers=2), _Recorder()
+    callback, recorder = DenseCRF(num_workers=2, backend="pydensecrf"), _Recorder()
     trainer = _trainer(
         callback,
         recorder,
@@ -351,7 +352,7 @@ def test_callback_inside_fit_validation_each_epoch() -> None:
 
 def test_no_crf_in_fit_unless_asked() -> None:
     loader = DataLoader(_Images(n=2), batch_size=2)
-    callback, recorder = DenseCRF(num_workers=2), _Recorder()
+    callback, recorder = DenseCRF(num_workers=2, backend="pydensecrf"), _Recorder()
     trainer = _trainer(callback, recorder, max_epochs=1, limit_train_batches=1)
     trainer.fit(_ForeignModule(), loader, loader)
     assert recorder.masks == [] and set(recorder.pool_sizes) == {0}

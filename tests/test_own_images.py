@@ -134,10 +134,10 @@ def test_pseudo_labels_use_the_tags_as_candidates(pseudo_labels):
         assert found <= set(names)  # only tagged classes can win a pixel
 
 
-def test_predict_without_data_names_the_options(trained_on_csv):
+def test_predict_without_data_names_the_options(trained_on_csv, tmp_path):
     _, _, ckpt = trained_on_csv
     with pytest.raises(UserError, match="predict needs data: give --images DIR"):
-        main(["predict", "--ckpt_path", str(ckpt)])
+        main(["predict", "--ckpt_path", str(ckpt), "--output_dir", str(tmp_path / "out")])
 
 
 def test_images_option_needs_a_model(tmp_path):

@@ -83,6 +83,7 @@ def evaluate_setting(
     crfs: Sequence[CRFSettings],
     crf_workers: int | None,
     progress: Callable[[str], None] = print,
+    crf_backend: str = "auto",
 ) -> dict[str, Result]:
     """mIoU of one setting's masks without and with each CRF, from one pass over ``loader``.
 
@@ -94,6 +95,8 @@ def evaluate_setting(
         crfs: the CRF settings whose masks are scored too, each from the same maps.
         crf_workers: ``DenseCRF(num_workers=...)``: None = the available cores, 0 = in process.
         progress: called with a short status line about every 30 s.
+        crf_backend: ``DenseCRF(backend=...)``; the torch backend refines the maps on the
+            model's device.
 
     Returns:
         ``crf_key -> {"miou", "per_class" (K + 1 IoUs, background first, NaN absent), "mAP"
@@ -109,7 +112,9 @@ def evaluate_setting(
     adapter = as_adapter(None)
     # one named refiner per CRF setting: the masks of all come from the same maps
     unique = {crf_key(c): c for c in crfs}.values()
-    refiners = [DenseCRF(c, crf_workers, name=f"crf{i}") for i, c in enumerate(unique)]
+    refiners = [
+        DenseCRF(c, crf_workers, name=f"crf{i}", backend=crf_backend) for i, c in enumerate(unique)
+    ]
     keys = {Method(strategy.name): "none"}
     keys |= {Method(strategy.name, r.name): crf_key(r.settings) for r in refiners}
     metrics = {key: SegmentationIoU(len(class_names) + 1, per_class=True) for key in keys.values()}

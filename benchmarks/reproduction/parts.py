@@ -2,9 +2,10 @@
 
 - :func:`build_parts`: the config's model and datamodule (LightningCLI, the same keys and
   overrides as ``dcsm-lightning fit --config ...``, e.g. ``--data.init_args.root DIR``).
-- :func:`load_weights`: a checkpoint's weights into that model (one-line errors).
+- :func:`load_weights`: a checkpoint's weights into that model (one-line errors; the CLI's).
 - :func:`train_classifier`: ``dcsm-lightning fit`` with a seed, its final weights saved.
-- :func:`split_loader`: a fixed subset of a split as batches of the batch contract.
+- :func:`split_loader`: a fixed subset of a split as batches of the batch contract, and
+  :func:`holdout_indices`, the seeded draw (both the package's, as ``tune`` uses them).
 """
 
 from __future__ import annotations
@@ -14,16 +15,25 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
 from lightning.pytorch import LightningDataModule, LightningModule
-from torch.utils.data import DataLoader, Subset
 
-from dcsm_lightning.app.base import read_checkpoint
 from dcsm_lightning.app.cli import DCSMLightningCLI
 from dcsm_lightning.app.cli import main as cli_main
-from dcsm_lightning.data.datamodule import PreparedDataset, SegmentationDataModule, collate_batch
+from dcsm_lightning.app.trainer import load_weights
+from dcsm_lightning.data.datamodule import SegmentationDataModule
 from dcsm_lightning.errors import UserError
 from dcsm_lightning.files import atomic_path
+from dcsm_lightning.tuning.images import draw_indices as holdout_indices
+from dcsm_lightning.tuning.images import split_loader
+
+__all__ = [
+    "build_parts",
+    "checkpoint_id",
+    "holdout_indices",
+    "load_weights",
+    "split_loader",
+    "train_classifier",
+]
 
 
 class _ConfigOnlyCLI(DCSMLightningCLI):
@@ -70,24 +80,6 @@ def checkpoint_id(path: str | os.PathLike) -> str:
     return f"{Path(path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
 
 
-def load_weights(model: LightningModule, path: str | os.PathLike) -> None:
-    """Load the weights of a Lightning checkpoint into ``model`` (strictly).
-
-    Raises:
-        UserError: a missing / unreadable file, or weights that do not fit the config's model.
-    """
-    read_checkpoint(path)  # one-line errors for missing, corrupt or foreign files
-    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        detail = [line.strip() for line in str(err).splitlines() if line.strip()][1:2]
-        raise UserError(
-            f"checkpoint {path} does not fit the config's model: {' '.join(detail)[:200]}",
-            "pass the config (and --model.init_args.* options) the classifier was trained with",
-        ) from None
-
-
 def config_args(configs: Sequence[str]) -> list[str]:
     """``["--config", C1, "--config", C2, ...]``."""
     return [arg for config in configs for arg in ("--config", config)]
@@ -109,21 +101,3 @@ def train_classifier(
     with atomic_path(path, overwrite=True) as tmp:
         cli.trainer.save_checkpoint(tmp)
     return path
-
-
-def holdout_indices(size: int, count: int, seed: int) -> list[int]:
-    """``min(count, size)`` distinct indices of ``range(size)`` drawn with ``seed``, sorted."""
-    generator = torch.Generator().manual_seed(seed)
-    return sorted(torch.randperm(size, generator=generator)[:count].tolist())
-
-
-def split_loader(
-    datamodule: SegmentationDataModule, role: str, indices: Sequence[int]
-) -> DataLoader:
-    """Batches (no flips, no shuffling) of the samples ``indices`` of the ``role`` split."""
-    prepared = PreparedDataset(datamodule.dataset(role), datamodule.size)
-    return DataLoader(
-        Subset(prepared, list(indices)),
-        batch_size=datamodule.batch_size,
-        collate_fn=collate_batch,
-    )

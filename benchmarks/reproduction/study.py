@@ -16,8 +16,10 @@ from pathlib import Path
 
 import torch
 
-from dcsm_lightning import CRFSettings
+from dcsm_lightning import CRFSettings, SaliencySegmentation
+from dcsm_lightning.crf.settings import resolve_backend
 from dcsm_lightning.files import save_text
+from dcsm_lightning.tuning import tune_segmentation
 
 from .evaluate import Result, ResultCache, crf_key, evaluate_setting
 from .output import RowResult, best_line, write_table
@@ -61,6 +63,7 @@ class Study:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model.to(device).eval()
+        self.crf_backend = resolve_backend(args.crf_backend, device)
         self.class_names = list(self.datamodule.class_names)
         self.cache = ResultCache(out / "results.json")
         self.data_id = json.dumps(dict(self.datamodule.hparams), default=str, sort_keys=True)
@@ -119,7 +122,10 @@ class Study:
     def _context(self, index: int, split: str) -> str:
         self.loader(split)
         ckpt = checkpoint_id(self.checkpoints[index])
-        return json.dumps([ckpt, split, self.indices[split], self.data_id])
+        context = [ckpt, split, self.indices[split], self.data_id]
+        if self.crf_backend != "pydensecrf":  # pydensecrf results keep their earlier keys
+            context.append(f"crf backend {self.crf_backend}")
+        return json.dumps(context)
 
     def missing(
         self, index: int, split: str, setting: Setting, crfs: Sequence[CRFSettings]
@@ -145,7 +151,7 @@ class Study:
             )
             computed = evaluate_setting(
                 self.model, loader, setting, self.class_names, crfs, self.args.crf_workers,
-                progress=self.log,
+                progress=self.log, crf_backend=self.crf_backend,
             )  # fmt: skip
             self.cache.put_all(context, setting, computed)
             self.seconds.append(computed["none"]["seconds"])
@@ -167,13 +173,40 @@ class Study:
         return list(range(len(self.checkpoints))) if everyone else [0]
 
     def holdout_grid(self) -> dict[float, dict[str, Result]]:
-        """alpha -> crf_key -> hold-out result, for every alpha and bilateral weight."""
-        crfs = [CRFSettings(bilateral_compat=w) for w in BILATERAL_WEIGHTS]
-        self.progress[1] += sum(self.missing(0, HOLDOUT, dcsm(alpha=a), crfs) for a in ALPHAS)
-        return {
-            a: self.results(0, HOLDOUT, dcsm(alpha=a), crfs, f"hold-out search, dcsm alpha={a:g}")
-            for a in ALPHAS
+        """alpha -> crf_key -> hold-out mIoU, for every alpha and bilateral weight.
+
+        The package's search does it (:func:`~dcsm_lightning.tuning.tune_segmentation`, as
+        ``dcsm-lightning tune``): exhaustive over this 6 x 6 grid, the paper's other settings
+        held, maps once per image for every alpha and the CRF variants in the worker pool.
+        """
+        loader = self.loader(HOLDOUT)
+        if self.loaded != 0:
+            load_weights(self.model, self.checkpoints[0])
+            self.loaded = 0
+        strategy = dcsm().build()
+        segmentation = SaliencySegmentation(strategy, self.class_names, log_panels=False)
+        held = {
+            "layers": (strategy.layers,),
+            "scales": (strategy.scales,),
+            "min_candidates": (segmentation.source.candidates.min_candidates,),
+            **{
+                k: (getattr(PAPER_CRF, k),)
+                for k in ("bilateral_sxy", "bilateral_srgb", "iterations")
+            },
         }
+        self.log(f"hold-out search: alpha x w1 on {len(loader.dataset)} TRAIN images")
+        tuning = tune_segmentation(
+            self.model, segmentation, PAPER_CRF, loader, folds=0,
+            crf_workers=self.args.crf_workers, progress=self.log, extend=False,
+            grid_values={"alpha": ALPHAS, "bilateral_compat": BILATERAL_WEIGHTS, **held},
+        )  # fmt: skip
+        grid: dict[float, dict[str, Result]] = {}
+        for setting, scores in tuning.strategies[0].scores.items():
+            values = dict(setting)
+            crf = CRFSettings(bilateral_compat=values["bilateral_compat"])
+            row = grid.setdefault(values["alpha"], {"none": {"miou": scores.miou(crf=False)}})
+            row[crf_key(crf)] = {"miou": scores.miou()}
+        return grid
 
     def holdout_spec(self, grid: dict[float, dict[str, Result]]) -> tuple[Spec, str]:
         """The hold-out table's val rows (paper defaults, the choice) and its grid in Markdown."""

@@ -16,7 +16,7 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.functional.classification import multiclass_confusion_matrix
 
-__all__ = ["SegmentationIoU", "segmentation_iou"]
+__all__ = ["SegmentationIoU", "iou_from_confusion", "segmentation_confusion", "segmentation_iou"]
 
 
 def _segmentation_iou_validate_args(num_classes: int, ignore_index: int | None) -> None:
@@ -123,6 +123,29 @@ def segmentation_iou(
     _segmentation_iou_validate_args(num_classes, ignore_index)
     _segmentation_iou_validate_tensors(pred, target, num_classes, ignore_index)
     confmat = _segmentation_iou_update(pred, target, num_classes, ignore_index)
+    return _segmentation_iou_compute(confmat, per_class)
+
+
+def segmentation_confusion(
+    pred: Tensor, target: Tensor, num_classes: int, ignore_index: int | None = 255
+) -> Tensor:
+    """The confusion counts behind :func:`segmentation_iou`, to be summed over any images.
+
+    Args:
+        pred / target / num_classes / ignore_index: as :func:`segmentation_iou`.
+
+    Returns:
+        int64 (num_classes + 1, num_classes + 1): rows = target, columns = prediction, the
+        extra column counts predictions of ``ignore_index`` on counted pixels.
+    """
+    _segmentation_iou_validate_args(num_classes, ignore_index)
+    _segmentation_iou_validate_tensors(pred, target, num_classes, ignore_index)
+    return _segmentation_iou_update(pred, target, num_classes, ignore_index)
+
+
+def iou_from_confusion(confmat: Tensor, per_class: bool = False) -> Tensor:
+    """:func:`segmentation_iou` from summed :func:`segmentation_confusion` counts: the mIoU
+    (scalar) or the IoU per label (``per_class``), float32 in [0, 1], NaN where absent."""
     return _segmentation_iou_compute(confmat, per_class)
 
 

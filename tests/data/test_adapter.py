@@ -53,3 +53,18 @@ def test_integer_ids_callable_and_errors() -> None:
 def test_rgb_from_image_custom_mean_std() -> None:
     image = torch.full((1, 3, 2, 2), 0.0)
     assert rgb_from_image(image, (0.5, 0.5, 0.5), (1, 1, 1)).unique().tolist() == [128]
+
+
+def test_a_key_given_but_absent_is_an_error_naming_the_batch_keys():
+    # Issue 19: BatchAdapter(mask="mask") on batches keyed "seg" ran without mIoU, and a wrong
+    # id key gave files named 0_0.png; both name the batch's keys now.
+    batch = {"img": torch.zeros(2, 3, 4, 4), "seg": torch.zeros(2, 4, 4), "name": ["a", "b"]}
+    with pytest.raises(ValueError, match=r"no key 'mask' \(the mask field\).*'img', 'name', 'seg'"):
+        BatchAdapter(image="img", mask="mask")(batch)
+    with pytest.raises(ValueError, match=r"no key 'names' \(the id field\)"):
+        BatchAdapter(image="img", mask="seg", id="names")(batch)
+    with pytest.raises(ValueError, match=r"tuple of 2 items, so mask=2"):
+        BatchAdapter(image=0, mask=2)((torch.zeros(1, 3, 4, 4), torch.zeros(1, 2)))
+    view = BatchAdapter(image="img", mask="seg", id="name")(batch)
+    assert view.ids == ["a", "b"] and view.mask is not None
+    assert BatchAdapter(image="img")(batch).mask is None  # unset fields stay optional

@@ -12,9 +12,12 @@ from dcsm_lightning.outputs.report import (
     format_csv,
     format_table,
     miou_chart_figure,
+    read_csv,
     render_miou_chart,
     write_comparison,
 )
+from dcsm_lightning.segmentation.labels import method_name
+from dcsm_lightning.segmentation.methods import Method
 
 NAMES = ["aeroplane", "bicycle"]
 RESULTS = {
@@ -112,3 +115,21 @@ def test_chart_draws_reference_markers_and_spread_bars():
     plain = miou_chart_figure(RESULTS).axes[0]
     assert not [line for line in plain.get_lines() if line.get_marker() == "D"]
     assert plain.get_legend() is None and not plain.collections
+
+
+def test_chart_groups_methods_by_their_typed_parts(tmp_path):
+    results = {
+        method_name("dcsm"): RESULTS["dcsm"],
+        method_name("dcsm", "crf5"): RESULTS["dcsm+crf"],
+        method_name("simonyan"): RESULTS["simonyan"],
+    }
+    bars = miou_chart_figure(results).axes[0].patches
+    assert [bar.get_hatch() or "" for bar in bars] == ["", "//", ""]
+    assert bars[0].get_facecolor() == bars[1].get_facecolor() != bars[2].get_facecolor()
+    # a table read back from its CSV keeps each row's strategy and step
+    read, _ = read_csv(write_comparison(results, NAMES, tmp_path)["csv"])
+    assert [(m.strategy, m.step) for m in read] == [
+        ("dcsm", None), ("dcsm", "crf5"), ("simonyan", None)
+    ]
+    odd = [Method.parse(name) for name in ("a+b+c", "x")]  # not two valid parts: kept whole
+    assert [(m.strategy, m.step) for m in odd] == [("a+b+c", None), ("x", None)]

@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-import dcsm_lightning.outputs.writer as writer_module
-from dcsm_lightning.data.transforms import valid_extent
+import dcsm_lightning.outputs.renderers as renderers_module
+from dcsm_lightning.data.transforms import letterbox_extents
 from dcsm_lightning.outputs.writer import SegmentationWriter, check_id, default_method
 from dcsm_lightning.palette import VOID
 from dcsm_lightning.segmentation.callback import SaliencySegmentation, SegmentationOutput
@@ -230,7 +230,7 @@ def test_second_run_skips_and_overwrite_replaces(tmp_path, caplog):
 
 def test_interrupted_run_resumes_with_the_rest(tmp_path, monkeypatch):
     calls = {"n": 0}
-    real_save_json = writer_module.save_json
+    real_save_json = renderers_module.save_json
 
     def failing_save_json(*args, **kwargs):
         calls["n"] += 1
@@ -238,10 +238,10 @@ def test_interrupted_run_resumes_with_the_rest(tmp_path, monkeypatch):
             raise RuntimeError("stopped during img2")
         return real_save_json(*args, **kwargs)
 
-    monkeypatch.setattr(writer_module, "save_json", failing_save_json)
+    monkeypatch.setattr(renderers_module, "save_json", failing_save_json)
     with pytest.raises(RuntimeError, match="stopped during img2"):
         _predict(SegmentationWriter(str(tmp_path)))
-    monkeypatch.setattr(writer_module, "save_json", real_save_json)
+    monkeypatch.setattr(renderers_module, "save_json", real_save_json)
     assert sorted(p.name for p in (tmp_path / "scores").iterdir()) == ["img0.json", "img1.json"]
     assert (tmp_path / "masks" / "img2.png").exists()  # written before the marker
     assert not (tmp_path / "masks" / "img3.png").exists()
@@ -397,8 +397,9 @@ def test_writer_without_segmentation_says_what_to_add(tmp_path):
 def test_helpers():
     valid = torch.zeros(12, 12, dtype=torch.bool)
     valid[:12, :7] = True
-    assert valid_extent(valid, (5, 3), 12) == (12, 7)
-    assert valid_extent(None, (5, 3), 12) == (12, 7)
+    sizes = torch.tensor([[5, 3]])
+    assert letterbox_extents(valid[None], sizes, 12).tolist() == [[12, 7]]
+    assert letterbox_extents(None, sizes, 12).tolist() == [[12, 7]]
     labels = torch.tensor([[1, 2], [3, 0]])
     maps = torch.tensor([[[0.9, 0.6], [0.3, 0.02]]])  # winning .9 .6 .7 .98
     out = uncertain_to_void(labels, maps, 0.65)

@@ -32,7 +32,12 @@ def robust_config(root: Path, ckpt_dir: Path, crf_workers: int = 0) -> dict:
                 },
                 {
                     "class_path": "dcsm_lightning.crf.DenseCRF",
-                    "init_args": {"settings": {"iterations": 2}, "num_workers": crf_workers},
+                    "init_args": {
+                        "settings": {"iterations": 2},
+                        "num_workers": crf_workers,
+                        # worker processes are pydensecrf's (the tests count them)
+                        **({"backend": "pydensecrf"} if crf_workers else {}),
+                    },
                 },
             ],
         },

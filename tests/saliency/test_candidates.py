@@ -30,10 +30,17 @@ def test_ties_go_to_the_lower_class_index():
     assert select_candidates(probs, 0.5, 2).tolist() == [[False, True, True, False, False]]
 
 
-def test_fewer_classes_than_min_candidates_and_zero_disables_top_up():
-    probs = torch.tensor([[0.1, 0.2], [0.9, 0.1]])
-    assert select_candidates(probs, 0.5, 3).all()
-    assert select_candidates(probs, 0.5, 0).tolist() == [[False, False], [True, False]]
+def test_top_up_never_makes_every_class_a_candidate_and_zero_disables_it():
+    # Issue 19: with K <= N the top-up made every class a candidate on every image (before
+    # the fix this returned all True for K = 3, N = 3); it is off there now.
+    probs = torch.tensor([[0.1, 0.2, 0.3], [0.9, 0.1, 0.2]])
+    expected = [[False, False, False], [True, False, False]]
+    assert select_candidates(probs, 0.5, 3).tolist() == expected
+    assert select_candidates(probs[:, :2], 0.5, 3).tolist() == [row[:2] for row in expected]
+    assert select_candidates(probs, 0.5, 2).sum(1).tolist() == [2, 2]  # K > N: topped up
+    assert select_candidates(probs, 0.5, 0).tolist() == expected
+    # Classes above the threshold are candidates whatever K: all of them here.
+    assert select_candidates(torch.full((1, 3), 0.9), 0.5, 3).all()
 
 
 @pytest.mark.parametrize(

@@ -66,6 +66,10 @@ def test_other_strategies_on_resnet(resnet, batch):
         assert torch.equal(maps[~candidates], torch.zeros_like(maps[~candidates]))
 
 
-def test_default_layers_missing_on_resnet_lists_close_matches(resnet, batch):
-    with pytest.raises(ValueError, match="conv3_1.*not found"):
-        DCSM()(resnet, *batch)
+def test_default_layers_on_resnet_are_its_stage_outputs(resnet, batch):
+    # Issue 19: before, DCSM() looked for VGG-16's conv3_1 ... conv5_3 and failed on a ResNet
+    # ("layer 'conv3_1' not found"); now it reads the outputs of layer2 ... layer4.
+    image, candidates = batch
+    given = DCSM(layers=LAYERS, at="output", scales=(1.0,))(resnet, image, candidates)
+    assert torch.equal(DCSM(scales=(1.0,))(resnet, image, candidates), given)
+    assert torch.equal(GradCAM()(resnet, *batch), GradCAM(layer="layer4")(resnet, *batch))

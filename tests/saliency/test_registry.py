@@ -9,6 +9,7 @@ import pytest
 import torch
 from jsonargparse import ArgumentParser
 
+from dcsm_lightning.models.backbones import create_backbone
 from dcsm_lightning.saliency import (
     CAM,
     DCSM,
@@ -41,14 +42,17 @@ def test_built_ins_are_listed_and_created():
 
 def test_create_spells_the_paper_defaults():
     s = create_saliency(
-        "dcsm", layers=["conv3_1"], at="input", backprop="guided", scales=(0.8, 1.0, 1.2),
+        "dcsm", layers=["conv3_1"], at=None, backprop="guided", scales=(0.8, 1.0, 1.2),
         alpha=3.0, subtract=True, normalize="max", variant="paper", seed="sum",
     )  # fmt: skip
     d = DCSM()
     assert (s.at, s.backprop, s.scales, s.alpha, s.subtract, s.normalize, s.variant, s.seed) == (
         d.at, d.backprop, d.scales, d.alpha, d.subtract, d.normalize, d.variant, d.seed,
     )  # fmt: skip
-    assert d.layers == tuple(f"conv{b}_{j}" for b in (3, 4, 5) for j in (1, 2, 3))
+    assert d.layers is None and d.at is None  # the model's own: conv3_1 ... conv5_3 on VGG
+    vgg = create_backbone("vgg_small", 3)
+    assert d.layer_choice(vgg).paths == tuple(f"conv{b}_{j}" for b in (3, 4, 5) for j in (1, 2, 3))
+    assert d.layer_choice(vgg).at == "input"
 
 
 def test_unknown_name_lists_known_ones():

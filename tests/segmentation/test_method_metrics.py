@@ -15,7 +15,9 @@ LABELS = ["background", "cat", "dog"]
 def _epoch(metrics: MethodMetrics, pred: torch.Tensor, target: torch.Tensor) -> tuple[dict, dict]:
     logged = {}
     metrics.update("val", {"m": pred}, target)
-    results = metrics.compute("val", ["m", "unused"], lambda k, v: logged.__setitem__(k, float(v)))
+    results = metrics.compute(
+        "val", ["m", "unused"], lambda k, v, **kw: logged.__setitem__(k, float(v))
+    )
     return results, logged
 
 

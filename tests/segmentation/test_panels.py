@@ -97,3 +97,20 @@ def test_log_panels_is_a_no_op_without_image_support(tmp_path):
     assert log_panels([csv_logger, tb], "val/panels", grid, step=0)
     tb.experiment.flush()
     assert os.listdir(tmp_path) == ["tb"]
+
+
+def test_heatmap_overlay_blends_the_colour_map_on_the_image():
+    from dcsm_lightning import heatmap_overlay
+    from dcsm_lightning.data.adapter import rgb_from_image
+
+    gen = torch.Generator().manual_seed(0)
+    image = torch.randn(3, 8, 8, generator=gen)  # ImageNet-normalised, as a model reads it
+    heat = torch.rand(8, 8, generator=gen)
+    rgb = rgb_from_image(image[None])[0].numpy()
+    colours = matplotlib.colormaps["jet"](heat.numpy(), bytes=True)[..., :3].astype(np.float64)
+    expected = np.clip(np.rint(0.7 * rgb + 0.3 * colours), 0, 255).astype(np.uint8)
+    assert np.abs(heatmap_overlay(image, heat, alpha=0.3).astype(int) - expected).max() <= 1
+    same = heatmap_overlay(rgb, heat.numpy(), 0.3)
+    assert np.array_equal(same, heatmap_overlay(image, heat, 0.3))
+    with pytest.raises(ValueError, match="heat must be H x W"):
+        heatmap_overlay(rgb, np.zeros((4, 4)))

@@ -1,10 +1,10 @@
-"""The ``dcsm-lightning`` command: LightningCLI with three more subcommands.
+"""The ``dcsm-lightning`` command: LightningCLI with four more subcommands.
 
 ``fit`` / ``validate`` / ``test`` / ``predict`` are LightningCLI's; ``compare``,
-``pseudo-labels`` and ``synth`` are methods of :class:`~dcsm_lightning.app.trainer.DCSMTrainer`,
-added through :meth:`DCSMLightningCLI.subcommands`, so jsonargparse turns their signatures into
-options: each has ``--help``, ``--print_config`` and YAML keys, and ``dcsm-lightning --help``
-lists it.
+``pseudo-labels``, ``tune`` and ``synth`` are methods of
+:class:`~dcsm_lightning.app.trainer.DCSMTrainer`, added through
+:meth:`DCSMLightningCLI.subcommands`, so jsonargparse turns their signatures into options: each
+has ``--help``, ``--print_config`` and YAML keys, and ``dcsm-lightning --help`` lists it.
 
 - ``compare``: ``validate`` + :class:`~dcsm_lightning.ComparisonReport`
   (``--output_dir``, ``--class_names``, ``--include+ CSV`` (repeatable) for earlier rows);
@@ -16,6 +16,9 @@ lists it.
 - ``pseudo-labels --output_dir DIR``: ``predict`` on the datamodule's ``train_split`` with the
   image tags as candidates, the writer in ``pseudo_labels`` mode (VOC ``SegmentationClass``
   layout);
+- ``tune --ckpt_path CKPT --output_dir DIR [--num_images N | --masks DIR]``: choose the
+  strategies', N's and the CRF's settings on a few labelled TRAIN images and write
+  ``DIR/tuned.yaml`` for ``--config`` (:mod:`dcsm_lightning.tuning`);
 - ``synth --out DIR``: export the built-in dataset in the PASCAL VOC layout.
 """
 
@@ -37,6 +40,7 @@ from dcsm_lightning import __version__
 from dcsm_lightning.app.base import BaseCLI, option_values
 from dcsm_lightning.app.checkpoint_defaults import FOLDER_DATAMODULE, checkpoint_defaults
 from dcsm_lightning.app.error_report import PROG, run_command
+from dcsm_lightning.app.shipped_configs import with_shipped_configs
 from dcsm_lightning.app.trainer import DCSMTrainer
 from dcsm_lightning.errors import UserError
 
@@ -54,11 +58,12 @@ class DCSMLightningCLI(BaseCLI):
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
-        """Lightning's subcommands plus ``compare``, ``pseudo-labels`` and ``synth``."""
+        """Lightning's subcommands plus ``compare``, ``pseudo-labels``, ``tune`` and ``synth``."""
         return {
             **LightningCLI.subcommands(),
             "compare": _EVALUATE_SKIP,
             "pseudo-labels": {"model", "datamodule"},
+            "tune": {"model", "datamodule"},
             "synth": {"model"},
         }
 
@@ -168,9 +173,6 @@ class DCSMLightningCLI(BaseCLI):
                 )
             if init_args is not None and init_args.get("predict_split") is None:
                 init_args.predict_split = init_args.get("train_split") or "train"
-            model_args = config.model.get("init_args")
-            if model_args is not None and "candidates" in model_args:  # MultiLabelFCN's hparams
-                model_args.candidates = config.candidates
 
     def after_fit(self) -> None:
         """Print where the checkpoints are and the command that compares the methods next."""
@@ -220,7 +222,10 @@ class DCSMLightningCLI(BaseCLI):
 
 
 def main(args: list[str] | None = None) -> DCSMLightningCLI:
-    """Entry point of ``dcsm-lightning``; ``args`` defaults to ``sys.argv[1:]``."""
+    """Entry point of ``dcsm-lightning``; ``args`` defaults to ``sys.argv[1:]``. A
+    ``--config`` that names no file but a shipped config (``synthetic``, ``data/glyphs``,
+    ``configs/voc12.yaml``) reads the one inside the package."""
+    args = with_shipped_configs(sys.argv[1:] if args is None else args)
     with warnings.catch_warnings():
         # LightningCLI warns whenever args is given and sys.argv is not empty, as here.
         warnings.filterwarnings("ignore", message=".*args parameter is intended.*")

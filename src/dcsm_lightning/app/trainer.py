@@ -1,5 +1,5 @@
 """``DCSMTrainer``: Lightning's ``Trainer`` plus the methods behind ``dcsm-lightning compare``,
-``pseudo-labels`` and ``synth``, and the writer options of ``predict``.
+``pseudo-labels``, ``tune`` and ``synth``, and the writer options of ``predict``.
 
 :class:`~dcsm_lightning.app.cli.DCSMLightningCLI` registers each method as a subcommand, so
 jsonargparse turns its signature into options (``--help``, ``--print_config``, YAML keys); the
@@ -8,17 +8,23 @@ methods work the same when called from Python.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any, Literal
 
+import torch
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 
+from dcsm_lightning.app.base import read_checkpoint
+from dcsm_lightning.crf import CRFSettings, DenseCRF
 from dcsm_lightning.data.synthetic import export_voc
 from dcsm_lightning.errors import UserError
 from dcsm_lightning.outputs.comparison import ComparisonReport
 from dcsm_lightning.outputs.writer import SegmentationWriter
 from dcsm_lightning.segmentation.callback import SaliencySegmentation
+from dcsm_lightning.tuning import Tuning, tune_segmentation, tuning_loader, write_tuning
 
-__all__ = ["DCSMTrainer"]
+__all__ = ["DCSMTrainer", "load_weights"]
 
 
 class DCSMTrainer(Trainer):
@@ -145,9 +151,9 @@ class DCSMTrainer(Trainer):
                 ``predicted`` (the classifier's scores).
         """
         callbacks = [*self.callbacks, *(model.configure_callbacks() if model else [])]
-        for callback in callbacks:
+        for callback in callbacks:  # the one place pseudo-labels set their candidates
             if isinstance(callback, SaliencySegmentation):
-                callback.candidates = candidates
+                callback.use_candidates(candidates)
         writer = SegmentationWriter(
             output_dir,
             method=method,
@@ -157,6 +163,67 @@ class DCSMTrainer(Trainer):
         )
         self.callbacks.append(writer)
         super().predict(model, datamodule=datamodule, return_predictions=False, ckpt_path=ckpt_path)
+
+    def tune(
+        self,
+        output_dir: str,
+        model: LightningModule | None = None,
+        datamodule: LightningDataModule | None = None,
+        ckpt_path: str | None = None,
+        num_images: int = 50,
+        masks: str | None = None,
+        seed: int = 0,
+        folds: int = 5,
+        crf_workers: int | None = None,
+        overwrite: bool = False,
+        suffix: str = "",
+    ) -> Tuning:
+        """Choose the strategies', N's and the CRF's settings on a few labelled TRAIN images.
+
+        Writes ``<output_dir>/tuned.yaml`` (give it to ``compare``, ``pseudo-labels`` or
+        ``predict`` after the classifier's config: ``--config tuned.yaml``) and
+        ``<output_dir>/tuning.md`` (default vs tuned on the tuning images, cross-validated);
+        prints the table. The grid and the search: ``docs/tuning.md``. Validation images are
+        never read.
+
+        Args:
+            output_dir: where ``tuned.yaml`` and ``tuning.md`` go.
+            model: the classifier (its strategies, candidate rule and N are the start).
+            datamodule: the data; only its ``train`` split is read.
+            ckpt_path: the classifier's checkpoint (required).
+            num_images: how many TRAIN images with masks to draw (with ``masks``: at most).
+            masks: a folder of your own ``<image id>.png`` masks of some TRAIN images, used
+                instead of the dataset's masks.
+            seed: the draw's (and the folds') seed.
+            folds: k of the cross-validated estimate (< 2: none).
+            crf_workers: CRF worker processes (None: the available cores).
+            overwrite: replace an earlier ``tuned.yaml`` / ``tuning.md``.
+            suffix: appended to each strategy's name in ``tuned.yaml`` (e.g. ``_tuned``: the
+                default and the tuned rows can then stand in one comparison).
+        """
+        if model is None or datamodule is None or ckpt_path is None:
+            raise UserError("tune needs --config (model and data) and --ckpt_path CKPT")
+        if num_images < 1:
+            raise UserError(f"--num_images must be >= 1, got {num_images}")
+        for name in ("tuned.yaml", "tuning.md"):
+            if (Path(output_dir) / name).exists() and not overwrite:
+                raise UserError(
+                    f"{Path(output_dir) / name} exists", "add --overwrite or another --output_dir"
+                )
+        callbacks = [*self.callbacks, *model.configure_callbacks()]
+        found = [cb for cb in callbacks if isinstance(cb, SaliencySegmentation)]
+        if not found:
+            raise UserError("tune needs saliency strategies: --model.init_args.saliency=dcsm")
+        crf = next((cb.settings for cb in callbacks if isinstance(cb, DenseCRF)), CRFSettings())
+        load_weights(model, ckpt_path)
+        model.to(self.strategy.root_device).eval()
+        loader, source = tuning_loader(datamodule, num_images, seed, masks)
+        tuning = tune_segmentation(model, found[0], crf, loader, folds, seed, crf_workers)
+        command = "dcsm-lightning " + " ".join(sys.argv[1:])
+        paths = write_tuning(tuning, output_dir, source, command.strip(), overwrite, suffix)
+        print(paths["table"].read_text(encoding="utf-8"))
+        print(f"tuned settings: {paths['config']}")
+        return tuning
 
     @staticmethod
     def synth(
@@ -184,6 +251,20 @@ class DCSMTrainer(Trainer):
         """
         root = export_voc(out, num_train, num_val, seed, size, overwrite, family=family)
         print(f"wrote {num_train} train and {num_val} val images to {root}")
+
+
+def load_weights(model: LightningModule, path: str) -> None:
+    """Load a Lightning checkpoint's weights into ``model`` strictly (one-line errors)."""
+    read_checkpoint(path)  # missing, corrupt or foreign files
+    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        detail = [line.strip() for line in str(err).splitlines() if line.strip()][1:2]
+        raise UserError(
+            f"checkpoint {path} does not fit the config's model: {' '.join(detail)[:200]}",
+            "pass the config (and --model.init_args.* options) the classifier was trained with",
+        ) from None
 
 
 # A subcommand is a trainer method of the same name; jsonargparse reads its signature.

@@ -17,6 +17,7 @@ from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 
 from dcsm_lightning.crf.mean_field import CRFSettings, crf_refine
+from dcsm_lightning.crf.settings import check_backend, resolve_backend
 from dcsm_lightning.crf.workers import init_worker
 from dcsm_lightning.data.adapter import SegmentationBatch
 from dcsm_lightning.segmentation.labels import LabelProbs
@@ -61,11 +62,13 @@ class DenseCRF(Callback):
     ``method_name(strategy, name)``). Several instances with different names and settings
     run side by side on the same maps (``DenseCRF(name="crf5", settings={iterations: 5})``).
 
-    The images of a batch run in a process pool (``ProcessPoolExecutor``, ``fork`` start
-    method where available, see :func:`_pool_context`), created on the first batch and shut
-    down at the end of each validation / test / predict loop, in ``teardown`` and in
-    ``on_exception``, so the CRF time scales with cores. Results do not depend on
-    ``num_workers``.
+    With the pydensecrf backend the images of a batch run in a process pool
+    (``ProcessPoolExecutor``, ``fork`` start method where available, see
+    :func:`_pool_context`), created on the first batch and shut down at the end of each
+    validation / test / predict loop, in ``teardown`` and in ``on_exception``, so the CRF
+    time scales with cores. Results do not depend on ``num_workers``. With the torch backend
+    the whole batch runs in one pass inside the step, on the device of the maps (the
+    module's), without worker processes.
 
     Args:
         settings: the CRF parameters; default :class:`~dcsm_lightning.crf.CRFSettings`
@@ -76,10 +79,13 @@ class DenseCRF(Callback):
         stages: where to act, any of ``"validate"`` (validation batches, also inside
             ``fit``), ``"test"``, ``"predict"``.
         name: the refinement step's name: masks are called ``"<strategy>+<name>"``.
+        backend: ``"auto"`` (torch for maps on an accelerator, pydensecrf on the CPU, see
+            :func:`~dcsm_lightning.crf.settings.resolve_backend`), ``"pydensecrf"`` or
+            ``"torch"``. In YAML: ``backend: torch``.
 
     Raises:
-        ValueError: negative ``num_workers``, an unknown stage, or a ``name`` with ``+`` or
-            ``/``.
+        ValueError: negative ``num_workers``, an unknown stage or backend, or a ``name`` with
+            ``+`` or ``/``.
     """
 
     def __init__(
@@ -88,6 +94,7 @@ class DenseCRF(Callback):
         num_workers: int | None = None,
         stages: Sequence[str] = _STAGES,
         name: str = "crf",
+        backend: str = "auto",
     ) -> None:
         super().__init__()
         #: the refinement step's name (``method_name(strategy, name)``).
@@ -106,6 +113,7 @@ class DenseCRF(Callback):
         self.settings = CRFSettings() if settings is None else settings
         self.num_workers = num_workers
         self.stages = list(stages)
+        self.backend = check_backend(backend)
         self._pool: Executor | None = None
         self._pool_workers = 0
 
@@ -129,8 +137,11 @@ class DenseCRF(Callback):
         """
         if stage not in self.stages:
             return None
-        pool = self._get_pool(len(batch), _devices_per_node(trainer))
-        return crf_refine(batch.rgb, probs, batch.extent, batch.valid, self.settings, pool)
+        backend = resolve_backend(self.backend, probs.maps.device)
+        pool = (
+            self._get_pool(len(batch), _devices_per_node(trainer)) if backend != "torch" else None
+        )
+        return crf_refine(batch.rgb, probs, batch.extent, batch.valid, self.settings, pool, backend)
 
     # Lightning hooks: the pool's life -------------------------------------------------------
 

@@ -1,6 +1,8 @@
 """Dense CRF inference on one image (Shimoda & Yanai 2016, Sec. 3.4, Eq. 6-8).
 
-* :class:`CRFSettings` - the CRF's parameters (paper defaults), used by everything below.
+* :class:`~dcsm_lightning.crf.settings.CRFSettings` - the CRF's parameters (paper defaults),
+  used by everything below, and the ``backend`` that runs it (``"auto"``, ``"pydensecrf"``,
+  ``"torch"``, see :func:`~dcsm_lightning.crf.settings.resolve_backend`).
 * :func:`dense_crf` - probabilities of L labels -> label indices.
 * :func:`crf_labels_from_maps` - class maps -> dataset label ids (Eq. 7 + CRF).
 * :func:`crf_masks` - the same for a batch, optionally in a process pool.
@@ -9,12 +11,13 @@ The CRF is Kraehenbuehl & Koltun's (2011) mean-field inference as packaged by ``
 with the paper's settings: unary ``-log(max(p, 1e-5))`` of the map values as given (not
 renormalised), Potts pairwise terms ``addPairwiseGaussian(sxy=3, compat=1)`` and
 ``addPairwiseBilateral(sxy=30, srgb=10, compat=1)``, 10 iterations, argmax of the marginals.
+The ``"torch"`` backend (:func:`~dcsm_lightning.crf.torch_backend.dense_crf_batch`) runs the
+same inference in torch, on the data's device and a batch of images at once.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import Executor
-from dataclasses import dataclass
+from concurrent.futures import Executor, Future
 from typing import Any
 
 import numpy as np
@@ -22,6 +25,8 @@ import pydensecrf.densecrf as dcrf
 import torch
 from torch import Tensor
 
+from dcsm_lightning.crf.settings import CRFSettings, resolve_backend
+from dcsm_lightning.crf.torch_backend import dense_crf_batch
 from dcsm_lightning.data.transforms import letterbox_extents
 from dcsm_lightning.palette import VOID
 from dcsm_lightning.segmentation.labels import LabelProbs, label_probs
@@ -33,47 +38,6 @@ _RANGE_TOL = 1e-6
 
 def _to_numpy(x: np.ndarray | Tensor) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, Tensor) else np.asarray(x)
-
-
-@dataclass(frozen=True)
-class CRFSettings:
-    """The dense CRF's parameters, paper defaults (Sec. 3.4): the one place they are written.
-
-    Args:
-        iterations: mean-field iterations (paper: 10); 0 gives the argmax of the unaries.
-        bilateral_sxy: position scale of the appearance kernel in pixels (paper: 30).
-        bilateral_srgb: colour scale of the appearance kernel in 0-255 units (paper: 10).
-        bilateral_compat: weight of the appearance kernel (paper: 1).
-        gaussian_sxy: position scale of the smoothness kernel in pixels (paper: 3).
-        gaussian_compat: weight of the smoothness kernel (paper: 1).
-        clamp: lower bound on probabilities before the log, in (0, 1] (paper: 1e-5).
-
-    Raises:
-        ValueError: a value of the wrong type or outside its range.
-    """
-
-    iterations: int = 10
-    bilateral_sxy: float = 30.0
-    bilateral_srgb: float = 10.0
-    bilateral_compat: float = 1.0
-    gaussian_sxy: float = 3.0
-    gaussian_compat: float = 1.0
-    clamp: float = 1e-5
-
-    def __post_init__(self) -> None:
-        iterations = self.iterations
-        if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
-            raise ValueError(f"Expected `iterations` to be an int >= 0, got {iterations!r}.")
-        for name in ("bilateral_sxy", "bilateral_srgb", "gaussian_sxy", "clamp"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not value > 0 or not np.isfinite(value):
-                raise ValueError(f"Expected `{name}` to be a finite number > 0, got {value!r}.")
-        if not 0 < self.clamp <= 1:
-            raise ValueError(f"Expected `clamp` in (0, 1], got {self.clamp!r}.")
-        for name in ("bilateral_compat", "gaussian_compat"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not np.isfinite(value):
-                raise ValueError(f"Expected `{name}` to be a finite number, got {value!r}.")
 
 
 def _check_image(rgb: np.ndarray | Tensor, probs: np.ndarray | Tensor) -> None:
@@ -104,18 +68,21 @@ def _check_image(rgb: np.ndarray | Tensor, probs: np.ndarray | Tensor) -> None:
         )
 
 
-def _check_probs_values(probs: np.ndarray) -> None:
-    if probs.size == 0:
+def _check_probs_values(probs: np.ndarray | Tensor) -> None:
+    if (probs.numel() if isinstance(probs, Tensor) else probs.size) == 0:
         return
-    if np.isnan(probs).any():
+    if bool((probs.isnan() if isinstance(probs, Tensor) else np.isnan(probs)).any()):
         raise ValueError("Expected `probs` without NaN values, found NaN.")
-    lo, hi = probs.min(), probs.max()
+    lo, hi = float(probs.min()), float(probs.max())
     if lo < -_RANGE_TOL or hi > 1 + _RANGE_TOL:
         raise ValueError(f"Expected `probs` values in [0, 1], got values in [{lo:.6g}, {hi:.6g}].")
 
 
 def dense_crf(
-    rgb: np.ndarray | Tensor, probs: np.ndarray | Tensor, settings: CRFSettings | None = None
+    rgb: np.ndarray | Tensor,
+    probs: np.ndarray | Tensor,
+    settings: CRFSettings | None = None,
+    backend: str = "auto",
 ) -> np.ndarray | Tensor:
     """Fully connected CRF over one image (Eq. 6-8, Kraehenbuehl & Koltun 2011).
 
@@ -125,8 +92,11 @@ def dense_crf(
     ``iterations`` steps of mean-field inference; the result is the argmax of the marginals.
     Gives exactly the labels of calling ``pydensecrf`` by hand (``DenseCRF2D``, unary
     ``unary_from_softmax(probs, clip=clamp)``, ``addPairwiseGaussian`` then
-    ``addPairwiseBilateral``, ``inference``, ``argmax``). On numpy input it runs numpy and
-    pydensecrf only (no torch), so it is safe in forked worker processes.
+    ``addPairwiseBilateral``, ``inference``, ``argmax``). On numpy input the pydensecrf
+    backend runs numpy and pydensecrf only (no torch), so it is safe in forked worker
+    processes. The torch backend gives the same labels up to the float rounding of its filter
+    (agreement figures: ``benchmarks/crf_agreement.py``) and runs on the device of ``probs``
+    (numpy: the CPU).
 
     Args:
         rgb: uint8 image of shape (H, W, 3), numpy or torch (any device, any strides,
@@ -137,6 +107,8 @@ def dense_crf(
             Rescaling a pixel's probabilities only adds a constant to its unaries, which
             mean-field inference cancels, so renormalising would matter only via the clamp.
         settings: the CRF parameters; default :class:`CRFSettings` (the paper's).
+        backend: ``"pydensecrf"``, ``"torch"`` or ``"auto"`` (torch on an accelerator,
+            pydensecrf on the CPU; see :func:`~dcsm_lightning.crf.settings.resolve_backend`).
 
     Returns:
         int64 label indices of shape (H, W) with values in [0, L): a torch tensor on the device
@@ -144,15 +116,25 @@ def dense_crf(
 
     Raises:
         ValueError: ``rgb`` not uint8 (H, W, 3); ``probs`` not float (L, H, W); sizes differ;
-            NaN or values outside [0, 1] in ``probs``.
+            NaN or values outside [0, 1] in ``probs``; an unknown ``backend``.
     """
     _check_image(rgb, probs)
+    device = probs.device if isinstance(probs, Tensor) else torch.device("cpu")
+    if resolve_backend(backend, device) == "torch":
+        probs_t = torch.as_tensor(probs)
+        _check_probs_values(probs_t)
+        labels_t = dense_crf_batch([torch.as_tensor(rgb)], [probs_t], settings)[0]
+        return _as_input_type(labels_t, probs)
     probs_np = _to_numpy(probs)
     _check_probs_values(probs_np)
-    labels = _mean_field(_to_numpy(rgb), probs_np, settings)
+    return _as_input_type(_mean_field(_to_numpy(rgb), probs_np, settings), probs)
+
+
+def _as_input_type(labels: np.ndarray | Tensor, probs: np.ndarray | Tensor) -> np.ndarray | Tensor:
+    """Labels as a tensor on the device of ``probs`` if it is a tensor, else as numpy."""
     if isinstance(probs, Tensor):
-        return torch.from_numpy(labels).to(probs.device)
-    return labels
+        return torch.as_tensor(labels).to(probs.device)
+    return _to_numpy(labels)
 
 
 def _mean_field(
@@ -183,12 +165,12 @@ def _mean_field(
 
 
 def _finish(
-    index: np.ndarray, label_ids: Tensor, valid: Tensor | None, shape: tuple[int, int]
+    index: np.ndarray | Tensor, label_ids: Tensor, valid: Tensor | None, shape: tuple[int, int]
 ) -> Tensor:
     """CRF label indices of the crop -> dataset ids of the full image, VOID outside ``valid``."""
     out = torch.full(shape, VOID, dtype=torch.int64, device=label_ids.device)
     h, w = index.shape
-    out[:h, :w] = label_ids[torch.from_numpy(index).to(label_ids.device)]
+    out[:h, :w] = label_ids[torch.as_tensor(index).to(label_ids.device)]
     if valid is not None:
         out.masked_fill_(~valid.to(out.device), VOID)
     return out
@@ -200,6 +182,7 @@ def crf_labels_from_maps(
     candidates: Tensor,
     valid: Tensor | None = None,
     settings: CRFSettings | None = None,
+    backend: str = "auto",
 ) -> Tensor:
     """Class maps of one image -> CRF-refined label map in dataset ids (Sec. 3.4).
 
@@ -216,6 +199,7 @@ def crf_labels_from_maps(
         candidates: bool tensor of shape (K,).
         valid: optional bool tensor of shape (H, W); False on padding.
         settings: the CRF parameters; default :class:`CRFSettings` (the paper's).
+        backend: ``"pydensecrf"``, ``"torch"`` or ``"auto"`` (see :func:`dense_crf`).
 
     Returns:
         int64 tensor of shape (H, W) on the device of ``maps``: 0 = background, class ``k`` ->
@@ -233,7 +217,8 @@ def crf_labels_from_maps(
     if not isinstance(rgb, (np.ndarray, Tensor)):
         _check_image(rgb, maps)  # raises: not an array
     rgb_t = torch.as_tensor(rgb)[None]
-    return crf_masks(rgb_t, maps[None], candidates[None], _batched(valid, maps), settings)[0]
+    valid_b = _batched(valid, maps)
+    return crf_masks(rgb_t, maps[None], candidates[None], valid_b, settings, None, backend)[0]
 
 
 def _batched(valid: Tensor | None, maps: Tensor) -> Tensor | None:
@@ -259,8 +244,10 @@ def crf_masks(
     valid: Tensor | None = None,
     settings: CRFSettings | None = None,
     executor: Executor | None = None,
+    backend: str = "auto",
 ) -> Tensor:
-    """:func:`crf_labels_from_maps` for a batch, optionally one image per worker process.
+    """:func:`crf_labels_from_maps` for a batch: one image per worker process (pydensecrf) or
+    the whole batch in one pass on the device of ``maps`` (torch).
 
     Args:
         rgb: uint8 tensor of shape (B, H, W, 3).
@@ -268,8 +255,12 @@ def crf_masks(
         candidates: bool tensor of shape (B, K).
         valid: optional bool tensor of shape (B, H, W); False on padding.
         settings: the CRF parameters; default :class:`CRFSettings` (the paper's).
-        executor: where :func:`dense_crf` runs (e.g. a ``ProcessPoolExecutor``); None runs
-            it here. Every image is submitted before the first result is awaited.
+        executor: where the pydensecrf backend's :func:`dense_crf` runs (e.g. a
+            ``ProcessPoolExecutor``); None runs it here. Every image is submitted before the
+            first result is awaited. Not used by the torch backend.
+        backend: ``"pydensecrf"``, ``"torch"`` or ``"auto"`` (see :func:`dense_crf`); the
+            torch backend refines all images in one
+            :func:`~dcsm_lightning.crf.torch_backend.dense_crf_batch` call.
 
     Returns:
         int64 tensor of shape (B, H, W) on the device of ``maps``, dataset ids, 255 outside
@@ -289,7 +280,7 @@ def crf_masks(
     probs = label_probs(maps, candidates, valid)
     full = torch.tensor([list(maps.shape[2:])], dtype=torch.int64).expand(len(maps), 2)
     extent = full if valid is None else letterbox_extents(valid, full, maps.shape[-1])
-    return crf_refine(rgb, probs, extent, valid, settings, executor)
+    return crf_refine(rgb, probs, extent, valid, settings, executor, backend)
 
 
 def crf_refine(
@@ -299,6 +290,7 @@ def crf_refine(
     valid: Tensor | None = None,
     settings: CRFSettings | None = None,
     executor: Executor | None = None,
+    backend: str = "auto",
 ) -> Tensor:
     """The CRF of a batch whose Eq. 7 is computed already: what :func:`crf_masks` and
     :class:`~dcsm_lightning.crf.DenseCRF` run.
@@ -309,26 +301,34 @@ def crf_refine(
             maps (B, K, H, W), candidates, Eq. 7 background).
         extent: int (B, 2), (h, w) of each image's top-left rectangle the CRF runs on.
         valid: optional bool (B, H, W); pixels off it (and off the extent) become VOID.
-        settings, executor: as in :func:`crf_masks`.
+        settings, executor, backend: as in :func:`crf_masks`.
 
     Returns:
         int64 tensor of shape (B, H, W) on the device of the maps, dataset ids.
     """
     shape = tuple(probs.maps.shape[2:])
-    jobs = []
+    on_torch = resolve_backend(backend, probs.maps.device) == "torch"
+    jobs, crops = [], []
     for i, (h, w) in enumerate(extent.tolist()):
         image_probs, label_ids = probs.image(i)
         _check_image(rgb[i], image_probs)
-        rgb_np = np.ascontiguousarray(_to_numpy(rgb[i, :h, :w]))
-        probs_np = np.ascontiguousarray(_to_numpy(image_probs[:, :h, :w]))
-        if executor is None:  # the maps were checked once, by label_probs
-            job: Any = _mean_field(rgb_np, probs_np, settings)
-        else:  # submitted at once, so the workers start while the next image is prepared
-            job = executor.submit(_mean_field, rgb_np, probs_np, settings)
+        if on_torch:  # all crops in one dense_crf_batch below
+            job: Any = None
+            crops.append((rgb[i, :h, :w], image_probs[:, :h, :w]))
+        else:
+            rgb_np = np.ascontiguousarray(_to_numpy(rgb[i, :h, :w]))
+            probs_np = np.ascontiguousarray(_to_numpy(image_probs[:, :h, :w]))
+            if executor is None:  # the maps were checked once, by label_probs
+                job = _mean_field(rgb_np, probs_np, settings)
+            else:  # submitted at once, so the workers start while the next image is prepared
+                job = executor.submit(_mean_field, rgb_np, probs_np, settings)
         jobs.append((job, label_ids, None if valid is None else valid[i]))
+    if on_torch:
+        indices = dense_crf_batch([c[0] for c in crops], [c[1] for c in crops], settings)
+        jobs = [(index, *rest) for index, (_, *rest) in zip(indices, jobs, strict=True)]
     return torch.stack(
         [
-            _finish(job if executor is None else job.result(), label_ids, valid_i, shape)
+            _finish(job.result() if isinstance(job, Future) else job, label_ids, valid_i, shape)
             for job, label_ids, valid_i in jobs
         ]
     )

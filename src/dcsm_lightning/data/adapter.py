@@ -98,37 +98,42 @@ class BatchAdapter:
     """Read a :class:`SegmentationBatch` out of a user's batch by key mapping or a callable.
 
     Each field names where it sits in the batch: a key of a dict batch or a position of a
-    tuple / list batch. A field whose key is absent takes its default: ``rgb`` from ``image``
-    (with ``mean`` / ``std``), ``id`` ``"<batch_idx>_<i>"``, ``orig_size`` the image size,
-    ``valid`` all True; ``mask`` and ``labels`` stay None (no mIoU, or no tag candidates).
-    The defaults read our own dict batches (``docs/contracts.md``) unchanged.
+    tuple / list batch. A field left unset is read from its standard key (``"mask"``,
+    ``"id"`` ...) when the batch has it, and otherwise takes its default: ``rgb`` from
+    ``image`` (with ``mean`` / ``std``), ``id`` ``"<batch_idx>_<i>"``, ``orig_size`` the image
+    size, ``valid`` all True; ``mask`` and ``labels`` stay None (no mIoU, or no tag
+    candidates). A field given explicitly must be in every batch: a typo (``mask="mask"`` on
+    batches keyed ``seg``) is an error naming the batch's keys, not a run without mIoU. The
+    defaults read our own dict batches (``docs/contracts.md``) unchanged.
 
     Example: batches ``(image, labels, mask)`` -> ``BatchAdapter(image=0, labels=1, mask=2)``.
 
     Args:
-        image, rgb, mask, labels, valid, id, orig_size: where each field sits.
+        image, rgb, mask, labels, valid, id, orig_size: where each field sits; None (all
+            but ``image``): the standard key, optional.
         mean, std: the normalisation of ``image`` (0-1 scale), to recover ``rgb``.
         transform: optional callable applied to the batch first; it returns a mapping read
             with the keys above (e.g. ``lambda b: {"image": b.x, "mask": b.y}``).
 
     Raises:
-        ValueError: (when called) the batch has no image, or ids / sizes of the wrong length.
+        ValueError: (when called) the batch has no image, lacks a key given explicitly (the
+            message lists the batch's keys), or has ids / sizes of the wrong length.
     """
 
     def __init__(
         self,
         image: Key = "image",
-        rgb: Key = "rgb",
-        mask: Key = "mask",
-        labels: Key = "labels",
-        valid: Key = "valid",
-        id: Key = "id",  # noqa: A002 - the field's name
-        orig_size: Key = "orig_size",
+        rgb: Key | None = None,
+        mask: Key | None = None,
+        labels: Key | None = None,
+        valid: Key | None = None,
+        id: Key | None = None,  # noqa: A002 - the field's name
+        orig_size: Key | None = None,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
         transform: Callable[[Any], Mapping[str, Any]] | None = None,
     ) -> None:
-        self.keys = {
+        given = {
             "image": image,
             "rgb": rgb,
             "mask": mask,
@@ -137,6 +142,11 @@ class BatchAdapter:
             "id": id,
             "orig_size": orig_size,
         }
+        #: field -> where it is read (the standard key for fields left unset)
+        self.keys: dict[str, Key] = {n: n if k is None else k for n, k in given.items()}
+        #: the optional fields given explicitly: each must be in every batch (``image`` is
+        #: always needed)
+        self.required = tuple(n for n, k in given.items() if k is not None and n != "image")
         self.mean = tuple(mean)
         self.std = tuple(std)
         self.transform = transform
@@ -149,17 +159,26 @@ class BatchAdapter:
             return batch[key]
         return None
 
+    def _check_keys(self, batch: Any) -> None:
+        """Raise ValueError when a field given explicitly is not in ``batch``."""
+        for name in self.required:
+            message = _missing_key_message(batch, name, self.keys[name])
+            if message is not None:
+                raise ValueError(message)
+
     def __call__(self, batch: Any, batch_idx: int = 0) -> SegmentationBatch:
         """The :class:`SegmentationBatch` of ``batch`` (``batch_idx`` names default ids)."""
         if self.transform is not None:
             batch = self.transform(batch)
+        self._check_keys(batch)
         field = {name: self._get(batch, key) for name, key in self.keys.items()}
         image = field["image"]
         if not isinstance(image, Tensor) or image.ndim != 4:
             got = tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__
+            keys = f"; its keys are {sorted(map(str, batch))}" if isinstance(batch, Mapping) else ""
             raise ValueError(
-                f"the batch has no image (B, 3, H, W) under {self.keys['image']!r} (got {got}); "
-                "tell the adapter where it is, e.g. BatchAdapter(image=0)"
+                f"the batch has no image (B, 3, H, W) under {self.keys['image']!r} (got {got}"
+                f"{keys}); tell the adapter where it is, e.g. BatchAdapter(image=0)"
             )
         size = len(image)
         rgb = field["rgb"]
@@ -184,6 +203,25 @@ class BatchAdapter:
             labels=None if labels is None else labels.float(),
             valid=field["valid"],
         )
+
+
+def _missing_key_message(batch: Any, name: str, key: Key) -> str | None:
+    """Why ``key`` (the ``name`` field) cannot be read from ``batch``, or None if it can."""
+    if isinstance(batch, Mapping):
+        if key in batch:
+            return None
+        return (
+            f"BatchAdapter: the batch has no key {key!r} (the {name} field); its keys are "
+            f"{sorted(map(str, batch))}: give {name}=<one of them>, or leave {name} unset"
+        )
+    if isinstance(batch, Sequence) and not isinstance(batch, str):
+        if isinstance(key, int) and -len(batch) <= key < len(batch):
+            return None
+        return (
+            f"BatchAdapter: the batch is a {type(batch).__name__} of {len(batch)} items, so "
+            f"{name}={key!r} cannot be read: give {name}=<a position 0..{len(batch) - 1}>"
+        )
+    return None
 
 
 def _ids(value: Any, size: int, batch_idx: int) -> list[str]:

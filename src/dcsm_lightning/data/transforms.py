@@ -223,20 +223,6 @@ def letterbox_extents(valid: Tensor | None, orig_size: Tensor, size: int) -> Ten
     return torch.stack([rows.amax(dim=1), cols.amax(dim=1)], dim=1).to(torch.int64)
 
 
-def valid_extent(valid: Tensor | None, orig_size: Sequence[int], size: int) -> tuple[int, int]:
-    """:func:`letterbox_extents` of one image: ``valid`` bool S x S or None, ``orig_size``
-    (height, width) -> (h, w).
-
-    Raises:
-        ValueError: ``valid`` marks no pixel as valid.
-    """
-    batch_valid = None if valid is None else valid[None]
-    height, width = letterbox_extents(batch_valid, torch.tensor([list(orig_size)]), size)[0]
-    if height == 0 or width == 0:
-        raise ValueError("batch['valid'] marks no pixel as valid")
-    return int(height), int(width)
-
-
 def uncrop_labels(labels: Tensor, extent: tuple[int, int], orig_size: Sequence[int]) -> Tensor:
     """Cut the letterbox off a label map and resize it to the image size (nearest).
 

@@ -68,6 +68,10 @@ class MultiLabelFCN(EvaluationSteps, LightningModule):
             by default ``fit`` validates the classifier only and ``validate`` / ``test`` segment.
     """
 
+    #: The global pooling it trains with, declared for ``SaliencySegmentation`` and the
+    #: strategies (their ``pool=None`` reads it).
+    score_pool = "max"
+
     def __init__(
         self,
         num_classes: int = 20,

@@ -105,7 +105,7 @@ class SegmentationNet(EvaluationSteps, LightningModule):
             predict; see :func:`~dcsm_lightning.models.test_time.multi_scale_logits`); the
             default ``[1.0]`` is one plain forward pass. The loss is always the plain pass.
         eval_flip: also average the left-right mirrored input at each scale.
-        name: the method name in logs and reports.
+        name: the method name in logs and reports (no ``+`` or ``/``).
         crf_in_fit: also segment (and CRF) in ``fit``'s validation epochs (slow with DenseCRF).
         log_panels: log an image / map / mask grid per validation epoch (TensorBoard).
     """
@@ -136,13 +136,11 @@ class SegmentationNet(EvaluationSteps, LightningModule):
         if not backbone_lr_factor >= 0:
             raise ValueError(f"backbone_lr_factor must be >= 0, got {backbone_lr_factor}")
         self.class_names = names_for_classes(class_names, num_classes)
-        if not name or "/" in name:
-            raise ValueError(f"name must be a non-empty method name without '/', got {name!r}")
+        self.segmentation = NetworkSegmentation(name, self.class_names, crf_in_fit, log_panels)
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         self.net = create_segmenter(head, num_classes + 1, backbone, dilation, head_width)
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
-        self.segmentation = NetworkSegmentation(name, self.class_names, crf_in_fit, log_panels)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """Image B x 3 x H x W (normalised) -> logits B x (K + 1) x H x W."""

@@ -86,18 +86,21 @@ def run_record(writer: Any, trainer: Trainer, pl_module: LightningModule) -> dic
     """The record of this run: ``{"checkpoint": {"path", "sha256"}, "settings": {...}}``."""
     segmentation = writer._segmentation
     names = writer.class_names or (segmentation.class_names if segmentation else None)
-    refiners = segmentation.refiners if segmentation else []
+    source = getattr(segmentation, "source", None)  # SaliencyMaps, NetworkMaps, ...
+    pool = getattr(source, "pool", None)
     settings = {
         "mode": writer.mode,
-        "method": writer.method,
+        "method": None if writer.method is None else str(writer.method),
         "uncertain_threshold": writer.uncertain_threshold,
         "heatmap_cmap": writer.heatmap_cmap,
-        "saliency": [built_with(s) for s in segmentation.strategies] if segmentation else [],
-        "candidates": [
-            getattr(segmentation, key, None)
-            for key in ("candidates", "candidate_threshold", "min_candidates")
+        "source": type(source).__qualname__,
+        "saliency": [built_with(s) for s in getattr(source, "strategies", [])],
+        "candidates": repr(getattr(source, "candidates", None)),
+        "pool": pool if isinstance(pool, str) or pool is None else type(pool).__qualname__,
+        "refiners": [
+            f"{r.name}: {getattr(r, 'settings', None)!r}"
+            for r in (segmentation.refiners if segmentation else [])
         ],
-        "refiners": [f"{r.name}: {getattr(r, 'settings', None)!r}" for r in refiners],
     }
     path = trainer.ckpt_path
     checkpoint = {

@@ -9,8 +9,6 @@ image on disk.
 from __future__ import annotations
 
 import contextlib
-import json
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -19,16 +17,10 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from dcsm_lightning.data.transforms import uncrop_images, uncrop_labels, valid_extent
-from dcsm_lightning.files import (
-    check_writable_dir,
-    remove_stale_temp_files,
-    save_heatmap_png,
-    save_json,
-    save_label_png,
-    save_overlay_png,
-    save_text,
-)
+from dcsm_lightning.data.transforms import uncrop_labels
+from dcsm_lightning.files import check_writable_dir, remove_stale_temp_files
+from dcsm_lightning.outputs.layout import PSEUDO_LIST, OutputLayout, check_id, safe_name
+from dcsm_lightning.outputs.renderers import RENDERERS, ImageData
 from dcsm_lightning.outputs.run_record import check_outside_inputs, claim_output_folder
 from dcsm_lightning.segmentation.callback import (
     SaliencySegmentation,
@@ -38,8 +30,8 @@ from dcsm_lightning.segmentation.callback import (
 from dcsm_lightning.segmentation.labels import uncertain_to_void
 from dcsm_lightning.segmentation.methods import SEPARATOR, Method
 
-PSEUDO_LIST = Path("ImageSets", "Segmentation", "pseudo.txt")
-_UNSAFE = re.compile(r"[^\w.-]+")
+__all__ = ["PSEUDO_LIST", "SegmentationWriter", "check_id", "default_method"]
+
 _NO_OP = contextlib.nullcontext()
 
 
@@ -53,40 +45,19 @@ def default_method(methods: Sequence[Method]) -> Method:
     return refined[0] if refined else methods[0]
 
 
-def _safe_name(name: str) -> str:
-    return _UNSAFE.sub("_", name).strip("_") or "_"
-
-
-def check_id(image_id: str) -> str:
-    """An image id as a safe relative path: ``"img"`` or ``"cats/img"`` (``/``-separated).
-
-    Outputs mirror it (``masks/cats/img.png``), so it must stay inside the output folder.
-
-    Raises:
-        ValueError: an empty, absolute or backslash id, or one with ``.``, ``..`` or empty parts.
-    """
-    image_id = str(image_id)
-    parts = image_id.split("/")
-    if "\\" in image_id or any(part in {"", ".", ".."} for part in parts):
-        raise ValueError(
-            f"image id {image_id!r} must be a relative path without '.', '..', empty parts "
-            "or backslashes (outputs are written under output_dir/<folder>/<id>)"
-        )
-    return image_id
-
-
 class SegmentationWriter(BasePredictionWriter):
     """Write each predicted image's mask (and heatmaps, overlay, scores) as it is predicted.
 
     As input it takes, for each predict batch, the
     :class:`~dcsm_lightning.SegmentationOutput` of the trainer's
-    :class:`~dcsm_lightning.SaliencySegmentation` (``probs`` B x K, ``candidates``
-    B x K, ``maps`` {strategy: B x K x S x S}, ``masks`` {method: B x S x S}, and the adapted
-    batch: ``ids``, ``orig_size`` B x 2, ``valid`` B x S x S or None, ``rgb`` B x S x S x 3);
-    what the module's ``predict_step`` returns is not read. Ids may be strings or integers
-    (``7`` -> ``7.png``); a batch without ids, sizes or ``valid`` gets the adapter's defaults.
-    Each image is cut out of its letterbox and resized to ``orig_size`` (nearest for labels,
-    bilinear for maps and the image).
+    :class:`~dcsm_lightning.SaliencySegmentation` (``probs`` B x K, ``candidates`` B x K,
+    ``maps`` {strategy: B x K x S x S}, ``masks`` {method: B x S x S}, the adapted batch:
+    ``ids``, ``orig_size`` and ``extent`` B x 2, ``rgb`` B x S x S x 3); the module's
+    ``predict_step`` output is not read. Ids may be strings or integers (``7`` -> ``7.png``).
+    Each image is cut out of its letterbox (``extent``) and resized to ``orig_size`` (nearest
+    for labels, bilinear for maps and the image). Where files go and which images are
+    finished: :class:`~dcsm_lightning.outputs.layout.OutputLayout`; one renderer per kind of
+    file: :mod:`~dcsm_lightning.outputs.renderers`.
 
     Layout, ``mode="predictions"``::
 
@@ -102,17 +73,16 @@ class SegmentationWriter(BasePredictionWriter):
         output_dir/SegmentationClass/<id>.png
         output_dir/ImageSets/Segmentation/pseudo.txt   every id in SegmentationClass/
 
-    Nothing is overwritten silently: a file that exists is kept, an image whose files all
-    exist is skipped before any work, and the scores JSON (the mask, for pseudo-labels) is
-    written last, so an interrupted run resumes where it stopped. ``overwrite=True``
-    rewrites everything. ``output_dir/run.json`` records the checkpoint and settings that
-    produced the folder; another checkpoint or other settings are refused, and the folder
-    may not lie inside the datamodule's ``images`` (:mod:`~dcsm_lightning.outputs.run_record`).
-    Every file is written atomically. Under DDP each rank writes its own images;
-    ``pseudo.txt`` is written by rank 0 after a barrier.
-
-    The order of ``Trainer(callbacks=[...])`` does not matter: the segmentation computes a
-    batch (with its ``DenseCRF`` masks) the first time anyone asks for it.
+    Nothing is overwritten silently: a file that exists is kept, and the scores JSON (the
+    mask, for pseudo-labels) is written last; an image whose files all exist is dropped by
+    the segmentation before any map or CRF (:meth:`finished_ids`), so an interrupted run
+    resumes where it stopped at little cost. ``overwrite=True`` rewrites everything.
+    ``output_dir/run.json`` records the checkpoint and settings that produced the folder;
+    another checkpoint or other settings are refused, and the folder may not lie inside the
+    datamodule's ``images`` (:mod:`~dcsm_lightning.outputs.run_record`). Every
+    file is written atomically. Under DDP each rank writes its own images; ``pseudo.txt`` is
+    written by rank 0 after a barrier. The order of ``Trainer(callbacks=[...])`` does not
+    matter.
 
     Args:
         output_dir: folder for all outputs (created; checked writable at ``setup``).
@@ -193,82 +163,38 @@ class SegmentationWriter(BasePredictionWriter):
         written, skipped = (int(v) for v in strategy.reduce(counts, reduce_op="sum"))
         strategy.barrier("SegmentationWriter.on_predict_end")
         if self.mode == "pseudo_labels" and trainer.is_global_zero:
-            self.write_id_list()
+            self.layout.write_id_list()
         rank_zero_info(
             f"SegmentationWriter: {written} images written, {skipped} skipped "
             f"(already in {self.output_dir})"
         )
 
-    # ----------------------------------------------------------------- layout
+    # ----------------------------------------------------------------- layout, resume
+    @property
+    def layout(self) -> OutputLayout:
+        """The output folder's layout in the current mode and options."""
+        heatmaps = self.write_heatmaps and self.mode == "predictions"
+        return OutputLayout(self.output_dir, self.mode, heatmaps, self.write_overlays)
+
     def mask_path(self, image_id: str) -> Path:
         """Where the label PNG of ``image_id`` goes in the current mode."""
-        folder = "masks" if self.mode == "predictions" else "SegmentationClass"
-        return self.output_dir / folder / f"{image_id}.png"
+        return self.layout.mask_path(image_id)
 
     def marker_path(self, image_id: str) -> Path:
         """The file written last for an image: it exists only once the image is complete."""
-        if self.mode == "predictions":
-            return self.output_dir / "scores" / f"{image_id}.json"
-        return self.mask_path(image_id)
-
-    def _prediction_files(
-        self, image_id: str, cand: list[int], names: list[str], heatmaps: bool
-    ) -> list[tuple[Path, str, Any]]:
-        """(path, kind, argument) of every file of an image, in writing order, marker last."""
-        files: list[tuple[Path, str, Any]] = []
-        if heatmaps:
-            for k in cand:
-                name = f"{image_id}_{_safe_name(names[k])}.png"
-                files.append((self.output_dir / "heatmaps" / name, "heatmap", k))
-        if self.write_overlays:
-            files.append((self.output_dir / "overlays" / f"{image_id}.png", "overlay", None))
-        files.append((self.mask_path(image_id), "mask", None))
-        files.append((self.marker_path(image_id), "scores", cand))
-        return files
+        return self.layout.marker_path(image_id)
 
     def finished_ids(self, ids: Sequence[str]) -> set[str]:
-        """The ids among ``ids`` whose files are all complete (counted as skipped).
-
-        An image is complete when its marker (the file written last) exists and, in
-        predictions mode, so does every file the marker's candidate list implies (a deleted
-        heatmap or overlay makes its image unfinished again).
-        """
-        done = {image_id for image_id in ids if self._complete(check_id(image_id))}
+        """The ids among ``ids`` whose files are all complete (counted as skipped): the
+        segmentation drops them before computing anything (see
+        :meth:`~dcsm_lightning.outputs.layout.OutputLayout.complete`)."""
+        done = self.layout.finished(ids)
         self.skipped += len(done)
         return done
 
-    def _complete(self, image_id: str) -> bool:
-        marker = self.marker_path(image_id)
-        if not marker.is_file():
-            return False
-        if self.mode != "predictions":
-            return True
-        try:
-            names = json.loads(marker.read_text(encoding="utf-8"))["candidates"]
-        except (OSError, ValueError, KeyError, TypeError):
-            return False
-        heatmaps = self.write_heatmaps
-        files = self._prediction_files(image_id, list(range(len(names))), names, heatmaps)
-        return all(path.is_file() for path, _, _ in files)
-
     def done_ids(self) -> set[str]:
-        """Ids whose last file exists: a datamodule may drop them before predicting."""
-        folder = self.marker_path("x").parent
-        suffix = self.marker_path("x").suffix
-        return {
-            p.relative_to(folder).with_suffix("").as_posix()
-            for p in folder.rglob(f"*{suffix}")
-            if p.is_file() and not p.name.startswith(".")
-        }
-
-    def write_id_list(self) -> Path:
-        """Write ``ImageSets/Segmentation/pseudo.txt`` listing every ``SegmentationClass`` id.
-
-        The list is an index of the folder, so it is always rewritten (atomically).
-        """
-        ids = sorted(self.done_ids()) if self.mode == "pseudo_labels" else []
-        text = "".join(f"{i}\n" for i in ids)
-        return save_text(self.output_dir / PSEUDO_LIST, text, overwrite=True)
+        """Ids whose last file exists: every image the folder holds."""
+        return self.layout.done_ids()
 
     # ----------------------------------------------------------------- resolution
     def _resolve_method(self, out: SegmentationOutput) -> Method:
@@ -297,7 +223,7 @@ class SegmentationWriter(BasePredictionWriter):
                 names = names[1:]
             if len(names) != num_classes:
                 raise ValueError(f"{len(names)} class names for {num_classes} classes: {names}")
-            safe = [_safe_name(n) for n in names]
+            safe = [safe_name(n) for n in names]
             if len(set(safe)) != len(safe):
                 raise ValueError(f"class names clash as file names: {safe}")
             self._names = names
@@ -343,13 +269,11 @@ class SegmentationWriter(BasePredictionWriter):
             )
 
         # Decide per image which files are missing, before touching any tensor.
-        plans: list[tuple[int, list[tuple[Path, str, Any]]]] = []
+        layout = self.layout
+        plans: list[tuple[int, list[Any]]] = []
         for b, image_id in enumerate(ids):
-            if predicting:
-                cand = torch.nonzero(candidates[b]).flatten().tolist()
-                files = self._prediction_files(image_id, cand, names, heatmaps)
-            else:
-                files = [(self.mask_path(image_id), "mask", None)]
+            cand = [names[k] for k in torch.nonzero(candidates[b]).flatten()] if predicting else []
+            files = layout.image_files(image_id, cand, heatmaps)
             todo = [f for f in files if self.overwrite or not f[0].exists()]
             if todo:
                 plans.append((b, todo))
@@ -361,43 +285,31 @@ class SegmentationWriter(BasePredictionWriter):
         masks = out.masks[method].detach().cpu()
         if maps is not None:
             maps = maps.detach().cpu()
-        probs = out.probs.detach().cpu().float() if predicting else None
-        valid = out.batch.valid
-        valid = valid.detach().cpu() if valid is not None else None
-        rgb = out.batch.rgb
+        probs = out.probs.detach().cpu().float().tolist() if predicting else None
+        extents = out.batch.extent.tolist()
         orig_sizes = out.batch.orig_size.detach().cpu().tolist()
-        size = masks.shape[-1]
-
         for b, todo in plans:
-            orig = orig_sizes[b]
-            extent = valid_extent(valid[b] if valid is not None else None, orig, size)
+            extent, orig = tuple(extents[b]), tuple(orig_sizes[b])
+            if 0 in extent:
+                raise ValueError(f"batch['valid'] marks no pixel of image {ids[b]!r} as valid")
             label = masks[b]
             if self.uncertain_threshold is not None:
                 label = uncertain_to_void(label, maps[b], self.uncertain_threshold)
-            label = uncrop_labels(label, extent, orig).numpy()
+            image = ImageData(
+                image_id=ids[b],
+                method=method,
+                label=uncrop_labels(label, extent, orig).numpy(),
+                extent=extent,
+                orig=orig,
+                rgb=out.batch.rgb[b].detach().cpu(),
+                maps=None if maps is None else maps[b],
+                probs=None if probs is None else probs[b],
+                names=names if predicting else None,
+                cmap=self.heatmap_cmap,
+            )
             for path, kind, arg in todo:  # in plan order: the marker file comes last
                 # another run writing into the same folder may have written it meanwhile:
                 # keep that file (never overwrite without overwrite=True)
                 with contextlib.suppress(FileExistsError) if not self.overwrite else _NO_OP:
-                    if kind == "mask":
-                        save_label_png(path, label, overwrite=self.overwrite)
-                    elif kind == "heatmap":
-                        heat = uncrop_images(maps[b, arg : arg + 1], extent, orig)[0].clamp(0, 1)
-                        save_heatmap_png(
-                            path, heat.numpy(), overwrite=self.overwrite, cmap=self.heatmap_cmap
-                        )
-                    elif kind == "overlay":
-                        image = uncrop_images(rgb[b].detach().cpu().permute(2, 0, 1), extent, orig)
-                        image = image.round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0)
-                        save_overlay_png(path, image.numpy(), label, overwrite=self.overwrite)
-                    else:  # scores
-                        record = {
-                            "id": ids[b],
-                            "method": method,
-                            "scores": {
-                                n: float(p) for n, p in zip(names, probs[b].tolist(), strict=True)
-                            },
-                            "candidates": [names[k] for k in arg],
-                        }
-                        save_json(path, record, overwrite=self.overwrite)
+                    RENDERERS[kind](path, image, arg, self.overwrite)
             self.written += 1

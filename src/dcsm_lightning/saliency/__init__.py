@@ -9,20 +9,28 @@ Third-party strategies come in through the entry-point group ``dcsm_lightning.sa
 Writing a strategy: subclass :class:`SaliencyStrategy` and override
 :meth:`SaliencyStrategy.scale_maps`; :func:`class_gradients`, :func:`max_pool_scores`,
 :func:`pool_scores`, :func:`checked_forward`, :func:`resolve_layer` and the equation
-functions are the building blocks the built-in strategies use.
+functions are the building blocks the built-in strategies use. Layer-based strategies given
+no layers take the model's own (:func:`default_layers`); a score map is pooled as the model
+was trained (:func:`model_pool`, :func:`pool_scores`); :func:`candidates_from_scores` picks
+candidates from a model's raw output.
 """
 
 from dcsm_lightning.saliency.backprop import ClassGradients, capture_tensors, class_gradients
-from dcsm_lightning.saliency.base import (
-    SaliencyStrategy,
-    checked_forward,
-    max_pool_scores,
-    pool_scores,
-)
+from dcsm_lightning.saliency.base import SaliencyStrategy, checked_forward, max_pool_scores
 from dcsm_lightning.saliency.cam import CAM, GradCAM
-from dcsm_lightning.saliency.candidates import CandidateSlots, select_candidates
+from dcsm_lightning.saliency.candidates import (
+    CandidateSlots,
+    candidates_from_scores,
+    select_candidates,
+)
 from dcsm_lightning.saliency.captum_attribution import CaptumAttribution
 from dcsm_lightning.saliency.dcsm import DCSM
+from dcsm_lightning.saliency.default_layers import (
+    BLOCKS_3_TO_5,
+    NoDefaultLayers,
+    candidate_blocks,
+    default_layers,
+)
 from dcsm_lightning.saliency.distinct import Distinct
 from dcsm_lightning.saliency.equations import (
     average_maps,
@@ -33,9 +41,10 @@ from dcsm_lightning.saliency.equations import (
     tanh_normalize,
     upsample_maps,
 )
-from dcsm_lightning.saliency.gradients import BLOCKS_3_TO_5, LayerGradient, Simonyan
+from dcsm_lightning.saliency.gradients import LayerGradient, Simonyan
 from dcsm_lightning.saliency.guided import guided_backprop
 from dcsm_lightning.saliency.layers import resolve_layer, resolve_layers
+from dcsm_lightning.saliency.pooling import model_pool, pool_scores
 from dcsm_lightning.saliency.registry import (
     ENTRY_POINT_GROUP,
     as_saliency,
@@ -57,19 +66,24 @@ __all__ = [
     "Distinct",
     "GradCAM",
     "LayerGradient",
+    "NoDefaultLayers",
     "SaliencyStrategy",
     "Simonyan",
     "as_saliency",
     "average_maps",
+    "candidate_blocks",
+    "candidates_from_scores",
     "capture_tensors",
     "checked_forward",
     "class_gradients",
     "create_saliency",
+    "default_layers",
     "get_saliency_class",
     "guided_backprop",
     "list_saliency",
     "max_abs_over_channels",
     "max_pool_scores",
+    "model_pool",
     "normalize_by_max",
     "pool_scores",
     "positive_pair_differences",

@@ -19,9 +19,10 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from dcsm_lightning.saliency.base import Seed, checked_forward, pool_scores
+from dcsm_lightning.saliency.base import checked_forward
 from dcsm_lightning.saliency.candidates import CandidateSlots
 from dcsm_lightning.saliency.guided import guided_backprop
+from dcsm_lightning.saliency.pooling import Pool, pool_scores
 
 At = Literal["input", "output"]
 Backprop = Literal["bp", "guided"]
@@ -195,7 +196,7 @@ def class_gradients(
     slots: CandidateSlots,
     layers: Sequence[tuple[str, nn.Module]] | None,
     at: At = "input",
-    seed: Seed = "sum",
+    seed: Pool = "sum",
     backprop: Backprop = "bp",
     batched: bool = False,
     reduce: Callable[[torch.Tensor], torch.Tensor] = lambda g: g,
@@ -208,7 +209,8 @@ def class_gradients(
         slots: the candidate slots.
         layers: resolved ``(path, module)`` pairs; None differentiates w.r.t. the image.
         at: ``"input"``: the feature map each layer reads; ``"output"``: the one it writes.
-        seed: ``"sum"`` or ``"max"`` (see :func:`~dcsm_lightning.saliency.base.pool_scores`).
+        seed: the pooling whose gradient seeds the backward: ``"sum"`` (the paper's), ``"max"``,
+            ``"avg"`` or a callable (see :func:`~dcsm_lightning.saliency.pool_scores`).
         backprop: ``"bp"`` (plain gradients) or ``"guided"`` (guided ReLU rule).
         batched: one batched backward for all slots.
         reduce: applied to each raw gradient as soon as it exists.

@@ -21,9 +21,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from dcsm_lightning.saliency.candidates import CandidateSlots, select_candidates
+from dcsm_lightning.saliency.pooling import Pool, check_pool, model_pool, pool_scores
 from dcsm_lightning.segmentation.methods import check_part
 
-Seed = Literal["sum", "max"]
+#: The backward seed of a class: ``"sum"`` (the paper's), ``"max"`` or ``"pool"`` (the
+#: strategy's score pooling, see :meth:`SaliencyStrategy.seed_for`).
+Seed = Literal["sum", "max", "pool"]
 
 
 class SaliencyStrategy(ABC):
@@ -42,8 +45,9 @@ class SaliencyStrategy(ABC):
 
     Writing a strategy: subclass, override :meth:`scale_maps` (one scale's maps of the
     candidate slots) and pass the base options on by keyword (``**kwargs``), so that
-    LightningCLI lists them under your class too. Helpers: :func:`class_gradients` (one
-    forward, one backward per candidate slot), :func:`max_pool_scores`, :func:`pool_scores`,
+    LightningCLI lists them under your class too; override :meth:`setup` to check the model
+    before the first batch. Helpers: :func:`class_gradients` (one forward, one backward per
+    candidate slot, seeded by :meth:`seed_for`), :func:`max_pool_scores`, :func:`pool_scores`,
     :func:`checked_forward`, :func:`resolve_layer`, :func:`upsample_maps`,
     :func:`normalize_by_max`; register it with :func:`register_saliency` or an entry point::
 
@@ -53,7 +57,8 @@ class SaliencyStrategy(ABC):
                 self.gain = gain
 
             def scale_maps(self, model, image, slots, size):
-                grads = class_gradients(model, image, slots, None, seed=self.seed).grads[0]
+                seed = self.seed_for(model)
+                grads = class_gradients(model, image, slots, None, seed=seed).grads[0]
                 maps = (grads * image).abs().amax(dim=2).transpose(0, 1)  # B x N x h x w
                 return normalize_by_max(upsample_maps(self.gain * maps, size))
 
@@ -78,10 +83,17 @@ class SaliencyStrategy(ABC):
         scales: input scales whose maps are combined (averaged unless the strategy says
             otherwise).
         seed: backward seed of a class: ``"sum"`` (the paper: 1 at every position of the
-            class's score map) or ``"max"`` (the global-max-pooled score). Ignored for B x K
-            outputs, where both are the score itself.
+            class's score map), ``"max"`` (the global-max-pooled score) or ``"pool"`` (the
+            score pooled by ``pool``: e.g. ``"avg"`` for an average-pooled model; a callable
+            pooling is differentiated as it is). Ignored for B x K outputs, where all are the
+            score itself.
+        pool: how a score map B x K x h x w becomes scores B x K for the candidates (and for
+            ``seed="pool"``): ``"max"``, ``"avg"`` or a callable; None (default): the model's
+            own ``score_pool`` attribute when it declares one, else ``"max"`` (see
+            :func:`~dcsm_lightning.saliency.model_pool`).
         threshold: candidate probability threshold when ``candidates`` is None.
-        min_candidates: candidate top-up size when ``candidates`` is None (0: no top-up).
+        min_candidates: candidate top-up size when ``candidates`` is None (0: no top-up; see
+            :func:`~dcsm_lightning.saliency.select_candidates`).
         batched_backward: send the candidates' seeds back through the shared graph as one
             batched backward (``is_grads_batched=True``, True) or one by one (False); None
             picks by device (see :meth:`use_batched_backward`).
@@ -102,6 +114,7 @@ class SaliencyStrategy(ABC):
         name: str | None = None,
         scales: Sequence[float] = (1.0,),
         seed: Seed = "sum",
+        pool: Pool | None = None,
         threshold: float = 0.5,
         min_candidates: int = 3,
         batched_backward: bool | None = None,
@@ -112,8 +125,11 @@ class SaliencyStrategy(ABC):
             raise ValueError(
                 f"scales must be a non-empty sequence of positive numbers, got {scales!r}"
             )
-        _check_choice("seed", seed, ("sum", "max"))
+        _check_choice("seed", seed, ("sum", "max", "pool"))
+        if pool is not None:
+            check_pool(pool)
         self.seed = seed
+        self.pool = pool
         self.threshold = float(threshold)
         if min_candidates < 0:
             raise ValueError(f"min_candidates must be >= 0, got {min_candidates}")
@@ -171,8 +187,29 @@ class SaliencyStrategy(ABC):
             image: float B x 3 x H x W.
         """
         with torch.no_grad():
-            probs = torch.sigmoid(max_pool_scores(checked_forward(model, image)))
-        return select_candidates(probs, self.threshold, self.min_candidates)
+            scores = pool_scores(checked_forward(model, image), model_pool(model, self.pool))
+        return select_candidates(torch.sigmoid(scores), self.threshold, self.min_candidates)
+
+    def seed_for(self, model: nn.Module) -> Pool:
+        """The pooling whose gradient seeds the backward pass: ``seed``, or ``pool`` resolved.
+
+        ``"sum"`` and ``"max"`` as they are; ``"pool"``: :func:`model_pool` of ``pool`` (the
+        option, else the model's ``score_pool``, else ``"max"``). Pass it on as the ``seed``
+        of :func:`class_gradients`.
+        """
+        return model_pool(model, self.pool) if self.seed == "pool" else self.seed
+
+    def setup(self, model: nn.Module) -> None:
+        """Check what depends on the model before the first batch (the callback's ``setup``).
+
+        The base checks the model's declared ``score_pool``; layer-based strategies also
+        resolve their (default) layers here, so a model they cannot serve fails at once with
+        a message saying what to pass. Override to add checks; call ``super().setup(model)``.
+
+        Raises:
+            ValueError: the model cannot be served as configured.
+        """
+        model_pool(model, self.pool)
 
     @abstractmethod
     def scale_maps(
@@ -286,21 +323,9 @@ def checked_forward(
     return out
 
 
-def pool_scores(output: torch.Tensor, seed: Seed) -> torch.Tensor:
-    """Scores B x K whose gradient is the backward seed: the sum (``"sum"``) or max over positions.
-
-    For a score map, the gradient of the sum of channel c is the paper's seed (1 at every
-    position of channel c); the gradient of the max puts 1 at the arg-max (shared among
-    ties). B x K outputs are returned as they are.
-    """
-    if output.ndim == 2:
-        return output
-    return output.sum(dim=(2, 3)) if seed == "sum" else output.amax(dim=(2, 3))
-
-
 def max_pool_scores(output: torch.Tensor) -> torch.Tensor:
     """Global max pooling of a score map B x K x h x w to B x K (B x K passes through)."""
-    return output if output.ndim == 2 else output.amax(dim=(2, 3))
+    return pool_scores(output, "max")
 
 
 def rescale(image: torch.Tensor, scale: float) -> torch.Tensor:

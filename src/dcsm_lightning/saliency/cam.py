@@ -11,8 +11,10 @@ from torch import nn
 from dcsm_lightning.saliency.backprop import At, capture_tensors, class_gradients
 from dcsm_lightning.saliency.base import SaliencyStrategy, _check_choice, checked_forward
 from dcsm_lightning.saliency.candidates import CandidateSlots
+from dcsm_lightning.saliency.default_layers import LayerChoice, cached_default_layers
 from dcsm_lightning.saliency.equations import normalize_by_max, upsample_maps
 from dcsm_lightning.saliency.layers import resolve_layer
+from dcsm_lightning.saliency.pooling import Pool
 from dcsm_lightning.saliency.registry import register_saliency
 
 
@@ -43,29 +45,47 @@ class GradCAM(SaliencyStrategy):
     [0, 1]) and averaged over ``scales``. One forward pass per scale for all candidates.
 
     Args:
-        layer: layer name; default ``relu5_3``, the last conv feature map of the VGG
-            backbones (use e.g. ``layer4`` for a torchvision ResNet).
+        layer: layer name; None (default): the model's last feature map by the rules of
+            :func:`~dcsm_lightning.saliency.default_layers` (``relu5_3`` on our VGG
+            backbones, ``layer4`` on a torchvision ResNet, else the last block at output
+            stride 8-32), resolved in :meth:`setup`, before the first batch.
         at: the layer's ``"output"`` (default) or ``"input"``.
         (others): see :class:`~dcsm_lightning.saliency.SaliencyStrategy`.
     """
 
-    def __init__(self, *, layer: str = "relu5_3", at: At = "output", **kwargs: Any) -> None:
+    def __init__(self, *, layer: str | None = None, at: At = "output", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         _check_choice("at", at, ("input", "output"))
-        self.layer = str(layer)
+        self.layer = None if layer is None else str(layer)
         self.at = at
+        self._defaults: dict[Any, LayerChoice] = {}
+
+    def layer_for(self, model: nn.Module) -> str:
+        """``layer``, else the model's default last feature map (see the class docstring).
+
+        Raises:
+            NoDefaultLayers: ``layer`` is None and no default rule applies to the model.
+        """
+        if self.layer is not None:
+            return self.layer
+        return cached_default_layers(self._defaults, model, "last").paths[0]
+
+    def setup(self, model: nn.Module) -> None:
+        """Resolve the layer on ``model`` before the first batch."""
+        super().setup(model)
+        resolve_layer(model, self.layer_for(model))
 
     def scale_maps(
         self, model: nn.Module, image: torch.Tensor, slots: CandidateSlots, size: tuple[int, int]
     ) -> torch.Tensor:
-        path, module = resolve_layer(model, self.layer)
+        path, module = resolve_layer(model, self.layer_for(model))
         result = class_gradients(
             model,
             image,
             slots,
             [(path, module)],
             self.at,
-            self.seed,
+            self.seed_for(model),
             "bp",
             self.use_batched_backward(image.device),
             reduce=_spatial_mean,
@@ -101,11 +121,12 @@ class CAM(SaliencyStrategy):
         layer: str | None = None,
         name: str | None = None,
         scales: Sequence[float] = (1.0,),
+        pool: Pool | None = None,
         threshold: float = 0.5,
         min_candidates: int = 3,
     ) -> None:
         super().__init__(
-            name=name, scales=scales, threshold=threshold, min_candidates=min_candidates
+            name=name, scales=scales, pool=pool, threshold=threshold, min_candidates=min_candidates
         )
         self.classifier = str(classifier)
         self.layer = None if layer is None else str(layer)

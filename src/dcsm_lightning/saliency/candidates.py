@@ -1,6 +1,7 @@
 """Candidate classes (Sec. 3.3): which classes of an image get a saliency map.
 
-:func:`select_candidates` picks them from class probabilities; :class:`CandidateSlots` packs
+:func:`select_candidates` picks them from class probabilities, :func:`candidates_from_scores`
+from a model's raw output (B x K or a score map); :class:`CandidateSlots` packs
 a B x K candidate mask into "slots" (the j-th candidate of each image) so that the j-th
 backward pass can serve every image of a batch at once.
 """
@@ -11,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from dcsm_lightning.saliency.pooling import Pool, model_pool, pool_scores
+
 
 def select_candidates(
     probs: torch.Tensor, threshold: float = 0.5, min_candidates: int = 3
@@ -20,13 +23,17 @@ def select_candidates(
     The paper uses ``threshold=0.5`` and ``min_candidates=3`` (N = 3, Table 4): every class
     whose sigmoid score exceeds 0.5 is a candidate, and when fewer than N are, the
     highest-scoring others are added until there are N. Ties in rank go to the lower class
-    index. With K < ``min_candidates`` every class is a candidate; ``min_candidates=0``
-    disables the top-up. The probabilities should come from the forward pass at scale 1.0.
+    index. The top-up never makes every class a candidate: it is skipped when K <= N (with
+    K = 3 classes and N = 3 every class would be a candidate on every image, and Eq. 4 would
+    subtract every class from every other); ``min_candidates=0`` disables it. Classes above
+    ``threshold`` are always candidates. The probabilities should come from the forward pass
+    at scale 1.0.
 
     Args:
         probs: float B x K class probabilities (sigmoid of the pooled scores).
         threshold: a class is a candidate when its probability is strictly greater.
-        min_candidates: N, the minimum number of candidates per image (0: no top-up).
+        min_candidates: N, the minimum number of candidates per image (0, or N >= K: no
+            top-up).
 
     Returns:
         bool B x K, True for candidates.
@@ -40,6 +47,9 @@ def select_candidates(
         >>> select_candidates(probs, 0.5, 3)
         tensor([[ True,  True,  True, False],
                 [ True,  True,  True, False]])
+        >>> select_candidates(probs[:, :3], 0.5, 3)  # K = 3 <= N: no top-up
+        tensor([[ True, False,  True],
+                [False, False, False]])
     """
     if not isinstance(probs, torch.Tensor) or probs.ndim != 2 or not probs.is_floating_point():
         got = (
@@ -60,11 +70,53 @@ def select_candidates(
     if min_candidates < 0:
         raise ValueError(f"min_candidates must be >= 0, got {min_candidates}")
     chosen = probs > threshold
-    top = min(int(min_candidates), probs.shape[1])
+    top = int(min_candidates) if probs.shape[1] > min_candidates else 0
     if top > 0:
         order = torch.sort(probs, dim=1, descending=True, stable=True).indices[:, :top]
         chosen = chosen.scatter(1, order, True)
     return chosen
+
+
+def candidates_from_scores(
+    scores: torch.Tensor,
+    pool: Pool | None = "max",
+    threshold: float = 0.5,
+    min_candidates: int = 3,
+    model: torch.nn.Module | None = None,
+) -> torch.Tensor:
+    """Candidates from a model's raw output: ``select_candidates(sigmoid(pool(scores)))``.
+
+    The direct Python API's first step: ``candidates = candidates_from_scores(model(image),
+    "avg")``, then ``maps = strategy(model, image, candidates)``.
+
+    Args:
+        scores: float logits B x K or a score map B x K x h x w.
+        pool: how a score map becomes B x K (``"max"``, ``"avg"`` or a callable, see
+            :func:`~dcsm_lightning.saliency.pool_scores`); None: ``model``'s own
+            ``score_pool`` (else ``"max"``).
+        threshold, min_candidates: see :func:`select_candidates`.
+        model: the model, read only when ``pool`` is None.
+
+    Returns:
+        bool B x K, True for candidates.
+
+    Raises:
+        ValueError: ``scores`` is not B x K or B x K x h x w, or see :func:`select_candidates`.
+
+    Example:
+        >>> score_map = torch.tensor([[[[4.0, -4.0]], [[-1.0, -3.0]]]])  # B=1, K=2, 1 x 2
+        >>> candidates_from_scores(score_map, "max", min_candidates=0)
+        tensor([[ True, False]])
+        >>> candidates_from_scores(score_map, "avg", min_candidates=0)  # mean 0 -> p = 0.5
+        tensor([[False, False]])
+    """
+    if not isinstance(scores, torch.Tensor) or scores.ndim not in (2, 4):
+        got = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
+        raise ValueError(f"scores must be logits B x K or a score map B x K x h x w, got {got}")
+    if pool is None:
+        pool = "max" if model is None else model_pool(model)
+    probs = torch.sigmoid(pool_scores(scores.detach(), pool).float())
+    return select_candidates(probs, threshold, min_candidates)
 
 
 @dataclass(frozen=True)

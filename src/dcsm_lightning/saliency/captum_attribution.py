@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
-import importlib
-import inspect
 import re
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -15,15 +12,18 @@ from torch import nn
 from dcsm_lightning.saliency.base import SaliencyStrategy, _check_choice
 from dcsm_lightning.saliency.candidates import CandidateSlots
 from dcsm_lightning.saliency.captum_engine import ScoreHead
+from dcsm_lightning.saliency.captum_methods import (
+    captum_class,
+    check_attribute_args,
+    check_constructor,
+    check_layer_option,
+    check_model,
+)
 from dcsm_lightning.saliency.equations import normalize_by_max, upsample_maps
 from dcsm_lightning.saliency.layers import resolve_layer
 from dcsm_lightning.saliency.registry import register_saliency
 
 Reduce = Literal["max_abs", "sum", "none"]
-
-#: ``attribute()`` arguments the strategy sets itself.
-_RESERVED = ("inputs", "target")
-
 
 @register_saliency("captum")
 class CaptumAttribution(SaliencyStrategy):
@@ -32,25 +32,27 @@ class CaptumAttribution(SaliencyStrategy):
     For each scale and candidate class c: ``A = method.attribute(image, target=c,
     **attribute_args)``, where the forward function Captum sees is the model followed by the
     strategy's backward seed (``seed="sum"`` over the score map, ``"max"`` = global max
-    pooling; B x K outputs are used as they are), so Captum's class score is the one every
-    other strategy differentiates. Then, per map: reduce the channels (``"max_abs"``:
-    ``max_k |A_k|``, ``"sum"``: ``sum_k A_k``, ``"none"``: the single channel), resize
-    bilinearly to H x W, divide by the map's max, and, when ``alpha`` is given,
-    ``tanh(alpha * .)``; negative values count as 0. Scales are averaged; non-candidates get 0.
-    One Captum call per candidate slot and scale (each image's j-th candidate as its target).
+    pooling, ``"pool"`` = the strategy's ``pool``; B x K outputs are used as they are), so
+    Captum's class score is the one every other strategy differentiates. Then, per map:
+    reduce the channels (``"max_abs"``: ``max_k |A_k|``, ``"sum"``: ``sum_k A_k``,
+    ``"none"``: the single channel), resize bilinearly to H x W, divide by the map's max,
+    and, when ``alpha`` is given, ``tanh(alpha * .)``; negative values count as 0. Scales are
+    averaged; non-candidates get 0. One Captum call per candidate slot and scale (each
+    image's j-th candidate as its target).
 
-    Known to work (tested): ``Saliency``, ``IntegratedGradients``, ``InputXGradient``,
-    ``GuidedBackprop``, ``LayerGradCam``, ``LayerGradientXActivation`` and
-    ``NoiseTunnel`` around ``Saliency``; other gradient and perturbation methods whose
-    ``attribute(inputs, target=...)`` returns attributions shaped like the input or a layer
-    (``GradientShap``, ``Occlusion``, ``LayerIntegratedGradients`` ...) fit the same way.
-    Neuron attributions do not (they have no class target).
+    Every public ``captum.attr`` attribution class either runs or is refused with the reason
+    (tested on a ResNet-18: ``tests/saliency/test_captum_walk.py``): input methods
+    (``Saliency``, ``IntegratedGradients``, ``GuidedBackprop``, ``Occlusion``, ``Lime`` ...),
+    layer methods and ``GuidedGradCam`` with ``layer=``, and ``NoiseTunnel`` run; base,
+    neuron and LLM classes, methods without a class target and a few others are refused
+    when built, DeepLift on a model that reuses a module in :meth:`setup` (see
+    :mod:`~dcsm_lightning.saliency.captum_methods`).
 
     Args:
         method: a ``captum.attr`` class name (``"IntegratedGradients"``) or an import path.
-        layer: the layer of a layer attribution (``LayerGradCam``, ``Layer*``), by our layer
-            names (a module path or its tail, e.g. ``relu5_3``, ``layer4``); required for
-            those, refused for the others.
+        layer: the layer of a method whose constructor takes one (``LayerGradCam``,
+            ``Layer*``, ``GuidedGradCam``), by our layer names (a module path or its tail,
+            e.g. ``relu5_3``, ``layer4``); required for those, refused for the others.
         method_args: further constructor arguments (e.g. ``multiply_by_inputs: false``). For
             ``NoiseTunnel``, ``attribution_method`` names the wrapped method (default
             ``"Saliency"``), built on the same model (and ``layer``).
@@ -65,10 +67,11 @@ class CaptumAttribution(SaliencyStrategy):
         (others): see :class:`~dcsm_lightning.saliency.SaliencyStrategy`.
 
     Raises:
-        ValueError: an unknown method (close matches listed), a layer method without
-            ``layer`` (or ``layer`` for another method), a neuron method, a required
-            ``attribute()`` argument missing (e.g. ``baselines`` of ``GradientShap``), or
-            ``inputs`` / ``target`` among ``attribute_args``.
+        ValueError: an unknown method (close matches listed), a method that cannot give a
+            map per class (the reason given), a layer method without ``layer`` (or ``layer``
+            for another method), a required constructor or ``attribute()`` argument missing
+            (e.g. ``baselines`` of ``GradientShap``), or ``inputs`` / ``target`` among
+            ``attribute_args``.
 
     Example:
         >>> import torch
@@ -108,7 +111,7 @@ class CaptumAttribution(SaliencyStrategy):
         self.alpha = None if alpha is None else float(alpha)
         self._method_class = cls
         inner = self._check_method_args(cls)
-        _check_attribute_args(cls, inner, self.attribute_args)
+        check_attribute_args(cls, inner, self.attribute_args)
 
     def _check_method_args(self, cls: type) -> type | None:
         """Check ``layer`` and ``method_args``; the class wrapped by NoiseTunnel (else None)."""
@@ -122,17 +125,18 @@ class CaptumAttribution(SaliencyStrategy):
                 raise ValueError(
                     f"method_args: NoiseTunnel takes only attribution_method, got {extra}"
                 )
-        _check_layer_option(inner or cls, self.method, self.layer)
+        check_layer_option(inner or cls, self.method, self.layer)
         if inner is None:
-            params = inspect.signature(cls.__init__).parameters
-            taken = {"self", "forward_func", "model", "layer"}
-            unknown = set(self.method_args) - (set(params) - taken)
-            if unknown and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-                raise ValueError(
-                    f"method_args: {sorted(unknown)} are not constructor arguments of "
-                    f"{cls.__name__} (it takes {sorted(set(params) - taken)})"
-                )
+            check_constructor(cls, self.method_args)
         return inner
+
+    def setup(self, model: nn.Module) -> None:
+        """Check before the first batch that the method can serve ``model`` (e.g. DeepLift
+        needs each module to run once per forward) and resolve ``layer``."""
+        super().setup(model)
+        check_model(self._method_class, self.method, model)
+        if self.layer is not None:
+            resolve_layer(model, self.layer)
 
     def build(self, forward: nn.Module, model: nn.Module) -> Any:
         """The Captum attribution object for ``forward`` (``layer`` resolved in ``model``)."""
@@ -151,7 +155,7 @@ class CaptumAttribution(SaliencyStrategy):
     def scale_maps(
         self, model: nn.Module, image: torch.Tensor, slots: CandidateSlots, size: tuple[int, int]
     ) -> torch.Tensor:
-        attribution = self.build(ScoreHead(model, self.seed, slots.num_classes), model)
+        attribution = self.build(ScoreHead(model, self.seed_for(model), slots.num_classes), model)
         maps = []
         for j in range(slots.num_slots):
             out = attribution.attribute(
@@ -180,68 +184,3 @@ class CaptumAttribution(SaliencyStrategy):
                 f"{attributions.shape[1]} channels (use 'max_abs' or 'sum')"
             )
         return attributions[:, 0]
-
-
-def captum_class(method: str) -> type:
-    """The attribution class named ``method``: a ``captum.attr`` name or an import path.
-
-    Raises:
-        ValueError: no such class (close ``captum.attr`` names listed) or not an attribution.
-    """
-    import captum.attr
-    from captum.attr import Attribution
-
-    if "." in method:
-        module, _, attr = method.rpartition(".")
-        try:
-            cls = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError):
-            raise ValueError(f"method: cannot import {method!r}") from None
-    else:
-        cls = getattr(captum.attr, method, None)
-        if cls is None:
-            known = [n for n in captum.attr.__all__ if _is_attribution(getattr(captum.attr, n))]
-            close = difflib.get_close_matches(method, known, n=3, cutoff=0.5)
-            hint = f"did you mean {close}?" if close else f"known: {', '.join(sorted(known))}"
-            raise ValueError(f"method: unknown Captum attribution {method!r}; {hint}")
-    if not (isinstance(cls, type) and issubclass(cls, Attribution)) or inspect.isabstract(cls):
-        raise ValueError(f"method: {method!r} is not a Captum attribution class")
-    return cls
-
-
-def _is_attribution(obj: object) -> bool:
-    from captum.attr import Attribution
-
-    return isinstance(obj, type) and issubclass(obj, Attribution) and not inspect.isabstract(obj)
-
-
-def _check_layer_option(cls: type, method: str, layer: str | None) -> None:
-    from captum.attr import LayerAttribution, NeuronAttribution
-
-    if issubclass(cls, NeuronAttribution):
-        raise ValueError(
-            f"method: {method!r} is a neuron attribution; it has no class target (use a "
-            "layer or input attribution)"
-        )
-    if issubclass(cls, LayerAttribution) and layer is None:
-        raise ValueError(f"layer: {method!r} is a layer attribution and needs layer=<name>")
-    if not issubclass(cls, LayerAttribution) and layer is not None:
-        raise ValueError(f"layer: {method!r} attributes to the input; leave layer unset")
-
-
-def _check_attribute_args(cls: type, inner: type | None, args: Mapping[str, Any]) -> None:
-    """Refuse reserved keys and missing required ``attribute()`` arguments."""
-    reserved = sorted(set(args) & set(_RESERVED))
-    if reserved:
-        raise ValueError(f"attribute_args: {reserved} are set by the strategy; remove them")
-    for klass in (cls, inner):
-        if klass is None:
-            continue
-        params = list(inspect.signature(klass.attribute).parameters.values())[1:]
-        for p in params:
-            required = p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-            if required and p.name not in _RESERVED and p.name not in args:
-                raise ValueError(
-                    f"attribute_args: {klass.__name__} needs {p.name!r} (it has no default), "
-                    f"e.g. attribute_args: {{{p.name}: ...}}"
-                )

@@ -26,9 +26,10 @@ import torch
 from torch import nn
 
 from dcsm_lightning.saliency.backprop import At, Backprop, ClassGradients
-from dcsm_lightning.saliency.base import Seed, checked_forward, pool_scores
+from dcsm_lightning.saliency.base import checked_forward
 from dcsm_lightning.saliency.candidates import CandidateSlots
 from dcsm_lightning.saliency.guided import guided_backprop
+from dcsm_lightning.saliency.pooling import Pool, pool_scores
 
 
 class ScoreHead(nn.Module):
@@ -38,7 +39,7 @@ class ScoreHead(nn.Module):
     unpooled output (B x K or B x K x h x w) is kept, detached, in :attr:`output`.
     """
 
-    def __init__(self, model: nn.Module, seed: Seed, num_classes: int | None = None) -> None:
+    def __init__(self, model: nn.Module, seed: Pool, num_classes: int | None = None) -> None:
         super().__init__()
         self.model = model
         self.seed = seed
@@ -57,7 +58,7 @@ def captum_class_gradients(
     slots: CandidateSlots,
     layers: Sequence[tuple[str, nn.Module]] | None,
     at: At = "input",
-    seed: Seed = "sum",
+    seed: Pool = "sum",
     backprop: Backprop = "bp",
     reduce: Callable[[torch.Tensor], torch.Tensor] = lambda g: g,
 ) -> ClassGradients:

@@ -9,10 +9,11 @@ import torch
 from torch import nn
 
 from dcsm_lightning.saliency.backprop import Backprop
-from dcsm_lightning.saliency.base import _check_choice, max_pool_scores
+from dcsm_lightning.saliency.base import _check_choice
 from dcsm_lightning.saliency.candidates import CandidateSlots
 from dcsm_lightning.saliency.equations import positive_pair_differences, tanh_normalize
 from dcsm_lightning.saliency.gradients import LayerGradient
+from dcsm_lightning.saliency.pooling import model_pool, pool_scores
 from dcsm_lightning.saliency.registry import register_saliency
 
 Variant = Literal["paper", "authors"]
@@ -38,7 +39,7 @@ class DCSM(LayerGradient):
     and its non-positive part set to 0; these pair maps are summed over c', layers and scales
     (see :func:`~dcsm_lightning.saliency.positive_pair_differences`), and the sum is divided
     by its max and passed through ``tanh(alpha * .)`` once more. A class gets a map at a scale
-    only if its score there (sigmoid of the global-max-pooled output) is above ``threshold``;
+    only if its score there (sigmoid of the output pooled by ``pool``) is above ``threshold``;
     topped-up candidates below it serve only as subtrahends. With ``subtract=False`` that
     variant sums ``tanh(alpha * M / max M)`` instead of the pair maps.
 
@@ -86,7 +87,7 @@ class DCSM(LayerGradient):
         if self.variant == "paper":
             return super().scale_maps(model, image, slots, size)
         maps, output = self._raw_layer_maps(model, image, slots, size)
-        probs = torch.sigmoid(slots.gather(max_pool_scores(output)))
+        probs = torch.sigmoid(slots.gather(pool_scores(output, model_pool(model, self.pool))))
         active = slots.valid & (probs > self.threshold)
         if self.subtract:
             terms = [

@@ -62,12 +62,17 @@ class Distinct(SaliencyStrategy):
             name=f"distinct_{base.name}" if name is None else name,
             scales=base.scales,
             seed=base.seed,
+            pool=base.pool,
             threshold=base.threshold,
             min_candidates=base.min_candidates,
             batched_backward=base.batched_backward,
         )
         self.base = base
         self.alpha = None if alpha is None else float(alpha)
+
+    def setup(self, model: nn.Module) -> None:
+        """The base strategy's setup (its layers resolved and checked)."""
+        self.base.setup(model)
 
     @contextmanager
     def session(self, model: nn.Module) -> Iterator[None]:

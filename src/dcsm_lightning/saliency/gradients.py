@@ -11,7 +11,6 @@ from torch import nn
 from dcsm_lightning.saliency.backprop import At, Backprop, ClassGradients, class_gradients
 from dcsm_lightning.saliency.base import (
     SaliencyStrategy,
-    Seed,
     _check_choice,
     check_candidates,
     check_image,
@@ -19,6 +18,7 @@ from dcsm_lightning.saliency.base import (
 )
 from dcsm_lightning.saliency.candidates import CandidateSlots
 from dcsm_lightning.saliency.captum_engine import captum_class_gradients
+from dcsm_lightning.saliency.default_layers import LayerChoice, cached_default_layers
 from dcsm_lightning.saliency.equations import (
     Normalize,
     max_abs_over_channels,
@@ -27,10 +27,8 @@ from dcsm_lightning.saliency.equations import (
     upsample_maps,
 )
 from dcsm_lightning.saliency.layers import resolve_layers
+from dcsm_lightning.saliency.pooling import Pool
 from dcsm_lightning.saliency.registry import register_saliency
-
-#: The conv layers of VGG-16 blocks 3-5, the paper's best layer set (Table 2).
-BLOCKS_3_TO_5: tuple[str, ...] = tuple(f"conv{b}_{j}" for b in (3, 4, 5) for j in (1, 2, 3))
 
 Engine = Literal["shared", "captum"]
 
@@ -42,7 +40,7 @@ def engine_gradients(
     slots: CandidateSlots,
     layers: list[tuple[str, nn.Module]] | None,
     at: At,
-    seed: Seed,
+    seed: Pool,
     backprop: Backprop,
     batched: bool,
 ) -> ClassGradients:
@@ -100,7 +98,7 @@ class Simonyan(SaliencyStrategy):
     ) -> torch.Tensor:
         batched = self.use_batched_backward(image.device)
         result = engine_gradients(
-            self.engine, model, image, slots, None, "input", self.seed, "bp", batched
+            self.engine, model, image, slots, None, "input", self.seed_for(model), "bp", batched
         )
         raw = upsample_maps(result.grads[0].transpose(0, 1), size)  # B x N x H x W
         return tanh_normalize(raw, self.alpha, self.normalize)
@@ -120,9 +118,15 @@ class LayerGradient(SaliencyStrategy):
     :meth:`layer_maps` returns the raw per-layer maps ``M_i^c``.
 
     Args:
-        layers: layer names (module paths or their tails); default the conv layers of
-            blocks 3-5 (``conv3_1`` ... ``conv5_3``), equal weight per layer.
-        at: derivative w.r.t. the layer's ``"input"`` or ``"output"``.
+        layers: layer names (module paths or their tails), equal weight per layer; None
+            (default): the model's own, by the rules of
+            :func:`~dcsm_lightning.saliency.default_layers` (our VGG backbones: the conv
+            layers of blocks 3-5, ``conv3_1`` ... ``conv5_3``; a torchvision ResNet: the
+            outputs of ``layer2`` ... ``layer4``; another network: its last blocks at output
+            strides 8, 16 and 32), resolved in :meth:`setup`, before the first batch.
+        at: derivative w.r.t. the layer's ``"input"`` or ``"output"``; None (default):
+            ``"input"`` for named layers and the VGG defaults (the authors' code), the
+            default rule's side (``"output"``: stage outputs) otherwise.
         backprop: ``"bp"`` or ``"guided"`` (only positive gradients pass every ``nn.ReLU``).
         alpha: tanh gain of Eq. 5.
         subtract: apply Eq. 4 (subtract the other candidates' maps).
@@ -137,8 +141,8 @@ class LayerGradient(SaliencyStrategy):
     def __init__(
         self,
         *,
-        layers: Sequence[str] = BLOCKS_3_TO_5,
-        at: At = "input",
+        layers: Sequence[str] | None = None,
+        at: At | None = None,
         backprop: Backprop = "bp",
         alpha: float = 3.0,
         subtract: bool = False,
@@ -149,50 +153,104 @@ class LayerGradient(SaliencyStrategy):
         super().__init__(**kwargs)
         _check_choice("engine", engine, ("shared", "captum"))
         self.engine = engine
-        if isinstance(layers, str) or not layers:
+        if layers is not None and (isinstance(layers, str) or not layers):
             raise ValueError(f"layers must be a non-empty list of layer names, got {layers!r}")
-        _check_choice("at", at, ("input", "output"))
+        if at is not None:
+            _check_choice("at", at, ("input", "output"))
         _check_choice("backprop", backprop, ("bp", "guided"))
         _check_choice("normalize", normalize, ("max", "none"))
         _check_alpha(alpha)
-        self.layers = tuple(str(name) for name in layers)
+        self.layers = None if layers is None else tuple(str(name) for name in layers)
         self.at = at
         self.backprop = backprop
         self.alpha = float(alpha)
         self.subtract = bool(subtract)
         self.normalize = normalize
+        self._defaults: dict[Any, LayerChoice] = {}
 
-    def _raw_layer_maps(
-        self, model: nn.Module, image: torch.Tensor, slots: CandidateSlots, size: tuple[int, int]
+    def layer_choice(self, model: nn.Module) -> LayerChoice:
+        """The layers read on ``model`` and their side: ``layers`` / ``at`` or the defaults.
+
+        Raises:
+            NoDefaultLayers: ``layers`` is None and no default rule applies to the model.
+        """
+        if self.layers is not None:
+            return LayerChoice(self.layers, self.at or "input", "given")
+        choice = cached_default_layers(self._defaults, model, "blocks")
+        return LayerChoice(choice.paths, self.at or choice.at, choice.rule)
+
+    def setup(self, model: nn.Module) -> None:
+        """Resolve the layers on ``model`` (see :meth:`layer_choice`), before the first batch."""
+        super().setup(model)
+        resolve_layers(model, self.layer_choice(model).paths)
+
+    def native_layer_maps(
+        self, model: nn.Module, image: torch.Tensor, slots: CandidateSlots
     ) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """Eq. 3 maps B x N x H x W per layer at one scale, and the model output there."""
+        """Eq. 3 maps ``max_k |dS_c / dL_i|`` per layer at the layer's own resolution.
+
+        Args:
+            model: the model (inside :meth:`session`). image: float B x 3 x h' x w' (one scale).
+            slots: the candidate slots.
+
+        Returns:
+            One float B x N x h_i x w_i per layer of ``layers`` (non-negative, not yet resized),
+            and the model output at this scale.
+        """
+        choice = self.layer_choice(model)
         result = engine_gradients(
             self.engine,
             model,
             image,
             slots,
-            resolve_layers(model, self.layers),
-            self.at,
-            self.seed,
+            resolve_layers(model, choice.paths),
+            choice.at,
+            self.seed_for(model),
             self.backprop,
             self.use_batched_backward(image.device),
         )
-        maps = [upsample_maps(g.transpose(0, 1), size) for g in result.grads]
-        return maps, result.output
+        return [g.transpose(0, 1) for g in result.grads], result.output
+
+    def _raw_layer_maps(
+        self, model: nn.Module, image: torch.Tensor, slots: CandidateSlots, size: tuple[int, int]
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Eq. 3 maps B x N x H x W per layer at one scale, and the model output there."""
+        maps, output = self.native_layer_maps(model, image, slots)
+        return [upsample_maps(m, size) for m in maps], output
 
     def scale_maps(
         self, model: nn.Module, image: torch.Tensor, slots: CandidateSlots, size: tuple[int, int]
     ) -> torch.Tensor:
-        maps, _ = self._raw_layer_maps(model, image, slots, size)
+        maps, _ = self.native_layer_maps(model, image, slots)
+        return self.combine_layers(maps, slots.valid, size)
+
+    def combine_layers(
+        self, maps: Sequence[torch.Tensor], valid: torch.Tensor, size: tuple[int, int]
+    ) -> torch.Tensor:
+        """One scale's output from :meth:`native_layer_maps`: resize, Eq. 4, Eq. 5's mean.
+
+        ``mean_i tanh(alpha * Mtilde_i / max Mtilde_i)`` over the given layers, ``Mtilde_i`` the
+        up-sampled map ``M_i`` or, with ``subtract``, Eq. 4 over the ``valid`` entries.
+
+        Args:
+            maps: one float B x N x h_i x w_i per layer, non-negative.
+            valid: bool B x N, the candidate entries (the others give 0).
+            size: (H, W) of the output.
+
+        Returns:
+            float B x N x H x W in [0, 1).
+        """
         terms = [
-            tanh_normalize(self._subtracted(m, slots), self.alpha, self.normalize) for m in maps
-        ]
+            tanh_normalize(self._subtracted(upsample_maps(m, size), valid), self.alpha,
+                           self.normalize)
+            for m in maps
+        ]  # fmt: skip
         return torch.stack(terms).mean(0)
 
-    def _subtracted(self, maps: torch.Tensor, slots: CandidateSlots) -> torch.Tensor:
+    def _subtracted(self, maps: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         if self.subtract:
-            return subtract_other_candidates(maps, slots.valid)
-        return maps * slots.valid[..., None, None]
+            return subtract_other_candidates(maps, valid)
+        return maps * valid[..., None, None]
 
     def layer_maps(
         self, model: nn.Module, image: torch.Tensor, candidates: torch.Tensor, scale: float = 1.0
@@ -209,11 +267,12 @@ class LayerGradient(SaliencyStrategy):
             image = image.detach().clone()
             slots = CandidateSlots.from_mask(candidates.to(image.device))
             size = (image.shape[-2], image.shape[-1])
+            names = self.layer_choice(model).paths
             if slots.num_slots == 0:
                 zeros = image.new_zeros(image.shape[0], slots.num_classes, *size)
-                return {name: zeros.clone() for name in self.layers}
+                return {name: zeros.clone() for name in names}
             maps, _ = self._raw_layer_maps(model, rescale(image, scale), slots, size)
-            return {n: slots.scatter(m.detach()) for n, m in zip(self.layers, maps, strict=True)}
+            return {n: slots.scatter(m.detach()) for n, m in zip(names, maps, strict=True)}
 
 
 def _check_alpha(alpha: float) -> None:

@@ -1,21 +1,18 @@
-"""``SaliencySegmentation``: any classifier -> saliency maps -> masks -> per-method mIoU.
+"""``SaliencySegmentation``: the evaluation flow as a Lightning callback.
 
-The one evaluation flow of the library. The callback reads each validation / test / predict
-batch through a :class:`~dcsm_lightning.data.adapter.BatchAdapter`, asks the module for class
-scores (``pl_module(image)``: B x K, or a B x K x h x w score map, max-pooled), picks the
-candidates, runs every saliency strategy, turns the maps into masks (Eq. 7), lets every
-refiner in the trainer (e.g. :class:`~dcsm_lightning.crf.DenseCRF`) add its masks, and feeds
-one :class:`~dcsm_lightning.metrics.SegmentationIoU` per method
-(:class:`~dcsm_lightning.segmentation.method_metrics.MethodMetrics`). What it produces is held as
-data: :attr:`SaliencySegmentation.last_output` (the batch's :class:`SegmentationOutput`, which
-:class:`~dcsm_lightning.SegmentationWriter` reads) and
-:attr:`SaliencySegmentation.results` (per-method mIoU, which
-:class:`~dcsm_lightning.ComparisonReport` reads).
+It runs :func:`~dcsm_lightning.segmentation.flow.segment_batch` on each validation / test /
+predict batch (read through a :class:`~dcsm_lightning.data.adapter.BatchAdapter`) with the
+refiners of the trainer (e.g. :class:`~dcsm_lightning.crf.DenseCRF`), feeds one
+:class:`~dcsm_lightning.metrics.SegmentationIoU` per method and holds what it produces as
+data: :attr:`SaliencySegmentation.last_output` (read by
+:class:`~dcsm_lightning.SegmentationWriter`) and :attr:`SaliencySegmentation.results`
+(read by :class:`~dcsm_lightning.ComparisonReport`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from functools import partialmethod
 from typing import Any, Literal
 
@@ -25,12 +22,14 @@ from torch import Tensor
 
 from dcsm_lightning.data.adapter import BatchAdapter, SegmentationBatch, as_adapter
 from dcsm_lightning.saliency import SaliencyStrategy, as_saliency, saliency_spec_type
+from dcsm_lightning.saliency.pooling import Pool
 from dcsm_lightning.segmentation.batches import BatchOutputs
+from dcsm_lightning.segmentation.distributed import PaddingFilter, counted
 from dcsm_lightning.segmentation.flow import CandidateRule, MapSource, SaliencyMaps, segment_batch
 from dcsm_lightning.segmentation.method_metrics import STAGE_PREFIX, MethodMetrics
-from dcsm_lightning.segmentation.methods import Method
+from dcsm_lightning.segmentation.methods import Method, check_distinct
 from dcsm_lightning.segmentation.output import MaskRefiner, SegmentationOutput
-from dcsm_lightning.segmentation.panels import log_panels, panel_grid
+from dcsm_lightning.segmentation.panels import log_panels, panel_data, panel_grid
 
 __all__ = ["MaskRefiner", "SaliencySegmentation", "SegmentationOutput", "find_segmentation"]
 
@@ -44,13 +43,12 @@ class SaliencySegmentation(Callback):
     """Turn any LightningModule whose forward gives class scores into masks and mIoU.
 
     As input it takes each evaluation batch (through ``batch_adapter``) and the module's
-    ``forward(image)``: scores (B, K) or a score map (B, K, h, w), taken as logits. It
+    ``forward(image)``: scores (B, K) or a score map (B, K, h, w) pooled by ``pool``, taken
+    as logits. It
     produces a :class:`SegmentationOutput` per batch and, for validate / test, one mIoU per
-    method over the split, logged as ``<stage>/miou/<method>`` and
-    ``<stage>/iou/<method>/<label>`` (stage ``val`` or ``test``) and kept in :attr:`results`.
-    Methods are the strategies' names and, for each refiner callback in the trainer (e.g.
-    ``DenseCRF``), ``<name>+<step>``. The order of the trainer's callbacks does not matter:
-    whichever asks first for a batch's output (this callback's hook, the writer) computes it.
+    method (``<name>``, ``<name>+<refiner name>``), logged as ``<stage>/miou/<method>`` and
+    ``<stage>/iou/<method>/<label>`` and kept in :attr:`results`. Our modules segment in
+    their steps (:meth:`segment_step`, with their forward); any other module, after its step.
 
     Args:
         saliency: one strategy or a list (names must differ): instances, registry names
@@ -62,7 +60,15 @@ class SaliencySegmentation(Callback):
         candidates: ``"predicted"`` (score > ``candidate_threshold``, topped up to
             ``min_candidates``) or ``"labels"`` (the batch's image tags).
         candidate_threshold: probability above which a class is a candidate.
-        min_candidates: top-up size N (0 disables it).
+        min_candidates: top-up size N: when fewer classes are above the threshold, the
+            highest-scoring others are added up to N (the paper's N = 3 on VOC's K = 20).
+            The top-up never makes every class a candidate: it is off when K <= N (K = 3,
+            N = 3 would give every class a map on every image); 0 disables it.
+        pool: how a score map (B, K, h, w) becomes scores (B, K) for the probabilities (the
+            candidates and ``scores/*.json``): ``"max"``, ``"avg"`` or a callable; None
+            (default): the module's own ``score_pool`` attribute when it declares one (our
+            ``MultiLabelFCN``: ``"max"``), else ``"max"``. Use the pooling the model was
+            trained with, or the probabilities are ones the model never produces.
         segment_in_fit: also segment in the validation epochs of ``fit`` (slow); by default
             only ``validate`` / ``test`` / ``predict`` do.
         log_panels: log an image / map / mask grid of the first validation batch.
@@ -80,13 +86,14 @@ class SaliencySegmentation(Callback):
         candidates: Literal["predicted", "labels"] = "predicted",
         candidate_threshold: float = 0.5,
         min_candidates: int = 3,
+        pool: Pool | None = None,
         segment_in_fit: bool = False,
         log_panels: bool = True,
     ) -> None:
         super().__init__()
         specs = saliency if isinstance(saliency, (list, tuple)) else [saliency]
         self.strategies: list[SaliencyStrategy] = [as_saliency(spec) for spec in specs]
-        _refuse_duplicates(
+        check_distinct(
             [s.name for s in self.strategies], "saliency strategies",
             "set init_args.name in the config",
         )  # fmt: skip
@@ -98,12 +105,10 @@ class SaliencySegmentation(Callback):
             raise ValueError(f"{len(class_names)} class_names but num_classes={num_classes}")
         self.class_names = [str(n) for n in class_names]
         self.batch_adapter = as_adapter(batch_adapter)
-        self.candidates = candidates
-        self.candidate_threshold = candidate_threshold
-        self.min_candidates = min_candidates
         #: what makes the maps (:func:`~dcsm_lightning.segmentation.flow.segment_batch`).
         self.source: MapSource = SaliencyMaps(
-            self.strategies, CandidateRule(candidates, candidate_threshold, min_candidates)
+            self.strategies, CandidateRule(candidates, candidate_threshold, min_candidates),
+            pool,
         )
         self.segment_in_fit = segment_in_fit
         self.log_panels = log_panels
@@ -118,6 +123,7 @@ class SaliencySegmentation(Callback):
         #: a resuming writer sets ``outputs.finished`` to drop its finished ids first.
         self.outputs = BatchOutputs(self.batch_adapter)
         self._panel: dict[str, Tensor] | None = None
+        self._padding = PaddingFilter()
 
     # -- what it computes ---------------------------------------------------------------------
 
@@ -139,6 +145,11 @@ class SaliencySegmentation(Callback):
             for name in self.map_names
             for step in (None, *(r.name for r in self.refiners))
         ]
+
+    def use_candidates(self, source: Literal["predicted", "labels"]) -> None:
+        """Take the candidates from ``source`` from now on (pseudo-labels: the image tags)."""
+        if isinstance(self.source, SaliencyMaps):
+            self.source.candidates = replace(self.source.candidates, source=source)
 
     def segment(
         self,
@@ -210,11 +221,15 @@ class SaliencySegmentation(Callback):
     # -- Lightning hooks ----------------------------------------------------------------------
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        """Pick up the refiner callbacks of the trainer (e.g. ``DenseCRF``) and their metrics."""
+        """Pick up the refiner callbacks of the trainer (e.g. ``DenseCRF``) and their metrics;
+        let each strategy check the module (default layers) before the first batch."""
+        if stage != "fit" or self.segment_in_fit:
+            for strategy in self.strategies:
+                strategy.setup(pl_module)
         self.refiners = [
             cb for cb in trainer.callbacks if cb is not self and isinstance(cb, MaskRefiner)
         ]
-        _refuse_duplicates(
+        check_distinct(
             [r.name for r in self.refiners], "refiners",
             'e.g. DenseCRF(name="crf5", settings=...) beside DenseCRF()',
         )  # fmt: skip
@@ -227,19 +242,18 @@ class SaliencySegmentation(Callback):
             return False
         return stage == "predict" or self.segment_in_fit or trainer.state.fn != "fit"
 
-    def _start(self, pl_module: pl.LightningModule, prefix: str | None = None) -> None:
+    def _start(
+        self, prefix: str | None, trainer: pl.Trainer, pl_module: pl.LightningModule
+    ) -> None:
         self.outputs.reset()
         self.results.pop(prefix, None)
         self.metrics.to(pl_module.device)
+        stage_loaders = trainer.val_dataloaders if prefix == "val" else trainer.test_dataloaders
+        self._padding.start(stage_loaders if prefix in ("val", "test") else None)
 
-    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._start(pl_module, "val")
-
-    def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._start(pl_module, "test")
-
-    def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._start(pl_module)
+    on_validation_start = partialmethod(_start, "val")
+    on_test_start = partialmethod(_start, "test")
+    on_predict_start = partialmethod(_start, None)
 
     def _update(
         self,
@@ -253,19 +267,12 @@ class SaliencySegmentation(Callback):
         if not self._segments(trainer, stage):
             return
         out = self.output_for(trainer, pl_module, batch, batch_idx, dataloader_idx, stage)
+        keep = None if out is None else self._padding.keep(dataloader_idx, len(out.batch))
         if out is None or out.batch.mask is None:
             return
-        self.metrics.update(STAGE_PREFIX[stage], out.masks, out.batch.mask)
+        self.metrics.update(STAGE_PREFIX[stage], *counted(out.masks, out.batch.mask, keep))
         if batch_idx == 0 and dataloader_idx == 0 and self.log_panels and stage == "validate":
-            first = self.map_names[0]
-            refined = [Method(first, r.name) for r in self.refiners]
-            shown = refined[0] if refined and refined[0] in out.masks else first
-            self._panel = {
-                "rgb": out.batch.rgb.cpu(),
-                "maps": out.maps[first].cpu(),
-                "masks": out.masks[shown].cpu(),
-                "candidates": out.candidates.cpu(),
-            }
+            self._panel = panel_data(out, self.map_names[0], [r.name for r in self.refiners])
 
     def _batch_end(
         self,
@@ -290,7 +297,7 @@ class SaliencySegmentation(Callback):
     on_test_batch_end = partialmethod(_batch_end, "test")
     on_predict_batch_end = partialmethod(_batch_end, "predict")
 
-    def _epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prefix: str) -> None:
+    def _epoch_end(self, prefix: str, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         stage_results = self.metrics.compute(prefix, self.methods, pl_module.log)
         if stage_results:
             self.results[prefix] = stage_results
@@ -299,17 +306,8 @@ class SaliencySegmentation(Callback):
             log_panels(pl_module.logger, f"{prefix}/panels", grid, trainer.global_step)
         self._panel = None
 
-    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._epoch_end(trainer, pl_module, "val")
-
-    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._epoch_end(trainer, pl_module, "test")
-
-
-def _refuse_duplicates(names: list[str], what: str, hint: str) -> None:
-    duplicated = sorted({n for n in names if names.count(n) > 1})
-    if duplicated:
-        raise ValueError(f"{what} need distinct names; {duplicated} is used twice ({hint})")
+    on_validation_epoch_end = partialmethod(_epoch_end, "val")
+    on_test_epoch_end = partialmethod(_epoch_end, "test")
 
 
 def find_segmentation(trainer: pl.Trainer, needed_by: str) -> SaliencySegmentation:

@@ -19,7 +19,8 @@ import torch
 from torch import Tensor, nn
 
 from dcsm_lightning.data.adapter import SegmentationBatch
-from dcsm_lightning.saliency import SaliencyStrategy, max_pool_scores, select_candidates
+from dcsm_lightning.saliency import SaliencyStrategy, model_pool, pool_scores, select_candidates
+from dcsm_lightning.saliency.pooling import Pool
 from dcsm_lightning.segmentation.labels import label_probs
 from dcsm_lightning.segmentation.methods import Method
 from dcsm_lightning.segmentation.output import MaskRefiner, SegmentationOutput
@@ -91,13 +92,20 @@ class SaliencyMaps:
     Args:
         strategies: the saliency strategies (distinct names).
         candidates: the candidate rule; default :class:`CandidateRule` (the paper's).
+        pool: how a score map becomes scores (B, K) for the probabilities: ``"max"``,
+            ``"avg"`` or a callable; None: the model's ``score_pool``, else ``"max"``
+            (:func:`~dcsm_lightning.saliency.model_pool`).
     """
 
     def __init__(
-        self, strategies: Sequence[SaliencyStrategy], candidates: CandidateRule | None = None
+        self,
+        strategies: Sequence[SaliencyStrategy],
+        candidates: CandidateRule | None = None,
+        pool: Pool | None = None,
     ) -> None:
         self.strategies = list(strategies)
         self.candidates = CandidateRule() if candidates is None else candidates
+        self.pool = pool
 
     @property
     def names(self) -> list[str]:
@@ -105,18 +113,20 @@ class SaliencyMaps:
         return [s.name for s in self.strategies]
 
     @staticmethod
-    def probs(model: nn.Module, image: Tensor, scores: Tensor | None = None) -> Tensor:
-        """Class probabilities (B, K) in [0, 1]: sigmoid of the max-pooled ``scores``
-        (``model(image)`` when None)."""
+    def probs(
+        model: nn.Module, image: Tensor, scores: Tensor | None = None, pool: Pool | None = None
+    ) -> Tensor:
+        """Class probabilities (B, K) in [0, 1]: sigmoid of ``scores`` (``model(image)`` when
+        None) pooled by ``pool`` (None: the model's ``score_pool``, else max)."""
         if scores is None:
             with torch.no_grad():
                 scores = model(image)
-        return torch.sigmoid(max_pool_scores(scores.detach()).float())
+        return torch.sigmoid(pool_scores(scores.detach(), model_pool(model, pool)).float())
 
     def __call__(
         self, model: nn.Module, batch: SegmentationBatch, scores: Tensor | None = None
     ) -> Maps:
-        probs = self.probs(model, batch.image, scores)
+        probs = self.probs(model, batch.image, scores, self.pool)
         candidates = self.candidates.select(probs, batch)
         # Each strategy turns autograd back on itself (Lightning evaluates under inference mode).
         maps = {s.name: s(model, batch.image, candidates) for s in self.strategies}

@@ -54,15 +54,16 @@ class MethodMetrics:
             self.metrics[(prefix, method)].update(pred, target.to(pred.device))
 
     def compute(
-        self, prefix: str, methods: Iterable[str], log: Callable[[str, Tensor], Any]
+        self, prefix: str, methods: Iterable[str], log: Callable[..., Any]
     ) -> dict[str, dict[str, Any]]:
         """Finish the epoch of ``prefix``: log every updated method's figures and reset.
 
         Args:
             prefix: ``"val"`` or ``"test"``.
             methods: the methods in the order of the results.
-            log: ``LightningModule.log``-like ``(name, value)`` (synced across processes by
-                the metric itself).
+            log: ``LightningModule.log``-like ``(name, value, sync_dist=True)``. The values
+                are synced across processes by the metric itself; ``sync_dist=True`` tells
+                Lightning so (the mean of equal values), so it does not warn under DDP.
 
         Returns:
             method -> ``{"miou": float, "per_class": list}`` (K + 1 IoUs in [0, 1], background
@@ -76,9 +77,9 @@ class MethodMetrics:
             per_class = metric.compute()
             metric.reset()
             miou = per_class.nanmean()
-            log(f"{prefix}/miou/{method}", miou)
+            log(f"{prefix}/miou/{method}", miou, sync_dist=True)
             for name, iou in zip(self.label_names, per_class, strict=True):
                 if not torch.isnan(iou):
-                    log(f"{prefix}/iou/{method}/{name}", iou)
+                    log(f"{prefix}/iou/{method}/{name}", iou, sync_dist=True)
             results[method] = {"miou": float(miou), "per_class": per_class.tolist()}
         return results

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["SEPARATOR", "Method", "check_part"]
+__all__ = ["SEPARATOR", "Method", "check_distinct", "check_part"]
 
 #: Joins a strategy and a refinement step in a method's name; refused inside either part.
 SEPARATOR = "+"
@@ -29,6 +29,13 @@ def check_part(name: object, what: str) -> str:
             f"{what} name must be a non-empty string without {SEPARATOR!r} or '/', got {name!r}"
         )
     return name
+
+
+def check_distinct(names: list[str], what: str, hint: str) -> None:
+    """Raise ValueError naming the duplicates if ``names`` (of ``what``) repeat one."""
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise ValueError(f"{what} need distinct names; {duplicated} is used twice ({hint})")
 
 
 class Method(str):

@@ -1,4 +1,5 @@
-"""Picture grids for loggers: image | top-candidate heatmap | mask | overlay, one row per image."""
+"""Pictures of maps: :func:`heatmap_overlay` (one map over its image) and the loggers' grids
+(image | top-candidate heatmap | mask | overlay, one row per image)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 from torchvision.utils import make_grid
 
+from dcsm_lightning.data.adapter import rgb_from_image
 from dcsm_lightning.palette import blend_overlay, colorize_heatmap, colorize_labels
+from dcsm_lightning.segmentation.methods import Method
+from dcsm_lightning.segmentation.output import SegmentationOutput
 
 COLUMNS = ("image", "heatmap", "mask", "overlay")
 
@@ -29,6 +33,19 @@ def top_candidate(maps: Tensor, candidates: Tensor, scores: Tensor | None = None
         return None
     key = scores.float() if scores is not None else maps.flatten(1).float().sum(dim=1)
     return int(key.masked_fill(~candidates.bool(), float("-inf")).argmax())
+
+
+def panel_data(out: SegmentationOutput, name: str, refiners: list[str]) -> dict[str, Tensor]:
+    """:func:`panel_grid`'s arguments (on the CPU) for the maps ``name`` of a batch's output:
+    its masks refined by the first of ``refiners`` when there are any, else its plain masks."""
+    shown = Method(name, refiners[0]) if refiners else Method(name)
+    shown = shown if shown in out.masks else Method(name)
+    return {
+        "rgb": out.batch.rgb.cpu(),
+        "maps": out.maps[name].cpu(),
+        "masks": out.masks[shown].cpu(),
+        "candidates": out.candidates.cpu(),
+    }
 
 
 def panel_grid(
@@ -124,3 +141,57 @@ def log_panels(logger: Any, tag: str, grid: Tensor, step: int) -> bool:
             one.experiment.add_image(tag, grid, global_step=step, dataformats="CHW")
             logged = True
     return logged
+
+
+def heatmap_overlay(
+    image: Any, heat: Any, alpha: float = 0.5, cmap: str = "jet"
+) -> np.ndarray:
+    """A saliency map's colours blended over its image (like pytorch-grad-cam's
+    ``show_cam_on_image``): ``(1 - alpha) * image + alpha * colorize_heatmap(heat)``.
+
+    Args:
+        image: the picture: uint8 H x W x 3 (RGB), or a float tensor 3 x H x W
+            (or 1 x 3 x H x W) normalised with ImageNet's mean and std, as a model reads it.
+        heat: float H x W in [0, 1] (one class's map, e.g. ``maps[b, c]``), a tensor or an
+            array.
+        alpha: opacity of the colour map, in [0, 1].
+        cmap: a matplotlib colormap name.
+
+    Returns:
+        uint8 H x W x 3 RGB.
+
+    Raises:
+        ValueError: an image that is neither, sizes that differ, or ``alpha`` outside [0, 1].
+
+    Example:
+        >>> rgb = np.full((2, 2, 3), 200, np.uint8)
+        >>> heatmap_overlay(rgb, np.zeros((2, 2)), alpha=0.5)[0, 0].tolist()  # jet(0) = navy
+        [100, 100, 164]
+    """
+    rgb = _as_rgb(image)
+    heat = heat.detach().cpu().float().numpy() if hasattr(heat, "detach") else np.asarray(heat)
+    if heat.shape != rgb.shape[:2]:
+        raise ValueError(f"heat must be H x W = {rgb.shape[:2]} (the image's), got {heat.shape}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+    colors = colorize_heatmap(heat, cmap).astype(np.float32)
+    out = rgb.astype(np.float32) * (1 - alpha) + colors * alpha
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+
+def _as_rgb(image: Any) -> np.ndarray:
+    """uint8 H x W x 3 from itself or from an ImageNet-normalised (1 x) 3 x H x W image."""
+    if isinstance(image, Tensor):
+        if image.ndim == 3 and image.is_floating_point():
+            image = image[None]
+        if image.ndim == 4 and image.shape[:2] == (1, 3) and image.is_floating_point():
+            return rgb_from_image(image.detach().cpu())[0].numpy()
+        image = image.detach().cpu().numpy()
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8:
+        return image
+    raise ValueError(
+        "image must be uint8 H x W x 3 or a normalised float tensor 3 x H x W, got "
+        f"{image.dtype} of shape {image.shape}"
+    )
