@@ -56,9 +56,16 @@ class DCSMTrainer(Trainer):
             include: one ``comparison.csv`` (``--include CSV``) or several (``--include+ CSV``
                 repeated) of earlier runs whose rows come first (e.g. the classifier's methods
                 beside a segmentation network's).
+
+        Raises:
+            UserError: the datamodule has no masks (``has_masks`` False), before any work.
         """
         if isinstance(include, str):
             include = [include]
+        if datamodule is not None and not getattr(datamodule, "has_masks", True):
+            raise UserError(
+                "compare needs masks to score the methods: give data.masks (a folder of <id>.png)"
+            )
         self.callbacks.append(ComparisonReport(output_dir, class_names, include))
         return self.validate(
             model, dataloaders, ckpt_path=ckpt_path, verbose=verbose, datamodule=datamodule
