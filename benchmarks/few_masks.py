@@ -37,6 +37,7 @@ from dcsm_lightning.tuning.tune import (  # noqa: E402
     candidate_rule,
     search_with_edges,
     strategy_evaluator,
+    with_concrete_layers,
 )
 
 
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     load_weights(model, args.ckpt_path)
     model.eval()
     segmentation = model.segmentation
-    strategy, crf = segmentation.strategies[0], CRFSettings()
+    strategy, crf = with_concrete_layers(segmentation.strategies[0], model), CRFSettings()
     top_up = candidate_rule(segmentation).min_candidates
     grid = default_grid(strategy, top_up, crf)
     start = start_setting(grid, strategy, top_up, crf)

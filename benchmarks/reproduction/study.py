@@ -20,6 +20,7 @@ from dcsm_lightning import CRFSettings, SaliencySegmentation
 from dcsm_lightning.crf.settings import resolve_backend
 from dcsm_lightning.files import save_text
 from dcsm_lightning.tuning import tune_segmentation
+from dcsm_lightning.tuning.tune import with_concrete_layers
 
 from .evaluate import Result, ResultCache, crf_key, evaluate_setting
 from .output import RowResult, best_line, write_table
@@ -183,7 +184,7 @@ class Study:
         if self.loaded != 0:
             load_weights(self.model, self.checkpoints[0])
             self.loaded = 0
-        strategy = dcsm().build()
+        strategy = with_concrete_layers(dcsm().build(), self.model)
         segmentation = SaliencySegmentation(strategy, self.class_names, log_panels=False)
         held = {
             "layers": (strategy.layers,),

@@ -14,7 +14,12 @@ from dcsm_lightning.crf.mean_field import crf_masks
 from dcsm_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from dcsm_lightning.saliency import DCSM, max_pool_scores, select_candidates
 from dcsm_lightning.saliency.options import strategy_config, with_options
-from dcsm_lightning.tuning import coordinate_search, exhaustive_search, tune_segmentation
+from dcsm_lightning.tuning import (
+    coordinate_search,
+    exhaustive_search,
+    tune_segmentation,
+    tuned_config,
+)
 from dcsm_lightning.tuning.cross_validation import fold_indices
 from dcsm_lightning.tuning.grid import Grid, Knob, extended, layer_groups
 
@@ -106,6 +111,10 @@ def test_tune_chooses_the_best_setting_of_a_small_grid():
     assert tuning.min_candidates == chosen["min_candidates"]
     assert tuning.crf.bilateral_compat == chosen["bilateral_compat"]
     assert tuning.strategies[0].strategy.alpha == chosen["alpha"]
+    # tuned.yaml's entry: the chosen options, the name with a suffix when asked
+    entry = tuned_config(tuning, "_tuned")["model"]["init_args"]["saliency"][0]["init_args"]
+    assert entry["alpha"] == chosen["alpha"] and entry["name"] == "dcsm_tuned"
+    assert tuned_config(tuning)["model"]["init_args"]["min_candidates"] == tuning.min_candidates
 
 
 def test_coordinate_search_moves_one_group_at_a_time_to_the_separable_optimum():

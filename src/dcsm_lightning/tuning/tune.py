@@ -18,7 +18,7 @@ from typing import Any
 from torch import nn
 
 from dcsm_lightning.crf import CRFSettings, DenseCRF
-from dcsm_lightning.saliency import SaliencyStrategy
+from dcsm_lightning.saliency import LayerGradient, SaliencyStrategy
 from dcsm_lightning.saliency.options import with_options
 from dcsm_lightning.segmentation.callback import SaliencySegmentation
 from dcsm_lightning.segmentation.flow import CandidateRule, SaliencyMaps
@@ -155,6 +155,16 @@ def candidate_rule(segmentation: SaliencySegmentation) -> CandidateRule:
     return segmentation.source.candidates
 
 
+def with_concrete_layers(strategy: SaliencyStrategy, model: nn.Module) -> SaliencyStrategy:
+    """``strategy`` with the layers it would read on ``model`` written out (a
+    ``LayerGradient`` / DCSM given no ``layers`` reads the model's defaults): the grid's layer
+    sets are made from them, and ``tuned.yaml`` names them. Other strategies as they are."""
+    if not isinstance(strategy, LayerGradient) or strategy.layers is not None:
+        return strategy
+    choice = strategy.layer_choice(model)
+    return with_options(strategy, layers=tuple(choice.paths), at=choice.at)
+
+
 def _say(line: str) -> None:
     print(line, flush=True)
 
@@ -224,8 +234,9 @@ def tune_segmentation(
     configured_n = candidate_rule(segmentation).min_candidates
     chosen_crf, chosen_n = crf, configured_n
     try:
-        for index, strategy in enumerate(segmentation.strategies):
+        for index, configured in enumerate(segmentation.strategies):
             first = index == 0
+            strategy = with_concrete_layers(configured, model)
             grid = default_grid(strategy, configured_n, crf, grid_values)
             default = start_setting(grid, strategy, configured_n, crf)
             start = default
