@@ -1,6 +1,7 @@
 """Reproduce the paper's Tables 1-6 (and a hold-out choice of alpha and the CRF weight).
 
-    python benchmarks/reproduce.py --config configs/synthetic.yaml --ckpt_path CKPT [CKPT ...] \\
+    python benchmarks/reproduce.py --config configs/synthetic.yaml [--config MORE.yaml] \\
+        --ckpt_path CKPT [CKPT ...] \\
         --output_dir DIR [--tables 1,2,...,6,holdout] [--limit N] [--train_seeds N] \\
         [--data.init_args.root ...]   # any other option: a config key, as for dcsm-lightning
 
@@ -46,7 +47,12 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         description=__doc__.splitlines()[0],
         epilog="Other options are config keys passed to LightningCLI (--data.init_args.root DIR).",
     )
-    parser.add_argument("--config", required=True, help="the training config (YAML)")
+    parser.add_argument(
+        "--config",
+        required=True,
+        action="append",
+        help="the training config (YAML); repeat it to stack configs as dcsm-lightning does",
+    )
     parser.add_argument("--ckpt_path", nargs="+", default=[], help="classifier checkpoint(s)")
     parser.add_argument("--output_dir", required=True, help="where tables and results go")
     parser.add_argument(

@@ -44,15 +44,16 @@ class _ConfigOnlyCLI(DCSMLightningCLI):
 
 
 def build_parts(
-    config: str, overrides: Sequence[str]
+    configs: Sequence[str], overrides: Sequence[str]
 ) -> tuple[LightningModule, SegmentationDataModule]:
-    """The model and datamodule of ``--config config`` plus command-line ``overrides``.
+    """The model and datamodule of ``--config C`` for each of ``configs`` (stacked, later ones
+    win, as ``dcsm-lightning`` stacks them) plus command-line ``overrides``.
 
     Raises:
         UserError: the datamodule is not one of the library's (it needs ``dataset(role)``).
         argparse.ArgumentError: a bad config key or value (printed as one line).
     """
-    args = ["--config", config, *overrides, "--trainer.logger=false"]
+    args = [*config_args(configs), *overrides, "--trainer.logger=false"]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*args parameter is intended.*")
         cli = _ConfigOnlyCLI(
@@ -79,15 +80,23 @@ def checkpoint_id(path: str | os.PathLike) -> str:
     return f"{Path(path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
 
 
-def train_classifier(config: str, overrides: Sequence[str], seed: int, path: Path) -> Path:
-    """Train with ``dcsm-lightning fit --config config <overrides> --seed_everything seed``.
+def config_args(configs: Sequence[str]) -> list[str]:
+    """``["--config", C1, "--config", C2, ...]``."""
+    return [arg for config in configs for arg in ("--config", config)]
+
+
+def train_classifier(
+    configs: Sequence[str], overrides: Sequence[str], seed: int, path: Path
+) -> Path:
+    """Train with ``dcsm-lightning fit --config C ... <overrides> --seed_everything seed``.
 
     The final weights (no model selection on val) are saved atomically to ``path``; the run's
     own logs and checkpoints go where the config puts them (its logger's folder, else
     ``<path without suffix>/``).
     """
     root = f"--trainer.default_root_dir={path.with_suffix('')}"
-    cli = cli_main(["fit", "--config", config, root, *overrides, f"--seed_everything={seed}"])
+    args = ["fit", *config_args(configs), root, *overrides, f"--seed_everything={seed}"]
+    cli = cli_main(args)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path, overwrite=True) as tmp:
         cli.trainer.save_checkpoint(tmp)

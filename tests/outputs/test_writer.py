@@ -276,7 +276,8 @@ def test_pseudo_labels_layout_and_uncertain_pixels(tmp_path):
             np.testing.assert_array_equal(np.asarray(image), expected)
     listing = (tmp_path / "ImageSets" / "Segmentation" / "pseudo.txt").read_text()
     assert listing.split() == [f"img{i}" for i in range(4)]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ImageSets", "SegmentationClass"]
+    top = ["ImageSets", "SegmentationClass", "run.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == top
 
 
 def test_unwritable_output_dir_fails_at_setup(tmp_path):
@@ -324,7 +325,7 @@ def test_method_choice(tmp_path):
 def test_class_name_fallback_and_flags(tmp_path):
     writer = SegmentationWriter(str(tmp_path), write_heatmaps=False, write_overlays=False)
     _predict(writer, datamodule=False)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["masks", "scores"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["masks", "run.json", "scores"]
     record = json.loads((tmp_path / "scores" / "img0.json").read_text())
     assert list(record["scores"]) == ["class_0", "class_1", "class_2"]
 

@@ -63,3 +63,19 @@ def run(capsys, tmp_path) -> Callable[..., tuple[int, str]]:
         return code, capsys.readouterr().err
 
     return _run
+
+
+@pytest.fixture
+def images(base_tree, tmp_path) -> Path:
+    """A private folder of the 5 validation images of :func:`base_tree` (``<id>.jpg``)."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for image_id in (base_tree / "ImageSets" / "Segmentation" / "val.txt").read_text().split():
+        shutil.copy(base_tree / "JPEGImages" / f"{image_id}.jpg", folder)
+    return folder
+
+
+@pytest.fixture
+def all_images(base_tree, tmp_path) -> Path:
+    """A private folder of all 11 images of :func:`base_tree`, which show all 6 classes."""
+    return Path(shutil.copytree(base_tree / "JPEGImages", tmp_path / "all_images"))

@@ -98,3 +98,26 @@ def run_cli(*args: str, cwd: Path, timeout: float = 300, **kwargs) -> subprocess
 def leftover_temp_files(folder: Path) -> list[Path]:
     """Hidden temporary files (``.<name>.<host>-<pid>-<hex>.tmp<suffix>``) under ``folder``."""
     return sorted(p for p in folder.rglob(".*.tmp*") if p.is_file())
+
+
+def tag_rows(tree: Path, ids: list[str]) -> dict[str, list[str]]:
+    """``{id: [class name, ...]}`` of VOC-layout images, read from their masks."""
+    import numpy as np
+    from PIL import Image
+
+    names = (tree / "class_names.txt").read_text().split()
+    rows = {}
+    for image_id in ids:
+        mask = np.asarray(Image.open(tree / "SegmentationClass" / f"{image_id}.png"))
+        rows[image_id] = [n for k, n in enumerate(names, start=1) if (mask == k).any()]
+    return rows
+
+
+def refused(*args: str, cwd: Path) -> str:
+    """Run ``dcsm-lightning ARGS --trainer.default_root_dir=CWD`` in ``cwd``; assert it exits 1
+    with one error line, and return that line."""
+    from dcsm_lightning.app.error_report import EXIT_USER_ERROR
+
+    done = run_cli(*args, f"--trainer.default_root_dir={cwd}", cwd=cwd)
+    assert done.returncode == EXIT_USER_ERROR, done.stderr[-3000:]
+    return error_line(done.stderr)

@@ -25,14 +25,20 @@ running them again in the same folder must not stop.
 
 from __future__ import annotations
 
+import importlib
+import os
 import pickle
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
+import yaml
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
+from dcsm_lightning.app.checkpoint_defaults import check_class_names_match
 from dcsm_lightning.app.signals import StopOnSigterm
 from dcsm_lightning.errors import UserError
 
@@ -57,12 +63,13 @@ def read_checkpoint(path: str | Path) -> SavedCheckpoint:
     """The saved hyper-parameters and the shapes of the state dict of a Lightning checkpoint.
 
     Reads with ``weights_only=True`` (never unpickles arbitrary objects) and memory-maps the
-    tensors, so only their shapes are read.
+    tensors; their values are read once, to refuse NaN or Inf (a diverged training).
 
     Raises:
-        UserError: the file is missing, a folder, unreadable, or not a Lightning checkpoint.
+        UserError: the file is missing, a folder, unreadable, not a Lightning checkpoint, or
+            holds NaN / Inf weights.
     """
-    path = Path(path)
+    path = Path(path).expanduser()
     if not path.exists():
         raise UserError(f"checkpoint {path} does not exist", _CKPT_HINT)
     if not path.is_file():
@@ -93,13 +100,79 @@ def read_checkpoint(path: str | Path) -> SavedCheckpoint:
             "weights files go to --model.init_args.pretrained",
             _CKPT_HINT,
         )
-    shapes = {k: v.shape for k, v in ckpt["state_dict"].items() if isinstance(v, torch.Tensor)}
+    tensors = {k: v for k, v in ckpt["state_dict"].items() if isinstance(v, torch.Tensor)}
+    for key, value in tensors.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise UserError(
+                f"checkpoint {path} holds NaN or Inf values in {key}",
+                "its training diverged: use an earlier checkpoint, or train again with a lower "
+                "learning rate",
+            )
+    shapes = {k: v.shape for k, v in tensors.items()}
     return SavedCheckpoint(
         str(path),
         dict(ckpt.get("hyper_parameters") or {}),
         dict(ckpt.get("datamodule_hyper_parameters") or {}),
         shapes,
     )
+
+
+def option_values(args: Sequence[str], option: str) -> list[str]:
+    """The values given to ``option`` (``--opt V`` or ``--opt=V``) in a command line."""
+    values = []
+    for i, arg in enumerate(args):
+        if arg == option and i + 1 < len(args):
+            values.append(args[i + 1])
+        elif arg.startswith(option + "="):
+            values.append(arg[len(option) + 1 :])
+    return values
+
+
+def check_config_files(args: Sequence[str]) -> None:
+    """Refuse a ``--config`` file whose YAML is not a mapping (jsonargparse says only the
+    first key it misses).
+
+    Raises:
+        UserError: a config file holds a list or a plain value.
+    """
+    for path in option_values(args, "--config"):
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError, yaml.YAMLError):
+            continue  # missing or not YAML: jsonargparse names the problem
+        if loaded is not None and not isinstance(loaded, dict):
+            kind = "list" if isinstance(loaded, list) else f"plain {type(loaded).__name__}"
+            raise UserError(
+                f"config file {path} must be a mapping of options (key: value), not a {kind}",
+                "write it as e.g. 'trainer:\\n  max_epochs: 10' (see configs/*.yaml)",
+            )
+
+
+def check_model_class(path: str, saved: str | None, built: str | None) -> None:
+    """Refuse a checkpoint of one LightningModule class given to a run that builds another.
+
+    Args:
+        path: the checkpoint, for the message.
+        saved: the ``_class_path`` saved in its hyper-parameters (None: unknown, not checked).
+        built: the run's ``model.class_path`` (None: none given, the checkpoint's is used).
+
+    Raises:
+        UserError: both name importable classes and they differ.
+    """
+    if not saved or not built:
+        return
+    classes = []
+    for name in (saved, built):
+        module, _, attr = name.rpartition(".")
+        try:
+            classes.append(getattr(importlib.import_module(module), attr))
+        except (ImportError, AttributeError, ValueError):
+            return  # jsonargparse reports a class path it cannot import
+    if classes[0] is not classes[1]:
+        raise UserError(
+            f"checkpoint {path} holds a {saved}; this run builds a {built}",
+            "give the config the checkpoint was trained with (or no --model / --config model)",
+        )
 
 
 def _as_model_config(hparams: dict[str, Any]) -> dict[str, Any]:
@@ -151,6 +224,8 @@ class BaseCLI(LightningCLI):
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         self._args = args
+        if isinstance(args, (list, tuple)):
+            check_config_files(args)
         super().parse_arguments(parser, args)
 
     def _parse_ckpt_path(self) -> None:
@@ -164,6 +239,10 @@ class BaseCLI(LightningCLI):
         hparams = self.checkpoint.hparams
         if not hparams:
             return
+        model = self.config[subcommand].get("model")
+        check_model_class(
+            self.checkpoint.path, hparams.get("_class_path"), model.class_path if model else None
+        )
         # The checkpoint's values become the model's defaults; parse the arguments again so
         # that everything the user gave (config files, command line) overrides them.
         self._subcommand_parsers[subcommand].set_defaults(model=_as_model_config(hparams))
@@ -175,9 +254,21 @@ class BaseCLI(LightningCLI):
         init_args = self.config[subcommand].model.get("init_args")
         if init_args is not None and "pretrained" in init_args:
             init_args.pretrained = None
+        self.config[subcommand].ckpt_path = os.path.expanduser(ckpt_path)
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        trainer = super().instantiate_trainer(**kwargs)
+        try:
+            trainer = super().instantiate_trainer(**kwargs)
+        except MisconfigurationException as exc:  # Lightning's word for a bad trainer option
+            accelerator = self._get(self.config_init, "trainer", {}).get("accelerator")
+            if "gpu backend" in str(exc) or (
+                accelerator in ("gpu", "cuda") and not torch.cuda.is_available()
+            ):
+                raise UserError(
+                    f"trainer.accelerator {accelerator!r}: no GPU is available on this machine",
+                    "use --trainer.accelerator auto (or cpu)",
+                ) from exc
+            raise UserError(f"trainer: {exc}") from exc
         trainer.callbacks.append(StopOnSigterm())  # last: after the writers of a batch
         return trainer
 
@@ -186,6 +277,11 @@ class BaseCLI(LightningCLI):
         if self.checkpoint is None or getattr(self, "model", None) is None:
             return
         path, saved = self.checkpoint.path, self.checkpoint.shapes
+        check_class_names_match(
+            getattr(self.model, "hparams", {}).get("class_names"),
+            self.checkpoint.hparams.get("class_names"),
+            path,
+        )
         for key, value in self.model.state_dict().items():
             shape = value.shape
             if key in saved and saved[key] != shape:

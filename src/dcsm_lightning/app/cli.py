@@ -37,7 +37,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 import dcsm_lightning.data  # noqa: F401
 import dcsm_lightning.models  # noqa: F401
 from dcsm_lightning import __version__
-from dcsm_lightning.app.base import BaseCLI
+from dcsm_lightning.app.base import BaseCLI, option_values
 from dcsm_lightning.app.checkpoint_defaults import FOLDER_DATAMODULE, checkpoint_defaults
 from dcsm_lightning.app.error_report import PROG, run_command
 from dcsm_lightning.app.shipped_configs import with_shipped_configs
@@ -99,6 +99,9 @@ class DCSMLightningCLI(BaseCLI):
             return super().add_core_arguments_to_parser(parser)
         parser.add_lightning_class_args(self.trainer_class, "trainer")
         defaults = {"trainer." + k: v for k, v in self.trainer_defaults.items() if k != "callbacks"}
+        # predicting writes to --output_dir: no lightning_logs/ in the working folder unless a
+        # config asks for a logger
+        parser.set_defaults({"trainer.logger": False})
         parser.set_defaults(defaults)
         for key, base in (("model", self._model_class), ("data", self._datamodule_class)):
             parser.add_lightning_class_args(base, key, subclass_mode=True, required=False)
@@ -109,9 +112,38 @@ class DCSMLightningCLI(BaseCLI):
                 f"data.{field}", f"model.init_args.{field}", apply_on="instantiate"
             )
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        if isinstance(args, (list, tuple)):
+            # `--images DIR` stands for `--data=TaggedImagesDataModule --data.images=DIR`: as a
+            # default, so that --data.* options beside it parse (a config's data still wins)
+            images = option_values(args, "--images")
+            subcommands = set(args) & set(_PREDICTING) if images else set()
+            for subcommand in subcommands:
+                data = {"class_path": FOLDER_DATAMODULE, "init_args": {"images": images[-1]}}
+                self._subcommand_parsers[subcommand].set_defaults(data=data)
+        super().parse_arguments(parser, args)
+
     def before_instantiate_classes(self) -> None:
-        if self.subcommand not in _PREDICTING:
-            return
+        if self.subcommand in _PREDICTING:
+            self._check_predicting()
+        config = self.config[self.subcommand]
+        init_args = config.data.get("init_args") if config.get("data") else None
+        saved = self.checkpoint
+        if saved is not None and init_args is not None and config.get("model") is not None:
+            model_args = config.model.get("init_args")
+            self._apply_updates(
+                checkpoint_defaults(
+                    saved.hparams,
+                    saved.datamodule_hparams,
+                    vars(init_args),
+                    vars(model_args) if model_args is not None else {},
+                    data_class=config.data.class_path,
+                    saliency=self.subcommand == "predict",
+                )
+            )
+
+    def _check_predicting(self) -> None:
+        """``predict`` / ``pseudo-labels``: a model and data (``--images``) are given."""
         config = self.config[self.subcommand]
         if self.subcommand == "predict" and config.get("output_dir") is None:
             raise UserError(
@@ -127,19 +159,20 @@ class DCSMLightningCLI(BaseCLI):
             config = self.config[self.subcommand]
         if config.get("data") is None:
             raise UserError(f"{self.subcommand} needs data: give --images DIR, --config or --data")
+        callbacks = config.trainer.get("callbacks") or []
+        if not any("ModelCheckpoint" in str(c.get("class_path")) for c in callbacks):
+            # Lightning's default ModelCheckpoint would restore a state whose dirpath differs
+            # and say so ("dirpath has changed"): predicting saves no checkpoints
+            config.trainer.enable_checkpointing = False
         init_args = config.data.get("init_args")
         if self.subcommand == "pseudo-labels":
+            if config.data.class_path == FOLDER_DATAMODULE and not init_args.get("tags"):
+                raise UserError(
+                    "pseudo-labels needs data.tags: the image tags are its candidates",
+                    "give --data.tags FILE (CSV, JSON or cls_labels.npy)",
+                )
             if init_args is not None and init_args.get("predict_split") is None:
                 init_args.predict_split = init_args.get("train_split") or "train"
-            return
-        saved = self.checkpoint
-        if saved is not None and init_args is not None:
-            model_args = vars(config.model.init_args)
-            self._apply_updates(
-                checkpoint_defaults(
-                    saved.hparams, saved.datamodule_hparams, vars(init_args), model_args
-                )
-            )
 
     def after_fit(self) -> None:
         """Print where the checkpoints are and the command that compares the methods next."""

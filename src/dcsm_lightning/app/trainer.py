@@ -16,7 +16,7 @@ import torch
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 
 from dcsm_lightning.app.base import read_checkpoint
-from dcsm_lightning.crf import CRFSettings, DenseCRF
+from dcsm_lightning.crf import DenseCRF
 from dcsm_lightning.data.synthetic import export_voc
 from dcsm_lightning.errors import UserError
 from dcsm_lightning.outputs.comparison import ComparisonReport
@@ -56,9 +56,16 @@ class DCSMTrainer(Trainer):
             include: one ``comparison.csv`` (``--include CSV``) or several (``--include+ CSV``
                 repeated) of earlier runs whose rows come first (e.g. the classifier's methods
                 beside a segmentation network's).
+
+        Raises:
+            UserError: the datamodule has no masks (``has_masks`` False), before any work.
         """
         if isinstance(include, str):
             include = [include]
+        if datamodule is not None and not getattr(datamodule, "has_masks", True):
+            raise UserError(
+                "compare needs masks to score the methods: give data.masks (a folder of <id>.png)"
+            )
         self.callbacks.append(ComparisonReport(output_dir, class_names, include))
         return self.validate(
             model, dataloaders, ckpt_path=ckpt_path, verbose=verbose, datamodule=datamodule
@@ -207,11 +214,14 @@ class DCSMTrainer(Trainer):
         found = [cb for cb in callbacks if isinstance(cb, SaliencySegmentation)]
         if not found:
             raise UserError("tune needs saliency strategies: --model.init_args.saliency=dcsm")
-        crf = next((cb.settings for cb in callbacks if isinstance(cb, DenseCRF)), CRFSettings())
+        configured = next((cb for cb in callbacks if isinstance(cb, DenseCRF)), DenseCRF())
         load_weights(model, ckpt_path)
         model.to(self.strategy.root_device).eval()
         loader, source = tuning_loader(datamodule, num_images, seed, masks)
-        tuning = tune_segmentation(model, found[0], crf, loader, folds, seed, crf_workers)
+        tuning = tune_segmentation(
+            model, found[0], configured.settings, loader, folds, seed, crf_workers,
+            crf_backend=configured.backend,
+        )  # fmt: skip
         command = "dcsm-lightning " + " ".join(sys.argv[1:])
         paths = write_tuning(tuning, output_dir, source, command.strip(), overwrite, suffix)
         print(paths["table"].read_text(encoding="utf-8"))

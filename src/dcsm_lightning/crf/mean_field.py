@@ -99,7 +99,8 @@ def dense_crf(
     (numpy: the CPU).
 
     Args:
-        rgb: uint8 image of shape (H, W, 3), numpy or torch (any device, any strides).
+        rgb: uint8 image of shape (H, W, 3), numpy or torch (any device, any strides,
+            read-only arrays such as ``np.asarray(PIL image)`` included).
         probs: float array of shape (L, H, W) with values in [0, 1] (1e-6 outside tolerated),
             numpy or torch. Used as given: rows are NOT renormalised to sum to 1, the unary of
             label l is ``-log(max(probs[l], clamp))`` (values above 1 are clipped to 1).
@@ -153,7 +154,7 @@ def _mean_field(
     crf.addPairwiseBilateral(
         sxy=settings.bilateral_sxy,
         srgb=settings.bilateral_srgb,
-        rgbim=np.ascontiguousarray(rgb_np),
+        rgbim=np.require(rgb_np, requirements=("C", "W")),  # a read-only view is copied
         compat=settings.bilateral_compat,
     )
     marginals = np.asarray(crf.inference(settings.iterations))

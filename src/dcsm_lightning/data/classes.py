@@ -53,8 +53,9 @@ def check_class_names(names: Sequence[str], field: str = "class_names") -> tuple
     """Validate a list of foreground class names and return it as a tuple.
 
     A valid name is a non-empty string without surrounding whitespace or control characters
-    (names are written one per line to ``class_names.txt``) and is not ``background``, which
-    is the implicit label 0.
+    (names are written one per line to ``class_names.txt``), without the tag separators
+    ``,`` ``;`` ``|``, is not ``background``, which is the implicit label 0, and differs from
+    every other name by more than letter case (``Disc`` / ``disc`` would be two classes).
 
     Args:
         names: the K foreground names, in label order (name ``k`` is mask value ``k + 1``).
@@ -62,8 +63,8 @@ def check_class_names(names: Sequence[str], field: str = "class_names") -> tuple
 
     Raises:
         ValueError: ``names`` is a plain string, empty, longer than 254, or holds a non-string,
-            blank, padded, control-character, ``background`` or duplicate name; the message
-            names ``field``.
+            blank, padded, control-character, separator, ``background``, duplicate or
+            case-only-different name; the message names ``field``.
     """
     if isinstance(names, (str, bytes)) or not isinstance(names, Sequence):
         raise ValueError(f"{field} must be a list of class names, got {type(names).__name__}")
@@ -71,7 +72,7 @@ def check_class_names(names: Sequence[str], field: str = "class_names") -> tuple
         raise ValueError(f"{field} is empty; give at least one foreground class name")
     if len(names) > MAX_CLASSES:
         raise ValueError(f"{field} has {len(names)} names; masks allow at most {MAX_CLASSES}")
-    seen: set[str] = set()
+    seen: dict[str, str] = {}  # casefolded -> as given
     for index, name in enumerate(names):
         where = f"{field}[{index}]"
         if not isinstance(name, str):
@@ -82,9 +83,15 @@ def check_class_names(names: Sequence[str], field: str = "class_names") -> tuple
             raise ValueError(f"{where} = {name!r} contains control characters")
         if name.lower() == "background":
             raise ValueError(f"{where} = {name!r}: background is label 0 and must not be listed")
-        if name in seen:
+        if any(sep in name for sep in ",;|"):
+            raise ValueError(f"{where} = {name!r} contains ',', ';' or '|', which separate tags")
+        if name in seen.values():
             raise ValueError(f"{field} lists {name!r} twice")
-        seen.add(name)
+        other = seen.setdefault(name.casefold(), name)
+        if other != name:
+            raise ValueError(
+                f"{field}: {other!r} and {name!r} differ only in case; use one spelling"
+            )
     return tuple(names)
 
 

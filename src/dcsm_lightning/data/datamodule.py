@@ -168,6 +168,11 @@ class SegmentationDataModule(LightningDataModule):
         self._datasets: dict[str, Dataset] = {}
 
     @property
+    def has_masks(self) -> bool:
+        """Whether validation / test batches carry masks (mIoU needs them)."""
+        return True
+
+    @property
     def num_classes(self) -> int:
         """K, the number of foreground classes (linked to ``model.num_classes`` by the CLI)."""
         return len(self.class_names)

@@ -21,6 +21,7 @@ from dcsm_lightning.data.tags import TagRow
 from dcsm_lightning.data.transforms import load_rgb
 from dcsm_lightning.data.voc import check_mask_labels, check_mask_size, load_label_map
 
+_ORIENTATION = 0x0112  # the EXIF tag
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
 
@@ -40,7 +41,8 @@ def find_images(folder: str | os.PathLike) -> list[str]:
     """Relative paths (``/``-separated, sorted) of the images under ``folder``, recursively.
 
     Files with a suffix in :data:`IMAGE_EXTENSIONS` (any case) count; hidden files and folders
-    (names starting with ``.``) are skipped.
+    (names starting with ``.``) are skipped. Symbolic links to folders are followed, each real
+    folder once (a link back up the tree is not a loop).
 
     Raises:
         FileNotFoundError: ``folder`` is not a folder.
@@ -51,7 +53,13 @@ def find_images(folder: str | os.PathLike) -> list[str]:
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {root} does not exist or is not a folder")
     found: list[str] = []
-    for current, dirs, files in os.walk(root):
+    visited: set[str] = set()
+    for current, dirs, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(current)
+        if real in visited:
+            dirs[:] = []
+            continue
+        visited.add(real)
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         relative = Path(current).relative_to(root)
         for name in files:
@@ -77,9 +85,10 @@ def find_images(folder: str | os.PathLike) -> list[str]:
 
 
 def match_rows(
-    rows: Sequence[TagRow], files: Sequence[str]
+    rows: Sequence[TagRow], files: Sequence[str], root: Path | None = None
 ) -> tuple[dict[str, TagRow], list[TagRow]]:
-    """Pair tag rows with image files by relative path, with or without the suffix.
+    """Pair tag rows with image files by relative path, with or without the suffix; an
+    absolute path under ``root`` (the image folder) counts as its path relative to it.
 
     Returns:
         ``({file: row}, rows_without_a_file)``.
@@ -88,7 +97,7 @@ def match_rows(
     matched: dict[str, TagRow] = {}
     absent: list[TagRow] = []
     for row in rows:
-        file = by_key.get(row.image.replace("\\", "/").removeprefix("./"))
+        file = by_key.get(_relative(row.image.replace("\\", "/").removeprefix("./"), root))
         if file is None:
             absent.append(row)
         else:
@@ -96,11 +105,23 @@ def match_rows(
     return matched, absent
 
 
+def _relative(image: str, root: Path | None) -> str:
+    """``image`` relative to ``root`` if it is an absolute path under it, else unchanged."""
+    if root is None or not os.path.isabs(image):
+        return image
+    for base in (root, root.resolve()):
+        if Path(image).is_relative_to(base):
+            return Path(image).relative_to(base).as_posix()
+    return image
+
+
 def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the file header, without decoding the pixels."""
+    """(width, height) as displayed (EXIF orientation applied), without decoding the pixels."""
     try:
         with Image.open(path) as image:
-            return image.size
+            width, height = image.size
+            turned = image.getexif().get(_ORIENTATION) in (5, 6, 7, 8)
+            return (height, width) if turned else (width, height)
     except (OSError, SyntaxError) as exc:
         raise ValueError(f"cannot read {path}: corrupt or not an image ({exc})") from exc
 

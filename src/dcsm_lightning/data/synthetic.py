@@ -123,7 +123,7 @@ class SyntheticScenes(Dataset):
 
 
 def _export_root(out_dir: str | os.PathLike, overwrite: bool) -> Path:
-    root = Path(out_dir)
+    root = Path(out_dir).expanduser()
     if root.exists() and not root.is_dir():
         raise NotADirectoryError(f"export folder {root} is a file, not a folder")
     if root.is_dir() and any(root.iterdir()) and not overwrite:

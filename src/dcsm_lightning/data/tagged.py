@@ -82,7 +82,7 @@ class TaggedImagesDataModule(SegmentationDataModule):
     ) -> None:
         predict_split = predict_split or "all"
         super().__init__(
-            size or DEFAULT_SIZE,
+            DEFAULT_SIZE if size is None else size,
             batch_size,
             num_workers,
             pin_memory,
@@ -113,7 +113,10 @@ class TaggedImagesDataModule(SegmentationDataModule):
             if not found:
                 raise ValueError(f"{', '.join(self.tag_files.values())}: no row names a class")
             class_names = sorted(found)
-        self.class_names = list(check_class_names(class_names))
+            field = f"the class names in {', '.join(self.tag_files.values())}"
+        else:
+            field = "class_names"
+        self.class_names = list(check_class_names(class_names, field))
         # Loggers merge these hparams with the model's, which holds the resolved names; predict
         # --ckpt_path reads the size from them.
         resolved = {"class_names": self.class_names, "size": self.size}
@@ -125,6 +128,11 @@ class TaggedImagesDataModule(SegmentationDataModule):
         self._found: list[str] | None = None
         self._splits: dict[str, list[tuple[str, TagRow]]] | None = None
         self._said_no_masks = False
+
+    @property
+    def has_masks(self) -> bool:
+        """Whether validation / test batches carry masks: only with ``masks``."""
+        return self.masks is not None
 
     def _files(self) -> list[str]:
         """Every image under ``images`` (relative paths), found once."""
@@ -142,12 +150,13 @@ class TaggedImagesDataModule(SegmentationDataModule):
         files = self._files()
         matched: dict[str, dict[str, TagRow]] = {}
         for role, rows in self.rows.items():
-            matched[role], absent = match_rows(rows, files)
+            matched[role], absent = match_rows(rows, files, self.images)
             if absent:
                 first = [f"{row.image} (line {row.line})" for row in absent]
                 raise FileNotFoundError(
                     f"{len(absent)} of {len(rows)} rows of {self.tag_files[role]} name no image "
-                    f"under {self.images}: {some(first)}"
+                    f"under {self.images}: {some(first)} (paths are relative to {self.images}, "
+                    "or absolute under it)"
                 )
         train, val = matched.get("train", {}), matched.get("val", {})
         both = sorted(set(train) & set(val))
@@ -182,7 +191,7 @@ class TaggedImagesDataModule(SegmentationDataModule):
             files = self._files()
             tags: dict[str, TagRow] = {}
             for rows in self.rows.values():
-                tags.update(match_rows(rows, files)[0])
+                tags.update(match_rows(rows, files, self.images)[0])
             entries: list[tuple[str, TagRow | None]] = [(f, tags.get(f)) for f in files]
         else:
             entries = list(self._train_val()[split])

@@ -4,7 +4,8 @@ Every reader returns a list of :class:`TagRow` (image key, class names, line), s
 errors found later (an unknown class, a row without a file) can name the line:
 
 - CSV: a header row with columns ``image`` and ``tags`` (others are ignored), then one row per
-  image; tags are separated by spaces, ``;`` or ``|``; an empty ``tags`` cell is an image with
+  image; tags are separated by spaces, ``,``, ``;`` or ``|`` (so a class name holds none of
+  them); an empty ``tags`` cell is an image with
   background only. Quoting follows Python's :mod:`csv`.
 - JSON: ``{"path/img.jpg": ["cat", "dog"], ...}`` (a string of separated names also works).
 - ``.npy``: the dict ``{voc_id: multi-hot vector}`` that psa / irn save as ``cls_labels.npy``
@@ -29,7 +30,7 @@ import numpy as np
 from dcsm_lightning.data.classes import VOC_CLASSES
 
 TAG_FILE_SUFFIXES = (".csv", ".json", ".npy")
-_SEPARATORS = re.compile(r"[\s;|]+")
+_SEPARATORS = re.compile(r"[\s,;|]+")
 
 
 class TagRow(NamedTuple):
@@ -42,7 +43,8 @@ class TagRow(NamedTuple):
 
 
 def split_tags(text: str) -> tuple[str, ...]:
-    """``"cat dog"``, ``"cat;dog"``, ``"cat | dog"`` -> ``("cat", "dog")``; ``""`` -> ``()``."""
+    """``"cat dog"``, ``"cat,dog"``, ``"cat;dog"``, ``"cat | dog"`` -> ``("cat", "dog")``;
+    ``""`` -> ``()``."""
     return tuple(name for name in _SEPARATORS.split(text.strip()) if name)
 
 
@@ -151,11 +153,13 @@ def read_tag_file(
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: an unknown suffix, an empty file, a file without rows, bytes that are not
-            UTF-8, a missing header, bad CSV / JSON, or the same image listed twice; the
-            message names the file and line.
+        ValueError: ``path`` is a folder, an unknown suffix, an empty file, a file without
+            rows, bytes that are not UTF-8, a missing header, bad CSV / JSON, or the same
+            image listed twice; the message names the file and line.
     """
-    path = Path(path)
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise ValueError(f"tag file {path} is a folder; give the file itself")
     if not path.is_file():
         raise FileNotFoundError(f"tag file {path} does not exist")
     suffix = path.suffix.lower()

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageFile
+from PIL import Image, ImageFile, ImageOps
 from torch import Tensor
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
@@ -58,8 +58,9 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
     Grayscale (``L``, ``1``; 16-bit ``I;16`` / ``I`` scaled to 8 bits), palette (``P``),
     ``CMYK`` and images with an alpha channel (``RGBA``, ``LA``) are converted to RGB (alpha
     is dropped, not composited) with an
-    :class:`ImageModeWarning` naming the file. EXIF orientation is ignored on purpose: VOC
-    masks are aligned with the stored pixels.
+    :class:`ImageModeWarning` naming the file. An EXIF orientation is applied (the image as a
+    photo viewer shows it; :func:`~dcsm_lightning.data.voc.load_label_map` does the same for
+    masks, so both stay aligned, and the writer's files have the displayed size).
 
     Args:
         path: image file (any format PIL reads).
@@ -76,6 +77,7 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
     try:
         with Image.open(path) as image, _refuse_truncated():
             image.load()
+            image = ImageOps.exif_transpose(image)
             mode = image.mode
             deep = mode in ("I", "F") or mode.startswith("I;16")
             rgb = image if mode == "RGB" or deep else image.convert("RGB")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
 from dcsm_lightning.data.classes import VOC_CLASSES, check_class_names, labels_from_mask
@@ -119,6 +119,7 @@ def load_label_map(path: str | os.PathLike) -> np.ndarray:
     try:
         with Image.open(path) as image:
             image.load()
+            image = ImageOps.exif_transpose(image)  # as load_rgb does for the image
             if image.mode not in ("P", "L", "I", "I;16"):
                 raise ValueError(
                     f"mask {path} has mode {image.mode!r}; expected a single-channel index PNG "

@@ -75,6 +75,11 @@ class VGGFCN(nn.Module):
         """Image B x 3 x H x W -> class score map B x K x h x w."""
         return self.score(self.head(self.features(image)))
 
+    @property
+    def min_input_size(self) -> int:
+        """The smallest input side with a score map: five 2 x 2 pools, then fc6's kernel."""
+        return 2 ** len(VGG16_BLOCKS) * max(1, self.spec.fc6_kernel - 2 * self.spec.fc6_padding)
+
 
 def vgg_head(fc6: nn.Conv2d, spec: VGGSpec) -> nn.Sequential:
     """fc6 -> [bn6] -> relu6 -> drop6 -> fc7 (1 x 1) -> [bn7] -> relu7 -> drop7.

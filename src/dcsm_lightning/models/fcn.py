@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -114,6 +115,23 @@ class MultiLabelFCN(EvaluationSteps, LightningModule):
         self.val_f1 = MultilabelF1Score(num_labels=num_classes)
         self.test_map = self.val_map.clone()
         self.test_f1 = self.val_f1.clone()
+
+    def setup(self, stage: str) -> None:
+        """Refuse a datamodule ``size`` the backbone gives no score map for (after ``fit``'s
+        smallest random rescale), before the first step fails in a convolution."""
+        smallest = getattr(self.backbone, "min_input_size", None)
+        size = getattr(self.trainer.datamodule, "size", None) if self._trainer else None
+        if smallest is None or not isinstance(size, int):
+            return
+        stage = getattr(stage, "value", stage)  # Lightning passes a str enum
+        low = self.hparams.scale_range[0] if stage == "fit" else 1.0
+        needed = math.ceil((smallest - 0.5) / low)  # random_rescale rounds the side
+        if size < needed:
+            after = f" ({smallest} px after the smallest rescale, {low})" if low != 1.0 else ""
+            raise ValueError(
+                f"data size {size} is too small for backbone {self.hparams.backbone}: {stage} "
+                f"needs at least {needed} px{after}"
+            )
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """Image B x 3 x H x W (normalised) -> class score map B x K x h x w."""

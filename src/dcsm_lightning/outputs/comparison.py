@@ -40,7 +40,9 @@ class ComparisonReport(Callback):
         class_names: list[str] | None = None,
         include: list[str] | None = None,
     ) -> None:
-        self.output_dir = output_dir
+        if output_dir is not None and not str(output_dir).strip():
+            raise ValueError("output_dir is empty: give a folder")
+        self.output_dir = None if output_dir is None else str(Path(output_dir).expanduser())
         self.class_names = class_names
         self.include = list(include or [])
         self._earlier = [(path, *read_csv(path)) for path in self.include]

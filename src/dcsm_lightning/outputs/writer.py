@@ -21,6 +21,7 @@ from dcsm_lightning.data.transforms import uncrop_labels
 from dcsm_lightning.files import check_writable_dir, remove_stale_temp_files
 from dcsm_lightning.outputs.layout import PSEUDO_LIST, OutputLayout, check_id, safe_name
 from dcsm_lightning.outputs.renderers import RENDERERS, ImageData
+from dcsm_lightning.outputs.run_record import check_outside_inputs, claim_output_folder
 from dcsm_lightning.segmentation.callback import (
     SaliencySegmentation,
     SegmentationOutput,
@@ -75,7 +76,10 @@ class SegmentationWriter(BasePredictionWriter):
     Nothing is overwritten silently: a file that exists is kept, and the scores JSON (the
     mask, for pseudo-labels) is written last; an image whose files all exist is dropped by
     the segmentation before any map or CRF (:meth:`finished_ids`), so an interrupted run
-    resumes where it stopped at little cost. ``overwrite=True`` rewrites everything. Every
+    resumes where it stopped at little cost. ``overwrite=True`` rewrites everything.
+    ``output_dir/run.json`` records the checkpoint and settings that produced the folder;
+    another checkpoint or other settings are refused, and the folder may not lie inside the
+    datamodule's ``images`` (:mod:`~dcsm_lightning.outputs.run_record`). Every
     file is written atomically. Under DDP each rank writes its own images; ``pseudo.txt`` is
     written by rank 0 after a barrier. The order of ``Trainer(callbacks=[...])`` does not
     matter.
@@ -116,7 +120,9 @@ class SegmentationWriter(BasePredictionWriter):
             raise ValueError(f"mode must be 'predictions' or 'pseudo_labels', got {mode!r}")
         if uncertain_threshold is not None and not 0.0 <= uncertain_threshold <= 1.0:
             raise ValueError(f"uncertain_threshold must lie in [0, 1], got {uncertain_threshold}")
-        self.output_dir = Path(output_dir)
+        if not str(output_dir).strip():
+            raise ValueError("output_dir is empty: give a folder")
+        self.output_dir = Path(output_dir).expanduser()
         self.class_names = list(class_names) if class_names is not None else None
         self.method = method
         self.mode = mode
@@ -141,12 +147,14 @@ class SegmentationWriter(BasePredictionWriter):
         if stage != "predict":
             return
         self._segmentation = find_segmentation(trainer, "SegmentationWriter")
+        check_outside_inputs(self.output_dir, trainer.datamodule)
         # resume: the segmentation drops finished ids before computing anything for them
         self._segmentation.outputs.finished = None if self.overwrite else self.finished_ids
         check_writable_dir(self.output_dir)
         remove_stale_temp_files(self.output_dir)  # left by a killed run
 
     def on_predict_start(self, trainer: Any, pl_module: Any) -> None:
+        claim_output_folder(self, trainer, pl_module)  # run.json: one producer per folder
         self._reset()
 
     def on_predict_end(self, trainer: Any, pl_module: Any) -> None:

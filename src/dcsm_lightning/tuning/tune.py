@@ -204,6 +204,7 @@ def tune_segmentation(
     progress: Callable[[str], None] = _say,
     grid_values: Mapping[str, Sequence[Any]] | None = None,
     extend: bool = True,
+    crf_backend: str = "auto",
 ) -> Tuning:
     """Search each strategy's settings on the labelled images of ``loader``.
 
@@ -219,6 +220,7 @@ def tune_segmentation(
         progress: called with status lines.
         grid_values: knob name -> values, replacing the default grid's (every strategy).
         extend: grow the grid past an edge the best setting sits on.
+        crf_backend: ``DenseCRF(backend=...)`` of the CRF variants (the configured one's).
 
     Returns:
         A :class:`Tuning`; scores are mIoU in [0, 1] with and without the CRF.
@@ -227,7 +229,7 @@ def tune_segmentation(
     images = TuningImages.collect(model, loader)
     count = len(images)
     progress(f"{count} tuning images")
-    refiner = DenseCRF(num_workers=crf_workers)
+    refiner = DenseCRF(num_workers=crf_workers, backend=crf_backend)
     done: list[StrategyTuning] = []
     configured_n = candidate_rule(segmentation).min_candidates
     chosen_crf, chosen_n = crf, configured_n
