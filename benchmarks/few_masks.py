@@ -57,8 +57,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--val_limit", type=int, default=0, help="first N val images (0: all)")
     args = parser.parse_args(argv)
     start_time = time.perf_counter()
-    overrides = [x for c in args.extra_config for x in ("--config", c)]
-    model, datamodule = build_parts(args.config, [*overrides, "--model.init_args.saliency=dcsm"])
+    configs = [args.config, *args.extra_config]
+    model, datamodule = build_parts(configs, ["--model.init_args.saliency=dcsm"])
     load_weights(model, args.ckpt_path)
     model.eval()
     segmentation = model.segmentation
