@@ -17,11 +17,13 @@ time each phase took.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -30,8 +32,15 @@ from reproduction.parts import build_parts  # noqa: E402
 from dcsm_lightning.app.error_report import run_command  # noqa: E402
 from dcsm_lightning.app.trainer import load_weights  # noqa: E402
 from dcsm_lightning.crf import CRFSettings, DenseCRF  # noqa: E402
+from dcsm_lightning.errors import UserError  # noqa: E402
 from dcsm_lightning.files import save_text  # noqa: E402
-from dcsm_lightning.tuning.grid import Grid, Knob, default_grid, start_setting  # noqa: E402
+from dcsm_lightning.tuning.grid import (  # noqa: E402
+    Grid,
+    Knob,
+    Setting,
+    default_grid,
+    start_setting,
+)
 from dcsm_lightning.tuning.images import draw_indices, split_loader, tuning_loader  # noqa: E402
 from dcsm_lightning.tuning.maps import TuningImages  # noqa: E402
 from dcsm_lightning.tuning.search import _describe  # noqa: E402
@@ -41,6 +50,37 @@ from dcsm_lightning.tuning.tune import (  # noqa: E402
     strategy_evaluator,
     with_concrete_layers,
 )
+
+#: Each draw's choice, written as it is made: a rerun with the same arguments resumes.
+CHOICES = "choices.json"
+
+
+def _tuples(value: Any) -> Any:
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+def _load_choices(path: Path, run: dict[str, Any]) -> dict[str, tuple[Setting, str]]:
+    """``"count/draw"`` -> (the chosen setting, its time line) of an earlier run.
+
+    Raises:
+        UserError: ``path`` was written by a run with other configs, checkpoint or pool.
+    """
+    if not path.is_file():
+        return {}
+    saved = json.loads(path.read_text())
+    if saved["run"] != run:
+        raise UserError(
+            f"{path} holds the choices of another run ({saved['run']})",
+            "give another --output_dir (or delete the file to start over)",
+        )
+    return {k: (_tuples(setting), line) for k, (setting, line) in saved["choices"].items()}
+
+
+def _save_choices(path: Path, run: dict[str, Any], done: dict[str, tuple[Setting, str]]) -> None:
+    text = json.dumps(
+        {"run": run, "choices": {k: [list(s), line] for k, (s, line) in done.items()}}
+    )
+    save_text(path, text + "\n", overwrite=True)
 
 
 def _spread(values: list[float]) -> str:
@@ -71,11 +111,20 @@ def main(argv: list[str] | None = None) -> None:
     refiner = DenseCRF()
     _, line = tuning_loader(datamodule, args.pool, 0)  # the line naming the pool
     pool = draw_indices(len(datamodule.dataset("train")), args.pool, 0)
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    run = {"configs": configs, "ckpt_path": args.ckpt_path, "pool": args.pool}
+    done = _load_choices(out / CHOICES, run)
     chosen: dict[int, list] = {}
     phases: list[str] = []
     for count in args.counts:
         draws = 1 if count >= len(pool) else args.draws
         for draw in range(draws):
+            if f"{count}/{draw}" in done:  # chosen by an earlier (interrupted) run
+                setting, phase = done[f"{count}/{draw}"]
+                chosen.setdefault(count, []).append(setting)
+                phases.append(f"{phase} (an earlier run)")
+                continue
             began = time.perf_counter()
             subset = [pool[i] for i in draw_indices(len(pool), count, draw)]
             images = TuningImages.collect(model, split_loader(datamodule, "train", subset))
@@ -88,6 +137,8 @@ def main(argv: list[str] | None = None) -> None:
                 f"{seconds:.0f} s"
             )
             print(f"{phases[-1]}: {_describe(result.best)}", flush=True)
+            done[f"{count}/{draw}"] = (result.best, phases[-1])
+            _save_choices(out / CHOICES, run, done)
     # val: read only now, every choice made
     began = time.perf_counter()
     n_val = len(datamodule.dataset("val"))
@@ -134,8 +185,6 @@ def main(argv: list[str] | None = None) -> None:
     lines += ["", f"Time: {(time.perf_counter() - start_time) / 60:.1f} min on {cores} cores:", ""]
     lines += [f"- {phase}" for phase in phases]
     refiner.close()
-    out = Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     save_text(out / "few_masks.md", "\n".join(lines) + "\n", overwrite=True)
     print("\n".join(lines))
 
