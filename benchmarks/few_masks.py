@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     start_time = time.perf_counter()
     configs = [args.config, *args.extra_config]
-    model, datamodule = build_parts(configs, ["--model.init_args.saliency=dcsm"])
+    model, datamodule = build_parts(configs, ["--model.segmentation.saliency=dcsm"])
     load_weights(model, args.ckpt_path)
     model.eval()
     segmentation = model.segmentation
