@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dcsm_lightning.files import atomic_path, save_text
-from dcsm_lightning.outputs.report import format_csv, render_miou_chart
+from dcsm_lightning.outputs.charts import render_miou_chart
+from dcsm_lightning.outputs.report import format_csv
 from dcsm_lightning.segmentation.labels import method_name
 
 
