@@ -9,6 +9,7 @@ A method's colour is its strategy's (``dcsm`` and ``dcsm+crf`` share one), refin
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +43,13 @@ def _strategy_colors(methods: Sequence[Any]) -> list[str]:
 
 def _refined(method: Any) -> bool:
     return getattr(method, "step", None) is not None
+
+
+def _set_title(axes: Any, title: str, width_inches: float) -> None:
+    """The title, each line wrapped to the figure's width (about 11 characters an inch)."""
+    chars = max(20, int(11 * width_inches))
+    lines = [part for line in title.split("\n") for part in textwrap.wrap(line, chars) or [""]]
+    axes.set_title("\n".join(lines), fontsize="medium")
 
 
 def miou_chart_figure(
@@ -97,7 +105,7 @@ def miou_chart_figure(
     )
     axes.set_ylabel("mIoU (%)")
     axes.set_ylim(0, 105)
-    axes.set_title(title, fontsize="medium")
+    _set_title(axes, title, figure.get_figwidth())
     figure.tight_layout()
     return figure
 
@@ -167,7 +175,7 @@ def per_class_chart_figure(
     axes.set_ylim(0, 105)
     axes.set_xlim(-0.6, len(labels) - 0.4)
     axes.grid(axis="y", alpha=0.3)
-    axes.set_title(title, fontsize="medium")
+    _set_title(axes, title, figure.get_figwidth())
     if methods:
         axes.legend(
             fontsize="small", ncol=min(len(methods), 4), loc="upper center",
@@ -221,7 +229,7 @@ def sweep_chart_figure(
     axes.set_ylabel("mIoU (%)")
     axes.grid(alpha=0.3)
     if title:
-        axes.set_title(title, fontsize="medium")
+        _set_title(axes, title, figure.get_figwidth())
     if series:
         axes.legend(fontsize="small", loc="best")
     figure.tight_layout()

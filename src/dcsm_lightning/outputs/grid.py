@@ -195,9 +195,11 @@ def grid_figure(
                 ax.set_title(titles[column], fontsize="medium")
         axes[r, 0].set_ylabel(row.name, fontsize="small")
     if "map" in columns:
+        # below the whole grid (taking height from every column keeps the rows aligned),
+        # one column wide
         figure.colorbar(
-            ScalarMappable(Normalize(0.0, 1.0), cmap), ax=axes[:, columns.index("map")],
-            orientation="horizontal", location="bottom", shrink=0.9, aspect=15,
+            ScalarMappable(Normalize(0.0, 1.0), cmap), ax=axes.ravel().tolist(),
+            orientation="horizontal", location="bottom", shrink=0.9 / len(columns), aspect=15,
             fraction=0.35 / (len(rows) * tile_inches + 0.7), label="map value",
         )  # fmt: skip
     # matplotlib fills a legend column by column: order the entries so lines read in id order
