@@ -208,7 +208,7 @@ def sweep_chart_figure(
     """
     import matplotlib
 
-    figure = new_figure(6.0, 3.8 + 0.2 * title.count("\n"))
+    figure = new_figure(7.5, 3.8 + 0.2 * title.count("\n"))
     axes = figure.add_subplot()
     cycle = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (name, points) in enumerate(series.items()):
@@ -225,12 +225,16 @@ def sweep_chart_figure(
                 px, [100 * paper[x] for x in px], marker=marker, color=color,
                 markerfacecolor="none", linestyle=":", label=f"{name} ({reference_label})",
             )  # fmt: skip
+    if all(float(x).is_integer() for points in series.values() for x in points):
+        from matplotlib.ticker import MaxNLocator
+
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # N = 0.5 means nothing
     axes.set_xlabel(knob)
     axes.set_ylabel("mIoU (%)")
     axes.grid(alpha=0.3)
     if title:
         _set_title(axes, title, figure.get_figwidth())
-    if series:
-        axes.legend(fontsize="small", loc="best")
+    if series:  # beside the plot, where it hides no line
+        axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     figure.tight_layout()
     return figure
