@@ -233,6 +233,11 @@ def test_grid_png_shows_the_first_images_written(tmp_path, monkeypatch):
     before = _mtimes(tmp_path)
     _predict(SegmentationWriter(str(tmp_path), grid=3))
     assert _mtimes(tmp_path) == before
+    (tmp_path / "scores" / "img3.json").unlink()  # img3 is written again, grid.png kept
+    _predict(SegmentationWriter(str(tmp_path), grid=3))
+    assert len(drawn) == 2 and _mtimes(tmp_path)["grid.png"] == before["grid.png"]
+    _predict(SegmentationWriter(str(tmp_path), grid=3, overwrite=True))
+    assert _mtimes(tmp_path)["grid.png"] != before["grid.png"]
     pseudo = tmp_path / "pseudo"
     _predict(SegmentationWriter(str(pseudo), mode="pseudo_labels", grid=3))
     assert not (pseudo / "grid.png").exists()

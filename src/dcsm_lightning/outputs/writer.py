@@ -106,11 +106,12 @@ class SegmentationWriter(BasePredictionWriter):
         heatmap_cmap: matplotlib colormap of the heatmaps.
         heatmap_alpha: opacity of the map over the image in ``heatmaps/``, in [0, 1]
             (1: the bare colour-mapped map).
-        grid: write ``grid.png`` with up to this many rows, one per image written by this
-            run (rank 0's, predictions mode; :func:`~dcsm_lightning.outputs.grid.grid_figure`:
-            ground truth when the batches have masks, the map of the method's strategy, its
-            plain and refined masks); an existing ``grid.png`` is kept unless ``overwrite``.
-            0: none.
+        grid: write ``grid.png`` with up to this many rows, the first images of the batches
+            this run writes (rank 0's, predictions mode;
+            :func:`~dcsm_lightning.outputs.grid.grid_figure`: ground truth when the batches
+            have masks, the map of the method's strategy, its plain and refined masks as
+            segmented, before ``uncertain_threshold``); an existing ``grid.png`` is kept
+            unless ``overwrite``. 0: none.
 
     Raises:
         ValueError: unknown ``mode``, ``uncertain_threshold`` or ``heatmap_alpha`` outside
@@ -190,9 +191,11 @@ class SegmentationWriter(BasePredictionWriter):
         figure = self._grid.figure() if self._grid is not None else None
         if figure is not None and trainer.is_global_zero:
             path = self.output_dir / "grid.png"
-            with contextlib.suppress(FileExistsError) if not self.overwrite else _NO_OP:
+            try:
                 save_figure_png(path, figure, overwrite=self.overwrite)
                 rank_zero_info(f"SegmentationWriter: {len(self._grid.rows)} images in {path}")
+            except FileExistsError:
+                rank_zero_info(f"SegmentationWriter: kept the existing {path} (overwrite: new)")
         rank_zero_info(
             f"SegmentationWriter: {written} images written, {skipped} skipped "
             f"(already in {self.output_dir})"
@@ -308,13 +311,13 @@ class SegmentationWriter(BasePredictionWriter):
                 plans.append((b, todo))
             else:
                 self.skipped += 1
+        if not plans:
+            return
         if predicting and self.grid and self._grid is None:
             labels = ["background", *names]
             self._grid = GridCollector(self.grid, strategy, labels, method.step, self.heatmap_cmap)
         if self._grid is not None:
             self._grid.add(out)
-        if not plans:
-            return
 
         masks = out.masks[method].detach().cpu()
         if maps is not None:
