@@ -71,7 +71,7 @@ def test_agrees_with_the_cli_validate_on_the_same_images(study):
     ckpt = str(out / "classifiers" / "seed0.ckpt")
     cli = main(
         ["validate", "--config", str(config), "--ckpt_path", ckpt, *SMALL,
-         "--model.init_args.saliency=[DCSM]", "--data.init_args.num_val=4",
+         "--model.segmentation.saliency=[DCSM]", "--data.init_args.num_val=4",
          f"--trainer.default_root_dir={out / 'validate'}"]
     )  # fmt: skip
     metrics = cli.trainer.callback_metrics

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import lightning.pytorch as pl
 import pytest
 import torch
@@ -74,9 +76,27 @@ def test_foreign_module_masks_and_miou_equal_a_hand_computation() -> None:
     assert segmentation.last_output.maps["simonyan"].shape == (2, K, 16, 16)
 
 
+def test_class_names_come_from_the_module_or_datamodule_it_attaches_to() -> None:
+    alone = SaliencySegmentation("dcsm")
+    with pytest.raises(ValueError, match="has no class names"):
+        _ = alone.label_names
+    alone.attach(Foreign(), SimpleNamespace(class_names=["x", "y", "z", "u", "v"]))
+    assert alone.class_names == ["x", "y", "z", "u", "v"]  # Foreign has none: the data's
+    module = SimpleNamespace(class_names=["cat", "dog"])
+    named = SaliencySegmentation("dcsm")
+    named.attach(module, SimpleNamespace(class_names=["other", "names"]))
+    assert named.label_names == ["background", "cat", "dog"]  # the module's first
+    given = SaliencySegmentation("dcsm", class_names=["a", "b"])
+    given.attach(module)
+    assert given.class_names == ["a", "b"]  # given names are kept
+    counted = SaliencySegmentation("dcsm", num_classes=2)
+    counted.attach(Foreign())
+    assert counted.class_names == ["class_0", "class_1"]
+
+
 def test_arguments_are_checked() -> None:
-    with pytest.raises(ValueError, match="class_names or num_classes"):
-        SaliencySegmentation("dcsm")
+    with pytest.raises(ValueError, match="2 class_names but num_classes=3"):
+        SaliencySegmentation("dcsm", class_names=["a", "b"], num_classes=3)
     with pytest.raises(ValueError, match="distinct names"):
         SaliencySegmentation(["dcsm", "dcsm"], num_classes=2)
     with pytest.raises(ValueError, match="candidates"):

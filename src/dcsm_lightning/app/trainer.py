@@ -217,7 +217,10 @@ class DCSMTrainer(Trainer):
         callbacks = [*self.callbacks, *model.configure_callbacks()]
         found = [cb for cb in callbacks if isinstance(cb, SaliencySegmentation)]
         if not found:
-            raise UserError("tune needs saliency strategies: --model.init_args.saliency=dcsm")
+            raise UserError(
+                "tune needs saliency strategies: a config with model.segmentation, or "
+                "--model.segmentation=SaliencySegmentation --model.segmentation.saliency=dcsm"
+            )
         configured = next((cb for cb in callbacks if isinstance(cb, DenseCRF)), DenseCRF())
         load_weights(model, ckpt_path)
         model.to(self.strategy.root_device).eval()
