@@ -7,18 +7,11 @@ import re
 import shlex
 from pathlib import Path
 
+from demo_config import SHRINK
+
 from dcsm_lightning.app.cli import main
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-#: Appended to every command: tiny data, two optimizer steps, no progress bar.
-SHRINK = [
-    "--data.init_args.num_train=16",
-    "--data.init_args.num_val=8",
-    "--data.init_args.batch_size=8",
-    "--data.init_args.size=64",
-    "--trainer.max_steps=2",
-    "--trainer.enable_progress_bar=false",
-]
 
 
 def quickstart_commands() -> list[list[str]]:
@@ -39,7 +32,9 @@ def test_the_readme_quickstart_runs_from_an_empty_folder(tmp_path, monkeypatch, 
     for command in commands:
         main([*command[1:], *SHRINK])
     assert "dcsm+crf" in capsys.readouterr().out  # compare printed its table
-    quick = tmp_path / "runs" / "quick"
-    assert (quick / "compare" / "comparison.csv").is_file()
-    assert (quick / "compare" / "comparison.png").is_file()
-    assert len(list((quick / "predictions" / "masks").glob("*.png"))) == 8
+    run = tmp_path / "runs" / "synthetic" / "version_0"  # the README: everything lands here
+    assert (run / "compare" / "comparison.csv").is_file()
+    assert (run / "compare" / "comparison.png").is_file()
+    assert len(list((run / "predict" / "masks").glob("*.png"))) == 8
+    assert [p.name for p in tmp_path.iterdir()] == ["runs"]
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["synthetic"]
