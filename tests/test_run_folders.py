@@ -31,7 +31,7 @@ def test_fit_compare_predict_leave_one_run_folder(tmp_path, monkeypatch, capsys,
     monkeypatch.chdir(tmp_path)
     caplog.set_level(logging.INFO)
     main(["fit", "--config", "synthetic", *QUICK])
-    capsys.readouterr()
+    assert f"--ckpt_path {CKPT}  # writes to {RUN}/compare/" in capsys.readouterr().out
     for _ in range(2):  # the second run replaces the first one's files, in the same folder
         main(["compare", "--config", "synthetic", "--ckpt_path", CKPT, *QUICK])
     main(["predict", "--config", "synthetic", "--ckpt_path", CKPT, *QUICK])

@@ -41,7 +41,7 @@ from dcsm_lightning.app.checkpoint_defaults import FOLDER_DATAMODULE, checkpoint
 from dcsm_lightning.app.error_report import PROG, run_command
 from dcsm_lightning.app.help_text import PlainHelpParser
 from dcsm_lightning.app.quiet import quiet_evaluation, quiet_lightning
-from dcsm_lightning.app.run_folders import LOGGING, SILENT, default_output_dir
+from dcsm_lightning.app.run_folders import LOGGING, SILENT, default_output_dir, run_folder
 from dcsm_lightning.app.shipped_configs import with_shipped_configs
 from dcsm_lightning.app.trainer import DCSMTrainer
 from dcsm_lightning.errors import UserError
@@ -230,10 +230,8 @@ class DCSMLightningCLI(BaseCLI):
         last = next((path for path in paths if path.name == "last.ckpt"), paths[0])
         configs = "".join(f" --config {path}" for path in self.config.fit.get("config") or ())
         print(f"\nCheckpoints: {', '.join(map(str, dict.fromkeys(paths)))}")
-        print(
-            f"Next: {PROG} compare{configs} --ckpt_path {last}"
-            f" --output_dir {last.parent.parent / 'compare'}"
-        )
+        out = run_folder(last) / "compare"
+        print(f"Next: {PROG} compare{configs} --ckpt_path {last}  # writes to {out}/")
 
     def _use_folder(self, images: str) -> None:
         """``--images DIR``: the datamodule becomes TaggedImagesDataModule on DIR (a config's
