@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     start_time = time.perf_counter()
     overrides = [x for c in args.extra_config for x in ("--config", c)]
-    model, datamodule = build_parts(args.config, [*overrides, "--model.init_args.saliency=dcsm"])
+    model, datamodule = build_parts(args.config, [*overrides, "--model.segmentation.saliency=dcsm"])
     load_weights(model, args.ckpt_path)
     model.eval()
     segmentation = model.segmentation

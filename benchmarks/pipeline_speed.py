@@ -18,7 +18,7 @@ Configurations: ``vgg_small`` at the demo size (96 x 96, batches of 32) and ``vg
 writer) reports the resident memory of the process after 100 and after 1,000 images (from
 ``/proc``, by counting the mask files written): flat memory means the two are close.
 
-Then ``trainer.predict`` itself (``MultiLabelFCN(saliency="dcsm")``, ``DenseCRF(num_workers=0)``,
+Then ``trainer.predict`` itself (``MultiLabelFCN`` with DCSM, ``DenseCRF(num_workers=0)``,
 ``SegmentationWriter``) in both configurations, seconds per image, with this source tree and,
 given ``--before_src`` (another version's ``src/``, e.g. ``git worktree add ../base 80664a7``),
 with that one, side by side; and the resume: ``--resume_images`` (200) predicted at 96 px, then
@@ -34,6 +34,7 @@ share the machine. The load average is printed before and after (the CPUs may be
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import math
 import os
@@ -71,17 +72,27 @@ def batches(count: int, size: int, batch_size: int) -> list[dict]:
     return [collate_batch(samples[i : i + batch_size]) for i in range(0, count, batch_size)]
 
 
+def classifier(backbone: str, ckpt: str | None, segmented: bool = False) -> MultiLabelFCN:
+    """The classifier (``ckpt``'s weights, else random), with DCSM when ``segmented``; in the
+    signature of this code version or of one before ``segmentation`` took one object."""
+    kwargs = {}
+    if segmented and "segmentation" in inspect.signature(MultiLabelFCN).parameters:
+        kwargs["segmentation"] = SaliencySegmentation("dcsm")
+    elif segmented:
+        kwargs["saliency"] = "dcsm"
+    if ckpt:  # Lightning drops saved hyper-parameters the signature no longer has
+        return MultiLabelFCN.load_from_checkpoint(ckpt, map_location="cpu", **kwargs)
+    torch.manual_seed(0)
+    return MultiLabelFCN(len(SYNTHETIC_CLASSES), backbone=backbone, **kwargs)
+
+
 def run_part(backbone: str, size: int, count: int, batch_size: int, ckpt: str | None) -> dict:
     """One configuration in this process: seconds per image per stage, and peak memory."""
     from dcsm_lightning.segmentation.flow import SaliencyMaps
     from dcsm_lightning.segmentation.labels import label_probs
     from dcsm_lightning.segmentation.methods import Method
 
-    if ckpt:
-        model = MultiLabelFCN.load_from_checkpoint(ckpt, map_location="cpu")
-    else:
-        model = MultiLabelFCN(num_classes=len(SYNTHETIC_CLASSES), backbone=backbone)
-    model.eval()
+    model = classifier(backbone, ckpt).eval()
     names = list(SYNTHETIC_CLASSES)
     segmentation = SaliencySegmentation(DCSM(), names, log_panels=False)
     crfs = {0: DenseCRF(num_workers=0), cores(): DenseCRF(num_workers=cores())}
@@ -143,11 +154,7 @@ def predict_part(backbone: str, size: int, count: int, batch_size: int, ckpt: st
     into the finished folder (the resume). Uses only names both code versions have."""
     import lightning.pytorch as pl
 
-    if ckpt:
-        model = MultiLabelFCN.load_from_checkpoint(ckpt, map_location="cpu", saliency="dcsm")
-    else:
-        torch.manual_seed(0)
-        model = MultiLabelFCN(len(SYNTHETIC_CLASSES), backbone=backbone, saliency="dcsm")
+    model = classifier(backbone, ckpt, segmented=True)
     loader = torch.utils.data.DataLoader(
         Scenes(count, size), batch_size=batch_size, collate_fn=collate_batch
     )
@@ -216,7 +223,7 @@ def predict_rss(count: int, ckpt: str | None) -> None:
         cmd = [
             sys.executable, "-m", "dcsm_lightning.app.cli", "predict",
             "--config", str(ROOT / "configs" / "synthetic.yaml"),
-            "--output_dir", str(out), "--model.init_args.saliency=[DCSM]",
+            "--output_dir", str(out), "--model.segmentation.saliency=[DCSM]",
             f"--data.init_args.num_val={count}", "--trainer.logger=false",
             "--trainer.enable_progress_bar=false", f"--trainer.default_root_dir={tmp}",
         ] + (["--ckpt_path", ckpt] if ckpt else [])  # fmt: skip

@@ -28,10 +28,10 @@ step() {  # step NAME DONE_FILE COMMAND...: run unless DONE_FILE exists; log and
 }
 LOGGER=(--trainer.logger=false)
 [[ " $TRACKS " == *" tuned "* ]] && step tune "$OUT/tuned/tuned.yaml" \
-  "$CLI" tune "${CONFIG[@]}" --ckpt_path "$CKPT" --model.init_args.saliency=dcsm \
+  "$CLI" tune "${CONFIG[@]}" --ckpt_path "$CKPT" --model.segmentation.saliency=dcsm \
   --num_images "$NUM" --output_dir "$OUT/tuned" "${LOGGER[@]}"
 # tuned.yaml lists DCSM alone (tuned with saliency=dcsm); the default rows name it here
-extra_default=(--model.init_args.saliency=dcsm)
+extra_default=(--model.segmentation.saliency=dcsm)
 extra_tuned=(--config "$OUT/tuned/tuned.yaml")
 for kind in $TRACKS; do  # the val tables first, the second stage after
   extra="extra_$kind[@]"

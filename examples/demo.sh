@@ -30,11 +30,11 @@ CKPT="$RUN/checkpoints/last.ckpt"
 # plain and "distinct": drop this option to compare all six, about 4x longer).
 stage "compare saliency methods" \
   "$CLI" compare --config "$CONFIG" --ckpt_path "$CKPT" --output_dir "$RUN/compare" \
-  "--model.init_args.saliency=[dcsm,simonyan]"
+  "--model.segmentation.saliency=[dcsm,simonyan]"
 # Settings for this data, chosen on 50 labelled TRAIN images (docs/tuning.md); the tuned
 # strategy is named dcsm_tuned so that its rows stand beside the paper's in one table.
 stage "tune (50 TRAIN masks)" \
-  "$CLI" tune --config "$CONFIG" --ckpt_path "$CKPT" --model.init_args.saliency=dcsm \
+  "$CLI" tune --config "$CONFIG" --ckpt_path "$CKPT" --model.segmentation.saliency=dcsm \
   --num_images 50 --suffix _tuned --output_dir "$RUN/tuned"
 stage "compare tuned DCSM" \
   "$CLI" compare --config "$CONFIG" --config "$RUN/tuned/tuned.yaml" --ckpt_path "$CKPT" \

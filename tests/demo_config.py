@@ -54,4 +54,4 @@ SHRINK = [
 ]
 #: The paper's two strategies only (DCSM, Simonyan), for tests of the commands rather than of
 #: the demo's methods: the demo's Captum rows (Integrated Gradients) are the slow ones.
-PAPER_STRATEGIES = "--model.init_args.saliency=[DCSM, Simonyan]"
+PAPER_STRATEGIES = "--model.segmentation.saliency=[DCSM, Simonyan]"

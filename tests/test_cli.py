@@ -54,12 +54,12 @@ def test_strategy_is_swapped_from_the_command_line(capsys):
                 "validate",
                 "--config",
                 str(CONFIGS / "synthetic.yaml"),
-                "--model.init_args.saliency=dcsm_lightning.saliency.LayerGradient",
+                "--model.segmentation.saliency=dcsm_lightning.saliency.LayerGradient",
                 "--print_config",
             ]
         )
     printed = yaml.safe_load(capsys.readouterr().out)
-    saliency = printed["model"]["init_args"]["saliency"]
+    saliency = printed["model"]["init_args"]["segmentation"]["init_args"]["saliency"]
     assert saliency["class_path"] == "dcsm_lightning.saliency.LayerGradient"
 
 
@@ -288,4 +288,4 @@ def test_short_class_names_work_without_a_config():
     out = subprocess.run(
         [*command, "--model.help", "MultiLabelFCN"], capture_output=True, text=True, check=True
     ).stdout
-    assert "--model.saliency" in out
+    assert "--model.segmentation" in out

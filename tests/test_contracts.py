@@ -47,3 +47,14 @@ def test_every_import_goes_up_the_layers() -> None:
                 if theirs >= mine:
                     wrong.append(f"{module} (layer {mine}) imports {target} (layer {theirs})")
     assert not wrong, "\n".join(wrong)
+
+
+def test_models_do_not_import_the_evaluation_flow() -> None:
+    """The modules take the flow as an object (``segmentation``); models/ never imports it."""
+    found = []
+    for path in (PACKAGE / "models").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names += [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            found += [f"{path.name}: {n}" for n in names if n.startswith("dcsm_lightning.segment")]
+    assert not found, found

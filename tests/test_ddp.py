@@ -62,7 +62,8 @@ def test_fit_compare_and_predict_under_ddp_match_one_process(tmp_path):
     config["trainer"]["enable_progress_bar"] = False
     config["trainer"]["max_epochs"] = 1
     config["data"]["init_args"].update(num_train=16, num_val=9, batch_size=4, size=64)
-    config["model"]["init_args"]["saliency"] = config["model"]["init_args"]["saliency"][:2]
+    segmentation = config["model"]["init_args"]["segmentation"]["init_args"]
+    segmentation["saliency"] = segmentation["saliency"][:2]
     (tmp_path / "input.yaml").write_text(yaml.safe_dump(config))
     base = ["--config", "input.yaml", "--trainer.accelerator=cpu"]
 

@@ -35,6 +35,8 @@ def test_the_readme_quickstart_runs_from_an_empty_folder(tmp_path, monkeypatch, 
     run = tmp_path / "runs" / "synthetic" / "version_0"  # the README: everything lands here
     assert (run / "compare" / "comparison.csv").is_file()
     assert (run / "compare" / "comparison.png").is_file()
+    assert (run / "compare" / "per_class.png").is_file()
     assert len(list((run / "predict" / "masks").glob("*.png"))) == 8
+    assert (run / "predict" / "grid.png").is_file()  # the labelled grid
     assert [p.name for p in tmp_path.iterdir()] == ["runs"]
     assert [p.name for p in (tmp_path / "runs").iterdir()] == ["synthetic"]

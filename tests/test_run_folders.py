@@ -15,7 +15,7 @@ from dcsm_lightning.app.run_folders import default_output_dir, run_folder
 from dcsm_lightning.errors import UserError
 
 #: The shipped demo config shrunk to seconds, one strategy; its logger is kept.
-QUICK = [*SHRINK, "--model.init_args.saliency=[dcsm]"]
+QUICK = [*SHRINK, "--model.segmentation.saliency=[dcsm]"]
 RUN = Path("runs", "synthetic", "version_0")
 CKPT = str(RUN / "checkpoints" / "last.ckpt")
 KINDS = ("masks", "heatmaps", "overlays", "scores")

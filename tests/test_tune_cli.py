@@ -36,7 +36,13 @@ def setup(tmp_path_factory) -> tuple[Path, Path, Path]:
         },
         "model": {
             "class_path": "dcsm_lightning.models.MultiLabelFCN",
-            "init_args": {"backbone": "vgg_small", "saliency": ["dcsm"], "log_panels": False},
+            "init_args": {
+                "backbone": "vgg_small",
+                "segmentation": {
+                    "class_path": "dcsm_lightning.SaliencySegmentation",
+                    "init_args": {"saliency": ["dcsm"], "log_panels": False},
+                },
+            },
         },
         "data": {
             "class_path": "dcsm_lightning.data.VOCDataModule",
@@ -77,7 +83,9 @@ def test_tune_never_reads_val(setup, tmp_path):
     finally:
         hidden.rename(val_list)
     tuned = yaml.safe_load((tmp_path / "out" / "tuned.yaml").read_text())
-    assert tuned["model"]["init_args"]["saliency"][0]["class_path"].endswith("DCSM")
+    segmentation = tuned["model"]["init_args"]["segmentation"]
+    assert segmentation["class_path"].endswith("SaliencySegmentation")
+    assert segmentation["init_args"]["saliency"][0]["class_path"].endswith("DCSM")
     table = (tmp_path / "out" / "tuning.md").read_text()
     assert "4 of the 8 TRAIN images" in table
     assert "| dcsm | tuned:" in table
@@ -95,12 +103,14 @@ def test_tuned_yaml_round_trips_through_compare(setup, tmp_path):
          "--data.init_args.val_split=train", f"--output_dir={tmp_path / 'cmp'}"]
     )  # fmt: skip
     strategy = cli.model.segmentation.strategies[0]
-    chosen = tuned["model"]["init_args"]["saliency"][0]["init_args"]
+    tuned_segmentation = tuned["model"]["init_args"]["segmentation"]["init_args"]
+    chosen = tuned_segmentation["saliency"][0]["init_args"]
     assert strategy.alpha == chosen["alpha"]
     assert list(strategy.layers) == chosen["layers"]
     assert list(strategy.scales) == chosen["scales"]
     rule = cli.model.segmentation.source.candidates
-    assert rule.min_candidates == tuned["model"]["init_args"]["min_candidates"]
+    assert rule.min_candidates == tuned_segmentation["min_candidates"]
+    assert cli.model.segmentation.log_panels is False  # the config's, kept under tuned.yaml
     crf = [cb for cb in cli.trainer.callbacks if isinstance(cb, DenseCRF)]
     settings = tuned["trainer"]["callbacks"][0]["init_args"]["settings"]
     assert len(crf) == 1 and vars(crf[0].settings) == settings

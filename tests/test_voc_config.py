@@ -26,11 +26,11 @@ LIMITS = [
     "--trainer.accelerator=cpu",
     "--trainer.devices=1",
     "--trainer.enable_progress_bar=false",
-    "--model.init_args.saliency=dcsm_lightning.saliency.Simonyan",  # the cheapest maps
+    "--model.segmentation.saliency=dcsm_lightning.saliency.Simonyan",  # the cheapest maps
     "--model.init_args.scale_range=[1.0, 1.0]",  # 0.7 x 224 is too small for a 7 x 7 fc6
     # an untrained model scores ~0.5 for all 20 classes: one candidate, one backward pass
-    "--model.init_args.candidate_threshold=1.0",
-    "--model.init_args.min_candidates=1",
+    "--model.segmentation.candidate_threshold=1.0",
+    "--model.segmentation.min_candidates=1",
 ]
 
 

@@ -19,6 +19,8 @@ import torch
 from dcsm_lightning import CRFSettings, SaliencySegmentation
 from dcsm_lightning.crf.settings import resolve_backend
 from dcsm_lightning.files import save_text
+from dcsm_lightning.outputs.canvas import save_figure_png
+from dcsm_lightning.outputs.charts import sweep_chart_figure
 from dcsm_lightning.tuning import tune_segmentation
 from dcsm_lightning.tuning.tune import with_concrete_layers
 
@@ -220,7 +222,7 @@ class Study:
         lines = [
             "",
             f"Hold-out search ({self.split_notes[HOLDOUT]}), mIoU % + CRF by alpha (rows) and "
-            "bilateral weight w1 (columns):",
+            f"bilateral weight w1 (columns; chart: {table_file(HOLDOUT)}_grid.png):",
             "",
             "| alpha | w/o CRF | " + " | ".join(f"w1={w:g}" for w in BILATERAL_WEIGHTS) + " |",
             "|---:" * (len(BILATERAL_WEIGHTS) + 2) + "|",
@@ -248,6 +250,19 @@ class Study:
         ]
         return spec, "\n".join(lines)
 
+    def write_holdout_chart(self, grid: dict[float, dict[str, Result]]) -> Path:
+        """``table_holdout_grid.png``: the hold-out mIoU over alpha, a line without the CRF
+        and one per bilateral weight w1."""
+        series = {"w/o CRF": {a: grid[a]["none"]["miou"] for a in ALPHAS}}
+        for w in BILATERAL_WEIGHTS:
+            key = crf_key(CRFSettings(bilateral_compat=w))
+            series[f"+ CRF, w1={w:g}"] = {a: grid[a][key]["miou"] for a in ALPHAS}
+        title = f"Hold-out search: mIoU by alpha and CRF weight w1\n{self.split_notes[HOLDOUT]}"
+        path = self.out / f"{table_file(HOLDOUT)}_grid.png"
+        save_figure_png(path, sweep_chart_figure(series, "alpha", title), overwrite=True)
+        self.log(f"hold-out grid chart written: {path}")
+        return path
+
     def run(self, tables: Sequence[str]) -> None:
         """Evaluate and write each table in turn (the hold-out search first, when asked)."""
         specs: dict[str, Spec] = {
@@ -255,7 +270,9 @@ class Study:
         }
         extra = {}
         if HOLDOUT in tables:
-            specs[HOLDOUT], extra[HOLDOUT] = self.holdout_spec(self.holdout_grid())
+            grid = self.holdout_grid()
+            specs[HOLDOUT], extra[HOLDOUT] = self.holdout_spec(grid)
+            self.write_holdout_chart(grid)
         merged: dict[tuple[int, str], list[CRFSettings]] = {}  # all CRFs of one setting's maps
         settings: dict[tuple[int, str], Setting] = {}
         for table, spec in specs.items():
@@ -285,6 +302,7 @@ class Study:
                         per[0][crf_key(crf)]["per_class"],
                         row.paper_plain,
                         row.paper_crf,
+                        row.point,
                     )
                 )
             self.write(table, rows, extra.get(table, ""))
@@ -309,9 +327,11 @@ class Study:
             ]
         else:
             best = [best_line(rows)]
+        knob = TABLES[table].knob if table in TABLES else None
         paths = write_table(
-            self.out, name, title, notes, rows, ["background", *self.class_names], best, extra
-        )
+            self.out, name, title, notes, rows, ["background", *self.class_names], best, extra,
+            knob,
+        )  # fmt: skip
         self.log(f"table {table} written: {', '.join(str(p) for p in paths.values())}")
         self.write_report()
 

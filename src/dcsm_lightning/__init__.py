@@ -25,6 +25,7 @@ _EXPORTS = {
     "ComparisonReport": "dcsm_lightning.outputs.comparison",
     "DenseCRF": "dcsm_lightning.crf",
     "MultiLabelFCN": "dcsm_lightning.models",
+    "NetworkSegmentation": "dcsm_lightning.segmentation.network",
     "SaliencySegmentation": "dcsm_lightning.segmentation.callback",
     "SaliencyStrategy": "dcsm_lightning.saliency",
     "SegmentationIoU": "dcsm_lightning.metrics",

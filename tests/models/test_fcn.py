@@ -86,7 +86,7 @@ def test_random_rescale_stays_in_range_and_keeps_masks_aligned():
     [
         ({"scale_range": (1.2, 0.8)}, "scale_range"),
         ({"class_names": ["a", "b"]}, "class_names"),
-        ({"candidates": "oracle"}, "candidates"),
+        ({"segmentation": "dcsm"}, "segmentation must be a SaliencySegmentation"),
     ],
 )
 def test_impossible_config_names_the_field(kwargs, field):

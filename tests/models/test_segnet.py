@@ -21,6 +21,7 @@ from dcsm_lightning.models import (
 )
 from dcsm_lightning.models.segheads import backbone_parameters
 from dcsm_lightning.segmentation.labels import labels_from_maps
+from dcsm_lightning.segmentation.network import NetworkSegmentation
 
 
 def test_loss_is_cross_entropy_over_the_non_void_pixels_only():
@@ -133,7 +134,9 @@ def _batch(size=32, k=3, seed=0):
 
 def test_step_outputs_follow_the_contract_and_eq7_reproduces_the_argmax():
     torch.manual_seed(0)
-    model = SegmentationNet(num_classes=3, backbone="vgg_small", dilation=2).eval()
+    model = SegmentationNet(
+        num_classes=3, backbone="vgg_small", dilation=2, segmentation=NetworkSegmentation()
+    ).eval()
     batch = _batch()
     with torch.no_grad():
         logits = model(batch["image"])
@@ -155,7 +158,7 @@ def test_validate_logs_segnet_and_segnet_crf_miou():
     torch.manual_seed(0)
     model = SegmentationNet(
         num_classes=3, class_names=["a", "b", "c"], backbone="vgg_small", dilation=2,
-        log_panels=False,
+        segmentation=NetworkSegmentation(log_panels=False),
     )  # fmt: skip
     trainer = Trainer(
         logger=False, enable_progress_bar=False, enable_model_summary=False,

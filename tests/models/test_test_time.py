@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from dcsm_lightning.models import SegmentationNet
 from dcsm_lightning.models.test_time import multi_scale_logits
+from dcsm_lightning.segmentation.network import NetworkSegmentation
 from dcsm_lightning.segmentation.network_maps import label_maps
 
 
@@ -61,7 +62,8 @@ def test_bad_scales_are_refused(scales):
 def test_segmentation_net_segments_with_its_eval_scales_and_keeps_the_plain_forward():
     torch.manual_seed(0)
     model = SegmentationNet(
-        num_classes=3, backbone="vgg_small", dilation=2, eval_scales=[1.0, 1.5], eval_flip=True
+        num_classes=3, backbone="vgg_small", dilation=2, eval_scales=[1.0, 1.5], eval_flip=True,
+        segmentation=NetworkSegmentation(),
     ).eval()
     image = _image()
     batch = {

@@ -17,6 +17,7 @@ from dcsm_lightning.data.synthetic import SyntheticScenes
 from dcsm_lightning.models import MultiLabelFCN
 from dcsm_lightning.outputs.writer import SegmentationWriter
 from dcsm_lightning.saliency import Simonyan
+from dcsm_lightning.segmentation.callback import SaliencySegmentation
 
 SIZE = 32
 COUNT = 6  # batches of 4 and 2
@@ -53,7 +54,10 @@ def _samples() -> list[dict]:
 
 def _model(strategy: Simonyan) -> CountingFCN:
     torch.manual_seed(0)
-    return CountingFCN(num_classes=len(SYNTHETIC_CLASSES), backbone="vgg_small", saliency=strategy)
+    segmentation = SaliencySegmentation(strategy)
+    return CountingFCN(
+        num_classes=len(SYNTHETIC_CLASSES), backbone="vgg_small", segmentation=segmentation
+    )
 
 
 def _predict(model, out: Path, callbacks=(), progress=False) -> SegmentationWriter:
@@ -154,8 +158,9 @@ class ForwardCounter(MultiLabelFCN):
 def test_one_classifier_forward_per_batch(tmp_path):
     torch.manual_seed(0)
     model = ForwardCounter(
-        num_classes=len(SYNTHETIC_CLASSES), backbone="vgg_small", saliency=Simonyan()
-    )
+        num_classes=len(SYNTHETIC_CLASSES), backbone="vgg_small",
+        segmentation=SaliencySegmentation(Simonyan()),
+    )  # fmt: skip
     _predict(model, tmp_path)
     assert model.plain_forwards == [4, 2]
     model.plain_forwards.clear()

@@ -46,8 +46,13 @@ def robust_config(root: Path, ckpt_dir: Path, crf_workers: int = 0) -> dict:
             "init_args": {
                 "backbone": "vgg_small",
                 "optimizer": {"class_path": "torch.optim.AdamW", "init_args": {"lr": 1e-3}},
-                "saliency": [{"class_path": "dcsm_lightning.saliency.Simonyan"}],
-                "log_panels": False,
+                "segmentation": {
+                    "class_path": "dcsm_lightning.SaliencySegmentation",
+                    "init_args": {
+                        "saliency": [{"class_path": "dcsm_lightning.saliency.Simonyan"}],
+                        "log_panels": False,
+                    },
+                },
             },
         },
         "data": {

@@ -38,7 +38,7 @@ def test_unknown_subcommand(run):
 
 
 def test_unknown_saliency_class(run, config):
-    code, err = run("validate", "--config", str(config), "--model.init_args.saliency=nope.Maps")
+    code, err = run("validate", "--config", str(config), "--model.segmentation.saliency=nope.Maps")
     assert code == EXIT_USAGE
     assert "No module named 'nope'" in error_line(err)
 

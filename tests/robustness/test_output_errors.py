@@ -51,8 +51,8 @@ def test_unknown_method(run, config, checkpoint, tmp_path):
 def test_unknown_layer(run, config, tmp_path):
     code, err = run(
         "validate", "--config", str(config),
-        "--model.init_args.saliency=dcsm_lightning.saliency.LayerGradient",
-        "--model.init_args.saliency.init_args.layers=[conv9_9]",
+        "--model.segmentation.saliency=dcsm_lightning.saliency.LayerGradient",
+        "--model.segmentation.saliency.init_args.layers=[conv9_9]",
     )  # fmt: skip
     assert code == EXIT_USER_ERROR
     assert "conv9_9" in error_line(err)

@@ -23,7 +23,8 @@ def test_pseudo_labels_use_the_tags_the_options_and_the_train_split(
         empty.putpalette(mask.getpalette())
     empty.save(mask_path)
     settings = yaml.safe_load(config.read_text())
-    settings["model"]["init_args"]["candidate_threshold"] = 0.7  # the config file beats ckpt
+    segmentation = settings["model"]["init_args"]["segmentation"]["init_args"]
+    segmentation["candidate_threshold"] = 0.7  # the config file beats the checkpoint
     config.write_text(yaml.safe_dump(settings))
 
     cli = main(
@@ -34,14 +35,14 @@ def test_pseudo_labels_use_the_tags_the_options_and_the_train_split(
             f"--ckpt_path={checkpoint}",
             f"--output_dir={tmp_path / 'pseudo'}",
             "--data.init_args.train_split=mine",
-            "--model.init_args.min_candidates=1",
+            "--model.segmentation.min_candidates=1",
             f"--trainer.default_root_dir={tmp_path}",
         ]
     )
 
-    hparams = cli.model.hparams
-    assert (hparams.candidate_threshold, hparams.min_candidates) == (0.7, 1)
-    assert cli.model.segmentation.source.candidates.source == "labels"  # set by pseudo-labels
+    rule = cli.model.segmentation.source.candidates
+    assert (rule.threshold, rule.min_candidates) == (0.7, 1)
+    assert rule.source == "labels"  # set by pseudo-labels
     written = sorted(p.stem for p in (tmp_path / "pseudo" / "SegmentationClass").glob("*.png"))
     assert written == sorted(chosen)
     for image_id in chosen:

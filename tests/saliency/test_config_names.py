@@ -21,8 +21,10 @@ def _model(saliency_yaml: str) -> MultiLabelFCN:
     parser = LightningArgumentParser()
     parser.add_lightning_class_args(MultiLabelFCN, "model", subclass_mode=True)
     head = "model:\n  class_path: MultiLabelFCN\n  init_args:\n    backbone: vgg_small\n"
-    body = textwrap.indent(textwrap.dedent(saliency_yaml), "    ")
-    config = parser.parse_string(head + "    num_classes: 3\n" + body)
+    head += "    num_classes: 3\n    segmentation:\n"
+    head += "      class_path: dcsm_lightning.SaliencySegmentation\n      init_args:\n"
+    body = textwrap.indent(textwrap.dedent(saliency_yaml), "        ")
+    config = parser.parse_string(head + body)
     return parser.instantiate(config).model
 
 
@@ -56,11 +58,12 @@ def test_name_on_the_command_line(capsys):
             [
                 "validate",
                 f"--config={CONFIGS / 'synthetic.yaml'}",
-                "--model.init_args.saliency=dcsm",
+                "--model.segmentation.saliency=dcsm",
                 "--print_config",
             ]
         )
-    assert yaml.safe_load(capsys.readouterr().out)["model"]["init_args"]["saliency"] == "dcsm"
+    segmentation = yaml.safe_load(capsys.readouterr().out)["model"]["init_args"]["segmentation"]
+    assert segmentation["init_args"]["saliency"] == "dcsm"
 
 
 def test_unknown_name_or_option_is_one_clear_error():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import lightning.pytorch as pl
 import pytest
 import torch
@@ -74,9 +76,27 @@ def test_foreign_module_masks_and_miou_equal_a_hand_computation() -> None:
     assert segmentation.last_output.maps["simonyan"].shape == (2, K, 16, 16)
 
 
+def test_class_names_come_from_the_module_or_datamodule_it_attaches_to() -> None:
+    alone = SaliencySegmentation("dcsm")
+    with pytest.raises(ValueError, match="has no class names"):
+        _ = alone.label_names
+    alone.attach(Foreign(), SimpleNamespace(class_names=["x", "y", "z", "u", "v"]))
+    assert alone.class_names == ["x", "y", "z", "u", "v"]  # Foreign has none: the data's
+    module = SimpleNamespace(class_names=["cat", "dog"])
+    named = SaliencySegmentation("dcsm")
+    named.attach(module, SimpleNamespace(class_names=["other", "names"]))
+    assert named.label_names == ["background", "cat", "dog"]  # the module's first
+    given = SaliencySegmentation("dcsm", class_names=["a", "b"])
+    given.attach(module)
+    assert given.class_names == ["a", "b"]  # given names are kept
+    counted = SaliencySegmentation("dcsm", num_classes=2)
+    counted.attach(Foreign())
+    assert counted.class_names == ["class_0", "class_1"]
+
+
 def test_arguments_are_checked() -> None:
-    with pytest.raises(ValueError, match="class_names or num_classes"):
-        SaliencySegmentation("dcsm")
+    with pytest.raises(ValueError, match="2 class_names but num_classes=3"):
+        SaliencySegmentation("dcsm", class_names=["a", "b"], num_classes=3)
     with pytest.raises(ValueError, match="distinct names"):
         SaliencySegmentation(["dcsm", "dcsm"], num_classes=2)
     with pytest.raises(ValueError, match="candidates"):
@@ -86,3 +106,36 @@ def test_arguments_are_checked() -> None:
         "class_0",
         "class_1",
     ]
+
+
+def test_validate_logs_the_labelled_grid_to_tensorboard(tmp_path, monkeypatch) -> None:
+    from lightning.pytorch.loggers import TensorBoardLogger
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from dcsm_lightning.segmentation import callback as callback_module
+
+    drawn, original = [], callback_module.log_figure
+
+    def recording(logger, tag, figure, step):
+        drawn.append(figure)
+        return original(logger, tag, figure, step)
+
+    monkeypatch.setattr(callback_module, "log_figure", recording)
+    segmentation = SaliencySegmentation(
+        "simonyan", class_names=["a", "b", "c", "d", "e"],
+        batch_adapter=BatchAdapter(image=0, labels=1, mask=2),
+    )  # fmt: skip
+    logger = TensorBoardLogger(str(tmp_path), name="tb", version=0)
+    trainer = pl.Trainer(
+        accelerator="cpu", logger=logger, enable_progress_bar=False, callbacks=[segmentation]
+    )
+    trainer.validate(Foreign(), DataLoader(_data(), batch_size=3), verbose=False)
+    (figure,) = drawn  # one grid per validation epoch, rows gathered over two batches of 3
+    titles = [ax.get_title() for ax in figure.axes[:4]]
+    assert titles == ["image", "ground truth", "simonyan map on image", "simonyan"]
+    assert [ax.get_ylabel() for ax in figure.axes[:16:4]] == ["0_0", "0_1", "0_2", "1_0"]
+    logger.experiment.flush()
+    accumulator = EventAccumulator(logger.log_dir, size_guidance={"images": 0})
+    accumulator.Reload()
+    (image,) = accumulator.Images("val/grid")
+    assert image.width == int(figure.get_size_inches()[0] * figure.dpi)

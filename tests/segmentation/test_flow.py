@@ -13,12 +13,12 @@ from torch.utils.data import DataLoader
 import dcsm_lightning.segmentation.labels as labels_module
 from dcsm_lightning.crf import CRFSettings, DenseCRF, crf_masks
 from dcsm_lightning.data.adapter import as_adapter
-from dcsm_lightning.models import SegmentationNet
 from dcsm_lightning.saliency import DCSM, Simonyan, create_saliency
 from dcsm_lightning.segmentation.callback import SaliencySegmentation
 from dcsm_lightning.segmentation.flow import CandidateRule, segment_batch
 from dcsm_lightning.segmentation.labels import labels_from_maps
 from dcsm_lightning.segmentation.methods import Method
+from dcsm_lightning.segmentation.network import NetworkSegmentation
 
 K = 4
 S = 20
@@ -71,7 +71,7 @@ def test_names_with_the_separator_are_refused_when_built() -> None:
         lambda: DCSM(name="dcsm+x"),
         lambda: create_saliency("simonyan", name="a/b"),
         lambda: DenseCRF(name="crf+5"),
-        lambda: SegmentationNet(num_classes=K, backbone="vgg_small", name="seg+net"),
+        lambda: NetworkSegmentation(name="seg+net"),
         lambda: Method("dcsm", ""),
     ):
         with pytest.raises(ValueError, match="without '\\+' or '/'"):

@@ -112,9 +112,11 @@ def test_tune_chooses_the_best_setting_of_a_small_grid():
     assert tuning.crf.bilateral_compat == chosen["bilateral_compat"]
     assert tuning.strategies[0].strategy.alpha == chosen["alpha"]
     # tuned.yaml's entry: the chosen options, the name with a suffix when asked
-    entry = tuned_config(tuning, "_tuned")["model"]["init_args"]["saliency"][0]["init_args"]
+    segmentation = tuned_config(tuning, "_tuned")["model"]["init_args"]["segmentation"]
+    entry = segmentation["init_args"]["saliency"][0]["init_args"]
     assert entry["alpha"] == chosen["alpha"] and entry["name"] == "dcsm_tuned"
-    assert tuned_config(tuning)["model"]["init_args"]["min_candidates"] == tuning.min_candidates
+    segmentation = tuned_config(tuning)["model"]["init_args"]["segmentation"]
+    assert segmentation["init_args"]["min_candidates"] == tuning.min_candidates
 
 
 def test_coordinate_search_moves_one_group_at_a_time_to_the_separable_optimum():

@@ -2,7 +2,7 @@
 
 LightningCLI (``_parse_ckpt_path``) applies the hyper-parameters saved in ``--ckpt_path`` over
 the whole parsed config, so an option given in a config file or on the command line (say
-``--model.init_args.candidates=labels``) was silently replaced by the checkpoint's value.
+``--model.segmentation.min_candidates=2``) was silently replaced by the checkpoint's value.
 Here the checkpoint's hyper-parameters take the place of the model's *defaults* and the
 arguments are parsed again on top of them:
 
@@ -34,11 +34,12 @@ from typing import Any, NamedTuple
 
 import torch
 import yaml
+from jsonargparse import dict_to_namespace
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
-from dcsm_lightning.app.checkpoint_defaults import check_class_names_match
+from dcsm_lightning.app.checkpoint_defaults import check_class_names_match, migrate_hparams
 from dcsm_lightning.app.signals import StopOnSigterm
 from dcsm_lightning.errors import UserError
 
@@ -245,13 +246,17 @@ class BaseCLI(LightningCLI):
         check_model_class(
             self.checkpoint.path, hparams.get("_class_path"), model.class_path if model else None
         )
-        # The checkpoint's values become the model's defaults; parse the arguments again so
-        # that everything the user gave (config files, command line) overrides them.
-        self._subcommand_parsers[subcommand].set_defaults(model=_as_model_config(hparams))
+        # The checkpoint's values come first, as a config file before the user's would: parse
+        # the arguments again on top of them, so that everything the user gave (config files,
+        # command line) overrides them, options of nested objects (the segmentation's) included.
+        start = self.parser.get_defaults()
+        start[f"{subcommand}.model"] = dict_to_namespace(
+            _as_model_config(migrate_hparams(hparams))
+        )
         if isinstance(self._args, dict):
-            self.config = self.parser.parse_object(self._args)
+            self.config = self.parser.parse_object(self._args, namespace=start)
         else:
-            self.config = self.parser.parse_args(self._args)
+            self.config = self.parser.parse_args(self._args, namespace=start)
         # The checkpoint's weights replace pretrained ones: neither load nor require them.
         init_args = self.config[subcommand].model.get("init_args")
         if init_args is not None and "pretrained" in init_args:

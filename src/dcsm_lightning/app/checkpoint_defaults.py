@@ -1,8 +1,11 @@
 """Where a checkpoint meets data: what a run left unset, and the class names that must match.
 
 LightningCLI already applies the model's saved hyperparameters when given ``--ckpt_path``;
-the datamodule's are not applied, and the saliency strategies are not saved (they are
-objects). :func:`checkpoint_defaults` reads what a folder of new images needs to be predicted
+the datamodule's are not applied, and the model's ``segmentation`` is not saved (it is an
+object). Checkpoints saved before the segmentation became one argument hold its options as
+the module's own (``candidates``, ``min_candidates``, ...; ``name``, ``crf_in_fit`` for
+``SegmentationNet``): :func:`migrate_hparams` moves them under ``segmentation``.
+:func:`checkpoint_defaults` reads what a folder of new images needs to be predicted
 with the shortest command, ``dcsm-lightning predict --ckpt_path CKPT --images DIR
 --output_dir OUT``: the class names (in the order the classifier was trained with), the
 letterbox size, and a saliency strategy (the paper's DCSM) when the run configures none;
@@ -18,14 +21,47 @@ another. Data that names its classes by tag (:data:`FOLDER_DATAMODULE`) without 
 
 from __future__ import annotations
 
+import pydoc
 from collections.abc import Sequence
 from typing import Any
 
 from dcsm_lightning.errors import UserError
 
-#: The strategy a checkpoint-only predict run uses when none is configured.
-DEFAULT_SALIENCY = {"class_path": "dcsm_lightning.saliency.DCSM"}
 FOLDER_DATAMODULE = "dcsm_lightning.data.TaggedImagesDataModule"
+SALIENCY_SEGMENTATION = "dcsm_lightning.SaliencySegmentation"
+NETWORK_SEGMENTATION = "dcsm_lightning.NetworkSegmentation"
+#: (a key only that kind of module saved, its segmentation class, old key -> its init arg)
+_LEGACY_SEGMENTATION = (
+    ("crf_in_fit", NETWORK_SEGMENTATION,
+     {"name": "name", "crf_in_fit": "segment_in_fit", "log_panels": "log_panels"}),
+    ("candidates", SALIENCY_SEGMENTATION,
+     {k: k for k in ("candidates", "candidate_threshold", "min_candidates", "log_panels",
+                     "segment_in_fit")}),
+)  # fmt: skip
+
+
+def migrate_hparams(hparams: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's hyper-parameters in today's form: the segmentation options that
+    checkpoints saved before ``segmentation`` became one argument kept on the module
+    (``MultiLabelFCN``'s ``candidates``, ``candidate_threshold``, ``min_candidates``,
+    ``log_panels``, ``segment_in_fit``; ``SegmentationNet``'s ``name``, ``crf_in_fit``,
+    ``log_panels``) become ``segmentation: {class_path, init_args}``; others are returned as
+    they are. A ``SaliencySegmentation`` made this way names no strategies: its options are
+    defaults under the run's segmentation (see :func:`checkpoint_defaults`)."""
+    legacy = _legacy_form(hparams)
+    if legacy is None:
+        return dict(hparams)
+    _, class_path, renamed = legacy
+    kept = {k: v for k, v in hparams.items() if k not in renamed}
+    init_args = {new: hparams[old] for old, new in renamed.items() if old in hparams}
+    return {**kept, "segmentation": {"class_path": class_path, "init_args": init_args}}
+
+
+def _legacy_form(hparams: dict[str, Any]) -> tuple[str, str, dict[str, str]] | None:
+    """The entry of :data:`_LEGACY_SEGMENTATION` that ``hparams`` were saved in, or None."""
+    if "segmentation" in hparams:
+        return None
+    return next((form for form in _LEGACY_SEGMENTATION if form[0] in hparams), None)
 
 
 def checkpoint_defaults(
@@ -34,7 +70,8 @@ def checkpoint_defaults(
     data_args: dict[str, Any],
     model_args: dict[str, Any],
     data_class: str = FOLDER_DATAMODULE,
-    saliency: bool = True,
+    segment: bool = True,
+    model_class: str = "",
 ) -> dict[str, Any]:
     """Config updates ``{"data": {...}, "model": {...}}`` for the keys a run left at None.
 
@@ -45,12 +82,16 @@ def checkpoint_defaults(
         model_args: the run's ``model.init_args``.
         data_class: the run's ``data.class_path``: ``class_names`` is filled only for
             :data:`FOLDER_DATAMODULE` (elsewhere None means the dataset's own list).
-        saliency: fill a missing saliency strategy (``predict``).
+        segment: fill a missing segmentation (``predict``).
+        model_class: the run's ``model.class_path`` (which segmentation fits it).
 
     Returns:
         ``data``: ``class_names`` (the model's saved names) and ``size`` (the training
-        datamodule's), where the run's value is None; ``model``: ``saliency`` =
-        :data:`DEFAULT_SALIENCY` where the run configures none. Empty dicts when nothing applies.
+        datamodule's), where the run's value is None; ``model``: ``segmentation`` =
+        :func:`default_segmentation` where the run configures none and ``segment``; None
+        where its only segmentation is an old checkpoint's options without strategies (see
+        :func:`migrate_hparams`) and not ``segment``: such a checkpoint's ``validate``
+        classified only, as it did. Empty dicts when nothing applies.
     """
     saved = {"size": datamodule_hparams.get("size")}
     if data_class == FOLDER_DATAMODULE:
@@ -61,9 +102,21 @@ def checkpoint_defaults(
         if key in data_args and data_args[key] is None and value is not None
     }
     model = {}
-    if saliency and "saliency" in model_args and not model_args["saliency"]:
-        model["saliency"] = DEFAULT_SALIENCY
+    segmentation = model_args.get("segmentation")
+    init_args = (segmentation.get("init_args") or {}) if segmentation else {}
+    if "segmentation" in model_args and segmentation is None and segment:
+        model["segmentation"] = default_segmentation(model_class)
+    elif _legacy_form(hparams) and not segment and init_args.get("saliency", "") is None:
+        model["segmentation"] = None
     return {"data": data, "model": model}
+
+
+def default_segmentation(model_class: str) -> dict[str, Any]:
+    """The segmentation a run that configures none predicts with: a
+    ``NetworkSegmentation`` for a module with ``segment_logits`` (a segmentation network),
+    else a ``SaliencySegmentation`` (its default strategy: the paper's DCSM)."""
+    network = hasattr(pydoc.locate(model_class), "segment_logits")
+    return {"class_path": NETWORK_SEGMENTATION if network else SALIENCY_SEGMENTATION}
 
 
 def check_class_names_match(

@@ -32,9 +32,11 @@ from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 # Imported for their classes: jsonargparse resolves a short class name (--model=MultiLabelFCN,
-# --data=TaggedImagesDataModule, --model.help MultiLabelFCN) among the subclasses it has seen.
+# --data=TaggedImagesDataModule, --model.segmentation=SaliencySegmentation, --model.help
+# MultiLabelFCN) among the subclasses it has seen.
 import dcsm_lightning.data  # noqa: F401
 import dcsm_lightning.models  # noqa: F401
+import dcsm_lightning.segmentation.network  # noqa: F401
 from dcsm_lightning import __version__
 from dcsm_lightning.app.base import BaseCLI, option_values
 from dcsm_lightning.app.checkpoint_defaults import FOLDER_DATAMODULE, checkpoint_defaults
@@ -143,7 +145,8 @@ class DCSMLightningCLI(BaseCLI):
                     vars(init_args),
                     vars(model_args) if model_args is not None else {},
                     data_class=config.data.class_path,
-                    saliency=self.subcommand == "predict",
+                    segment=self.subcommand == "predict",
+                    model_class=config.model.class_path,
                 )
             )
 

@@ -86,6 +86,7 @@ class DCSMTrainer(Trainer):
         uncertain_threshold: float | None = None,
         write_heatmaps: bool = True,
         write_overlays: bool = True,
+        grid: int = 8,
     ) -> Any:
         """Run inference on your data; with ``output_dir``, write masks, heatmaps and overlays.
 
@@ -102,6 +103,8 @@ class DCSMTrainer(Trainer):
             uncertain_threshold: pixels whose winning probability is below it become void 255.
             write_heatmaps: write ``heatmaps/``.
             write_overlays: write ``overlays/``.
+            grid: write ``grid.png``, the labelled picture of the first ``grid`` images
+                (image | ground truth | map on image | mask | + CRF); 0: none.
         """
         options = {"overwrite": overwrite, "method": method, "threshold": uncertain_threshold}
         if output_dir is not None:
@@ -113,6 +116,7 @@ class DCSMTrainer(Trainer):
                     uncertain_threshold=uncertain_threshold,
                     write_heatmaps=write_heatmaps,
                     write_overlays=write_overlays,
+                    grid=grid,
                 )
             )
             return_predictions = bool(return_predictions)
@@ -220,7 +224,10 @@ class DCSMTrainer(Trainer):
         callbacks = [*self.callbacks, *model.configure_callbacks()]
         found = [cb for cb in callbacks if isinstance(cb, SaliencySegmentation)]
         if not found:
-            raise UserError("tune needs saliency strategies: --model.init_args.saliency=dcsm")
+            raise UserError(
+                "tune needs saliency strategies: a config with model.segmentation, or "
+                "--model.segmentation=SaliencySegmentation --model.segmentation.saliency=dcsm"
+            )
         configured = next((cb for cb in callbacks if isinstance(cb, DenseCRF)), DenseCRF())
         load_weights(model, ckpt_path)
         model.to(self.strategy.root_device).eval()

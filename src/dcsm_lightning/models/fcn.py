@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch import LightningModule
+from lightning.pytorch import Callback, LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torchmetrics.classification import MultilabelAveragePrecision, MultilabelF1Score
 
@@ -17,8 +16,7 @@ from dcsm_lightning.models.augment import check_scale_range, random_rescale
 from dcsm_lightning.models.backbones import create_backbone
 from dcsm_lightning.models.optim import build_optimizers
 from dcsm_lightning.models.pretrained import load_pretrained
-from dcsm_lightning.models.steps import EvaluationSteps
-from dcsm_lightning.segmentation.callback import SaliencySegmentation, SaliencySpec
+from dcsm_lightning.models.steps import EvaluationSteps, check_segmentation
 
 
 def global_max_pool(score_map: torch.Tensor) -> torch.Tensor:
@@ -39,11 +37,11 @@ class MultiLabelFCN(EvaluationSteps, LightningModule):
     """Multi-label fully convolutional classifier with global max pooling (Sec. 3.2).
 
     ``forward(image)`` returns the class score map B x K x h x w. Training resizes each batch by
-    a random ratio in ``scale_range``. Validation and test log multi-label mAP and F1. With
-    saliency strategies, the module is one user of
-    :class:`~dcsm_lightning.SaliencySegmentation`: it builds one from its arguments
-    and hands it to the trainer (``configure_callbacks``), which then logs the mIoU of every
-    method and feeds ``DenseCRF``, ``ComparisonReport`` and ``SegmentationWriter``.
+    a random ratio in ``scale_range``. Validation and test log multi-label mAP and F1. Given a
+    ``segmentation`` (a :class:`~dcsm_lightning.SaliencySegmentation`), the module is one
+    user of the evaluation flow: it hands it to the trainer (``configure_callbacks``), which
+    then logs the mIoU of every method and feeds ``DenseCRF``, ``ComparisonReport`` and
+    ``SegmentationWriter``; its steps segment each batch with their own forward.
 
     Args:
         num_classes: K (linked from the datamodule by the CLI).
@@ -55,17 +53,15 @@ class MultiLabelFCN(EvaluationSteps, LightningModule):
         lr_scheduler: optional scheduler factory; :class:`~dcsm_lightning.models.WarmupCosineLR`
             takes its length from the trainer and steps per batch.
         scale_range: (low, high) of the per-batch random resize ratio; (1, 1) switches it off.
-        saliency: one strategy or a list (names must differ); None disables segmentation. Each
-            is a :class:`~dcsm_lightning.saliency.SaliencyStrategy` (``class_path: DCSM``), a
-            registry name (``dcsm``; ``[dcsm, simonyan]``) or ``{class_path: <registry name>,
-            init_args: {...}}``; entry-point plugins' names included. The arguments below go
-            to the module's ``SaliencySegmentation``.
-        candidates: ``"predicted"`` (score > threshold, topped up) or ``"labels"`` (oracle tags).
-        candidate_threshold: probability above which a class is a candidate.
-        min_candidates: top-up size N (0 disables it).
-        log_panels: log an image / map / mask grid per validation epoch (TensorBoard).
-        segment_in_fit: also compute maps and mIoU in the validation epochs of ``fit`` (slow);
-            by default ``fit`` validates the classifier only and ``validate`` / ``test`` segment.
+        segmentation: the evaluation flow, a :class:`~dcsm_lightning.SaliencySegmentation`
+            (in a config ``{class_path: dcsm_lightning.SaliencySegmentation, init_args:
+            {saliency: [dcsm, simonyan], min_candidates: 3}}``: its strategies, candidate
+            rule, ``segment_in_fit`` and ``log_panels``; its class names are the module's);
+            None (default): the module classifies only.
+
+    Raises:
+        ValueError: a bad ``scale_range``, or a ``segmentation`` that is not a
+            ``SaliencySegmentation``.
     """
 
     #: The global pooling it trains with, declared for ``SaliencySegmentation`` and the
@@ -82,35 +78,18 @@ class MultiLabelFCN(EvaluationSteps, LightningModule):
         optimizer: OptimizerCallable | None = None,
         lr_scheduler: LRSchedulerCallable | None = None,
         scale_range: tuple[float, float] = (0.7, 1.4),
-        saliency: SaliencySpec | list[SaliencySpec] | None = None,
-        candidates: Literal["predicted", "labels"] = "predicted",
-        candidate_threshold: float = 0.5,
-        min_candidates: int = 3,
-        log_panels: bool = True,
-        segment_in_fit: bool = False,
+        segmentation: Callback | None = None,
     ) -> None:
         super().__init__()
         check_scale_range(scale_range)
         self.class_names = names_for_classes(class_names, num_classes)
-        if candidates not in ("predicted", "labels"):
-            raise ValueError(f"candidates must be 'predicted' or 'labels', got {candidates!r}")
-        self.save_hyperparameters(ignore=["saliency", "optimizer", "lr_scheduler"])
+        self.segmentation = check_segmentation(segmentation)
+        self.save_hyperparameters(ignore=["segmentation", "optimizer", "lr_scheduler"])
         self.backbone = create_backbone(backbone, num_classes)
         if pretrained is not None:
             load_pretrained(self.backbone, pretrained, allow_download)
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
-        self.segmentation: SaliencySegmentation | None = None
-        if saliency:
-            self.segmentation = SaliencySegmentation(
-                saliency,
-                self.class_names,
-                candidates=candidates,
-                candidate_threshold=candidate_threshold,
-                min_candidates=min_candidates,
-                segment_in_fit=segment_in_fit,
-                log_panels=log_panels,
-            )
         self.val_map = MultilabelAveragePrecision(num_labels=num_classes)
         self.val_f1 = MultilabelF1Score(num_labels=num_classes)
         self.test_map = self.val_map.clone()
@@ -176,8 +155,3 @@ class MultiLabelFCN(EvaluationSteps, LightningModule):
             default=lambda p: torch.optim.SGD(p, lr=1e-5, momentum=0.9, weight_decay=5e-4),
             total_steps=lambda: self.trainer.estimated_stepping_batches,
         )
-
-    @property
-    def strategy_names(self) -> Sequence[str]:
-        """Names of the configured saliency strategies, in order."""
-        return [] if self.segmentation is None else [s.name for s in self.segmentation.strategies]

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch import LightningModule
+from lightning.pytorch import Callback, LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_warn
 
@@ -18,11 +18,9 @@ from dcsm_lightning.models.segheads import (
     create_segmenter,
     load_segmenter_weights,
 )
-from dcsm_lightning.models.steps import EvaluationSteps
+from dcsm_lightning.models.steps import EvaluationSteps, check_segmentation
 from dcsm_lightning.models.test_time import check_eval_scales, multi_scale_logits
 from dcsm_lightning.palette import VOID
-from dcsm_lightning.segmentation.callback import SaliencySegmentation
-from dcsm_lightning.segmentation.network_maps import NetworkMaps
 
 
 def segmentation_loss(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -40,26 +38,6 @@ def segmentation_loss(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits, mask, ignore_index=VOID)
 
 
-class NetworkSegmentation(SaliencySegmentation):
-    """The evaluation flow for a segmentation network: its maps (:class:`NetworkMaps` of the
-    module's ``segment_logits(image)``) take the place of saliency maps, under one method
-    name; masks, ``DenseCRF``, metrics, reports and the writer are the same as for the
-    classifier.
-
-    Args:
-        name: the method name (``segnet``; ``segnet+crf`` with ``DenseCRF``).
-        class_names, segment_in_fit, log_panels: as in :class:`SaliencySegmentation`.
-    """
-
-    def __init__(
-        self, name: str, class_names: list[str], segment_in_fit: bool, log_panels: bool
-    ) -> None:
-        super().__init__([], class_names, segment_in_fit=segment_in_fit, log_panels=log_panels)
-        self.source = NetworkMaps(name)
-        for method in self.methods:
-            self.metrics.add(method)
-
-
 class SegmentationNet(EvaluationSteps, LightningModule):
     """A fully supervised semantic segmentation network, trained on (pseudo-)label masks.
 
@@ -69,15 +47,15 @@ class SegmentationNet(EvaluationSteps, LightningModule):
     :func:`segmentation_loss` (void 255 ignored) on batches resized by a random ratio in
     ``scale_range``.
 
-    It evaluates through the same flow as the classifier: its :class:`NetworkSegmentation`
-    (handed to the trainer by ``configure_callbacks``) turns the logits of
-    :meth:`segment_logits` (``eval_scales`` / ``eval_flip``) into maps (:func:`label_maps`)
-    under the method name ``name``, so ``masks[name]`` is the per-pixel argmax (255 on
-    padding), :class:`~dcsm_lightning.crf.DenseCRF` adds ``name + "+crf"``,
-    mIoU is logged as ``val/miou/<name>`` and
-    :class:`~dcsm_lightning.ComparisonReport` and
-    :class:`~dcsm_lightning.SegmentationWriter` read it. ``fit``'s validation epochs
-    log the loss only, unless ``crf_in_fit``.
+    It evaluates through the same flow as the classifier: given a ``segmentation`` (a
+    :class:`~dcsm_lightning.segmentation.network.NetworkSegmentation`, handed to the trainer
+    by ``configure_callbacks``), the logits of :meth:`segment_logits` (``eval_scales`` /
+    ``eval_flip``) become maps (``label_maps``) under the segmentation's method ``name``, so
+    ``masks[name]`` is the per-pixel argmax (255 on padding),
+    :class:`~dcsm_lightning.crf.DenseCRF` adds ``name + "+crf"``, mIoU is logged as
+    ``val/miou/<name>`` and :class:`~dcsm_lightning.ComparisonReport` and
+    :class:`~dcsm_lightning.SegmentationWriter` read it. ``fit``'s validation epochs log the
+    loss only, unless the segmentation's ``segment_in_fit``.
 
     Args:
         num_classes: K (linked from the datamodule by the CLI); the network has K + 1 outputs.
@@ -105,9 +83,13 @@ class SegmentationNet(EvaluationSteps, LightningModule):
             predict; see :func:`~dcsm_lightning.models.test_time.multi_scale_logits`); the
             default ``[1.0]`` is one plain forward pass. The loss is always the plain pass.
         eval_flip: also average the left-right mirrored input at each scale.
-        name: the method name in logs and reports (no ``+`` or ``/``).
-        crf_in_fit: also segment (and CRF) in ``fit``'s validation epochs (slow with DenseCRF).
-        log_panels: log an image / map / mask grid per validation epoch (TensorBoard).
+        segmentation: the evaluation flow (in a config ``{class_path:
+            dcsm_lightning.NetworkSegmentation, init_args: {name: segnet}}``: the method
+            name, ``segment_in_fit``, ``log_panels``); None (default): the loss only.
+
+    Raises:
+        ValueError: a bad ``scale_range``, ``eval_scales`` or ``backbone_lr_factor``, or a
+            ``segmentation`` that is not a ``SaliencySegmentation``.
     """
 
     def __init__(
@@ -126,9 +108,7 @@ class SegmentationNet(EvaluationSteps, LightningModule):
         scale_range: tuple[float, float] = (1.0, 1.0),
         eval_scales: list[float] | None = None,
         eval_flip: bool = False,
-        name: str = "segnet",
-        crf_in_fit: bool = False,
-        log_panels: bool = True,
+        segmentation: Callback | None = None,
     ) -> None:
         super().__init__()
         check_scale_range(scale_range)
@@ -136,8 +116,8 @@ class SegmentationNet(EvaluationSteps, LightningModule):
         if not backbone_lr_factor >= 0:
             raise ValueError(f"backbone_lr_factor must be >= 0, got {backbone_lr_factor}")
         self.class_names = names_for_classes(class_names, num_classes)
-        self.segmentation = NetworkSegmentation(name, self.class_names, crf_in_fit, log_panels)
-        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
+        self.segmentation = check_segmentation(segmentation)
+        self.save_hyperparameters(ignore=["segmentation", "optimizer", "lr_scheduler"])
         self.net = create_segmenter(head, num_classes + 1, backbone, dilation, head_width)
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler

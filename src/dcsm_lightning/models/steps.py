@@ -2,13 +2,56 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from lightning.pytorch import Callback
 
+__all__ = ["EvaluationSteps", "SegmentationFlow", "check_segmentation"]
+
 #: the step's stage -> the trainer's (what the flow and its refiners are told)
 _TRAINER_STAGE = {"val": "validate", "test": "test", "predict": "predict"}
+
+
+@runtime_checkable
+class SegmentationFlow(Protocol):
+    """What a module's steps call on the segmentation object it holds (a
+    :class:`~dcsm_lightning.SaliencySegmentation`; ``models/`` does not import it)."""
+
+    def finished_batch(
+        self, trainer: Any, batch: Any, batch_idx: int, dataloader_idx: int, stage: str
+    ) -> bool:
+        """Whether every image of the batch is finished (a resuming writer's)."""
+        ...
+
+    def segment_step(
+        self,
+        pl_module: Any,
+        trainer: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int,
+        stage: str,
+        scores: torch.Tensor | None,
+    ) -> None:
+        """Segment the batch with the step's forward ``scores``."""
+        ...
+
+
+def check_segmentation(segmentation: Callback | None) -> Callback | None:
+    """``segmentation`` if it is None or a callback with the :class:`SegmentationFlow` methods.
+
+    Raises:
+        ValueError: another object (e.g. a plain callback, or a strategy name).
+    """
+    if segmentation is None or (
+        isinstance(segmentation, Callback) and isinstance(segmentation, SegmentationFlow)
+    ):
+        return segmentation
+    raise ValueError(
+        f"segmentation must be a SaliencySegmentation (class_path: SaliencySegmentation, "
+        f"init_args: {{saliency: [...]}}), got {type(segmentation).__name__}"
+    )
 
 
 class EvaluationSteps:
@@ -18,7 +61,8 @@ class EvaluationSteps:
     ``"predict"``: its own losses and metrics), which returns what the step returns and the
     forward the flow may reuse (class scores B x K (x h x w) for a classifier, logits for a
     segmentation network; None if the flow must run its own), and sets ``self.segmentation``:
-    the flow object (a :class:`~dcsm_lightning.SaliencySegmentation`), or None. Handed to the
+    the flow object it was given (a :class:`~dcsm_lightning.SaliencySegmentation`, see
+    :class:`SegmentationFlow`), or None. Handed to the
     trainer by ``configure_callbacks``, the flow is also called from each step, so that
 
     - a batch is classified once (the step's forward goes to ``segmentation.segment_step``);
@@ -27,7 +71,7 @@ class EvaluationSteps:
       ``segmentation.finished_batch``) is skipped before the forward; the step returns None.
     """
 
-    segmentation: Any = None
+    segmentation: Callback | None = None
 
     def _evaluation_step(
         self, batch: dict[str, Any], stage: str

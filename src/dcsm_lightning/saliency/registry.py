@@ -6,7 +6,7 @@ A third-party package makes its strategy available with::
     my_method = "my_package.module:MyStrategy"
 
 ``create_saliency("my_method", ...)`` then finds it. In YAML (LightningCLI) a parameter typed
-:func:`saliency_spec_type` (``MultiLabelFCN(saliency=...)``) takes a strategy in any of these
+:func:`saliency_spec_type` (``SaliencySegmentation(saliency=...)``) takes a strategy in any of these
 forms (:func:`as_saliency` turns each into an instance):
 
 - a registry name: ``saliency: dcsm``, ``saliency: [dcsm, simonyan]``,

@@ -29,7 +29,7 @@ from dcsm_lightning.segmentation.flow import CandidateRule, MapSource, SaliencyM
 from dcsm_lightning.segmentation.method_metrics import STAGE_PREFIX, MethodMetrics
 from dcsm_lightning.segmentation.methods import Method, check_distinct
 from dcsm_lightning.segmentation.output import MaskRefiner, SegmentationOutput
-from dcsm_lightning.segmentation.panels import log_panels, panel_data, panel_grid
+from dcsm_lightning.segmentation.panels import GridCollector, log_figure
 
 __all__ = ["MaskRefiner", "SaliencySegmentation", "SegmentationOutput", "find_segmentation"]
 
@@ -37,6 +37,8 @@ __all__ = ["MaskRefiner", "SaliencySegmentation", "SegmentationOutput", "find_se
 #: A strategy as a config gives it: an instance, a registry name (``dcsm``) or
 #: ``{class_path: <registry name>, init_args: {...}}``; entry-point plugins included.
 SaliencySpec = saliency_spec_type()
+#: rows of the labelled grid logged per validation epoch (the first images of the val set).
+GRID_ROWS = 4
 
 
 class SaliencySegmentation(Callback):
@@ -52,9 +54,12 @@ class SaliencySegmentation(Callback):
 
     Args:
         saliency: one strategy or a list (names must differ): instances, registry names
-            (``"dcsm"``) or ``{class_path: <name>, init_args: {...}}``.
-        class_names: the K foreground class names (label id k + 1); or give ``num_classes``.
-        num_classes: K, when ``class_names`` is not given (names become ``class_<k>``).
+            (``"dcsm"``) or ``{class_path: <name>, init_args: {...}}``; None (default): the
+            paper's DCSM with its defaults.
+        class_names: the K foreground class names (label id k + 1). None (default): the
+            module's ``class_names`` when the callback attaches (``setup``; our modules have
+            them from the datamodule), else the datamodule's, else ``num_classes``.
+        num_classes: K, when no names are given or found (names become ``class_<k>``).
         batch_adapter: a :class:`~dcsm_lightning.data.adapter.BatchAdapter` or a callable
             returning a dict with our batch keys; default reads ``docs/contracts.md`` batches.
         candidates: ``"predicted"`` (score > ``candidate_threshold``, topped up to
@@ -71,15 +76,19 @@ class SaliencySegmentation(Callback):
             trained with, or the probabilities are ones the model never produces.
         segment_in_fit: also segment in the validation epochs of ``fit`` (slow); by default
             only ``validate`` / ``test`` / ``predict`` do.
-        log_panels: log an image / map / mask grid of the first validation batch.
+        log_panels: log the labelled grid of the first validation images to TensorBoard
+            (``<stage>/grid``: image | ground truth | map on image | mask | + CRF, see
+            :func:`~dcsm_lightning.outputs.grid.grid_figure`).
 
     Raises:
-        ValueError: duplicate strategy names, no classes, or a bad ``candidates`` value.
+        ValueError: duplicate strategy names, a bad ``candidates`` value or
+            ``min_candidates``, ``class_names`` and ``num_classes`` that disagree; when it
+            attaches, no class names anywhere.
     """
 
     def __init__(
         self,
-        saliency: SaliencySpec | list[SaliencySpec],
+        saliency: SaliencySpec | list[SaliencySpec] | None = None,
         class_names: Sequence[str] | None = None,
         num_classes: int | None = None,
         batch_adapter: BatchAdapter | Callable[[Any], Mapping[str, Any]] | None = None,
@@ -91,19 +100,17 @@ class SaliencySegmentation(Callback):
         log_panels: bool = True,
     ) -> None:
         super().__init__()
+        saliency = "dcsm" if saliency is None else saliency
         specs = saliency if isinstance(saliency, (list, tuple)) else [saliency]
         self.strategies: list[SaliencyStrategy] = [as_saliency(spec) for spec in specs]
         check_distinct(
             [s.name for s in self.strategies], "saliency strategies",
             "set init_args.name in the config",
         )  # fmt: skip
-        if class_names is None:
-            if num_classes is None:
-                raise ValueError("SaliencySegmentation needs class_names or num_classes")
-            class_names = [f"class_{k}" for k in range(num_classes)]
-        if num_classes is not None and num_classes != len(class_names):
+        if class_names is not None and num_classes not in (None, len(class_names)):
             raise ValueError(f"{len(class_names)} class_names but num_classes={num_classes}")
-        self.class_names = [str(n) for n in class_names]
+        self._class_names = None if class_names is None else [str(n) for n in class_names]
+        self.num_classes = num_classes
         self.batch_adapter = as_adapter(batch_adapter)
         #: what makes the maps (:func:`~dcsm_lightning.segmentation.flow.segment_batch`).
         self.source: MapSource = SaliencyMaps(
@@ -113,7 +120,8 @@ class SaliencySegmentation(Callback):
         self.segment_in_fit = segment_in_fit
         self.log_panels = log_panels
         self.refiners: list[MaskRefiner] = []
-        self.metrics = MethodMetrics(self.label_names, self.methods)
+        #: one mIoU per (stage, method), built when the callback attaches (``setup``).
+        self.metrics: MethodMetrics | None = None
         #: stage (``"val"`` / ``"test"``) -> method -> ``{"miou": float, "per_class": list}``
         #: (K + 1 IoUs in [0, 1], background first, NaN if absent) of the last finished epoch.
         self.results: dict[str, dict[str, dict[str, Any]]] = {}
@@ -122,10 +130,35 @@ class SaliencySegmentation(Callback):
         #: each trainer batch's output, computed at the first request (step, hook or writer);
         #: a resuming writer sets ``outputs.finished`` to drop its finished ids first.
         self.outputs = BatchOutputs(self.batch_adapter)
-        self._panel: dict[str, Tensor] | None = None
+        self._grid: GridCollector | None = None
         self._padding = PaddingFilter()
 
     # -- what it computes ---------------------------------------------------------------------
+
+    @property
+    def class_names(self) -> list[str]:
+        """The K foreground class names (given, or found by :meth:`attach`).
+
+        Raises:
+            ValueError: none were given and the callback has not attached to a module.
+        """
+        if self._class_names is not None:
+            return self._class_names
+        if self.num_classes is None:
+            raise ValueError(
+                "SaliencySegmentation has no class names: give class_names (or num_classes), "
+                "or attach it to a module that has class_names (attach(), or a trainer's setup)"
+            )
+        return [f"class_{k}" for k in range(self.num_classes)]
+
+    def attach(self, pl_module: Any, datamodule: Any = None) -> None:
+        """Take the class names from ``pl_module.class_names``, else ``datamodule.class_names``,
+        when none were given (called by ``setup``; call it when using the callback outside a
+        trainer without ``class_names``); none found leaves :attr:`class_names` to
+        ``num_classes``."""
+        found = (getattr(owner, "class_names", None) for owner in (pl_module, datamodule))
+        names = self._class_names or next((n for n in found if n), None)
+        self._class_names = None if names is None else [str(n) for n in names]
 
     @property
     def label_names(self) -> list[str]:
@@ -221,8 +254,10 @@ class SaliencySegmentation(Callback):
     # -- Lightning hooks ----------------------------------------------------------------------
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        """Pick up the refiner callbacks of the trainer (e.g. ``DenseCRF``) and their metrics;
-        let each strategy check the module (default layers) before the first batch."""
+        """Take the class names from the module (:meth:`attach`), pick up the refiner
+        callbacks of the trainer (e.g. ``DenseCRF``) and measure every method; let each
+        strategy check the module (default layers) before the first batch."""
+        self.attach(pl_module, getattr(trainer, "datamodule", None))
         if stage != "fit" or self.segment_in_fit:
             for strategy in self.strategies:
                 strategy.setup(pl_module)
@@ -233,8 +268,7 @@ class SaliencySegmentation(Callback):
             [r.name for r in self.refiners], "refiners",
             'e.g. DenseCRF(name="crf5", settings=...) beside DenseCRF()',
         )  # fmt: skip
-        for method in self.methods:
-            self.metrics.add(method)
+        self.metrics = MethodMetrics(self.label_names, self.methods)
 
     def _segments(self, trainer: pl.Trainer | None, stage: str) -> bool:
         """Whether batches of ``stage`` in this run are segmented."""
@@ -271,8 +305,12 @@ class SaliencySegmentation(Callback):
         if out is None or out.batch.mask is None:
             return
         self.metrics.update(STAGE_PREFIX[stage], *counted(out.masks, out.batch.mask, keep))
-        if batch_idx == 0 and dataloader_idx == 0 and self.log_panels and stage == "validate":
-            self._panel = panel_data(out, self.map_names[0], [r.name for r in self.refiners])
+        if dataloader_idx == 0 and self.log_panels and stage == "validate":
+            if batch_idx == 0:
+                refiner = self.refiners[0].name if self.refiners else None
+                self._grid = GridCollector(GRID_ROWS, self.map_names[0], self.label_names, refiner)
+            if self._grid is not None:
+                self._grid.add(out)
 
     def _batch_end(
         self,
@@ -301,10 +339,10 @@ class SaliencySegmentation(Callback):
         stage_results = self.metrics.compute(prefix, self.methods, pl_module.log)
         if stage_results:
             self.results[prefix] = stage_results
-        if self._panel is not None and trainer.is_global_zero:
-            grid = panel_grid(**self._panel)
-            log_panels(pl_module.logger, f"{prefix}/panels", grid, trainer.global_step)
-        self._panel = None
+        figure = self._grid.figure() if self._grid is not None else None
+        if figure is not None and trainer.is_global_zero:
+            log_figure(pl_module.logger, f"{prefix}/grid", figure, trainer.global_step)
+        self._grid = None
 
     on_validation_epoch_end = partialmethod(_epoch_end, "val")
     on_test_epoch_end = partialmethod(_epoch_end, "test")
@@ -321,6 +359,7 @@ def find_segmentation(trainer: pl.Trainer, needed_by: str) -> SaliencySegmentati
         raise ValueError(
             f"{needed_by} reads the results of one SaliencySegmentation callback, found "
             f"{len(found)}: add SaliencySegmentation(saliency=[...]) to Trainer(callbacks=[...]) "
-            "or give MultiLabelFCN a `saliency` strategy"
+            "or give the model one (model.segmentation: {class_path: SaliencySegmentation, "
+            "init_args: {saliency: [dcsm]}})"
         )
     return found[0]

@@ -1,7 +1,8 @@
 """What ``tune`` writes: ``tuned.yaml`` (a config fragment) and the table of default vs tuned.
 
-``tuned.yaml`` sets ``model.init_args.saliency`` (every strategy with its chosen init
-arguments), ``model.init_args.min_candidates`` and the ``DenseCRF`` callback's settings, so
+``tuned.yaml`` sets the model's segmentation (``model.init_args.segmentation``: its
+``saliency``, every strategy with its chosen init arguments, and ``min_candidates``; its other
+options stay as the config before it gives them) and the ``DenseCRF`` callback's settings, so
 ``compare``, ``pseudo-labels`` and ``predict`` take it after the classifier's config:
 ``--config configs/synthetic.yaml --config tuned.yaml``. It replaces ``trainer.callbacks``
 (with the one DenseCRF), so it is meant for those commands, not for ``fit``.
@@ -18,6 +19,7 @@ import yaml
 from dcsm_lightning.crf import CRFSettings, DenseCRF
 from dcsm_lightning.files import save_text
 from dcsm_lightning.saliency.options import strategy_config, with_options
+from dcsm_lightning.segmentation.callback import SaliencySegmentation
 from dcsm_lightning.tuning.grid import Setting
 from dcsm_lightning.tuning.search import _describe
 from dcsm_lightning.tuning.tune import Tuning
@@ -34,22 +36,23 @@ def tuned_config(tuning: Tuning, suffix: str = "") -> dict[str, Any]:
         with_options(s.strategy, name=s.strategy.name + suffix) if suffix else s.strategy
         for s in tuning.strategies
     ]
-    return {
-        "model": {
-            "init_args": {
-                "saliency": [strategy_config(s) for s in strategies],
-                "min_candidates": tuning.min_candidates,
-            }
-        },
-        "trainer": {
-            "callbacks": [
-                {
-                    "class_path": f"{DenseCRF.__module__}.{DenseCRF.__qualname__}",
-                    "init_args": {"settings": crf},
-                }
-            ]
+    segmentation = {
+        "class_path": _class_path(SaliencySegmentation),
+        "init_args": {
+            "saliency": [strategy_config(s) for s in strategies],
+            "min_candidates": tuning.min_candidates,
         },
     }
+    return {
+        "model": {"init_args": {"segmentation": segmentation}},
+        "trainer": {
+            "callbacks": [{"class_path": _class_path(DenseCRF), "init_args": {"settings": crf}}]
+        },
+    }
+
+
+def _class_path(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _pct(value: float | None) -> str:

@@ -189,6 +189,7 @@ def strategy_evaluator(
         strategy, model, images, values, top_ups, candidate_rule(segmentation).source,
         candidate_rule(segmentation).threshold,
     )  # fmt: skip
+    segmentation.attach(model)  # its class names are the model's unless it was given some
     labels = len(segmentation.class_names) + 1
     return Evaluator(grid, source, crf, labels, refiner, progress=progress)
 
