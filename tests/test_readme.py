@@ -1,4 +1,4 @@
-"""The README's one-minute commands run as written, from an empty folder (shrunk to seconds by
+"""The README's quickstart commands run as written, from an empty folder (shrunk to seconds by
 options appended after them; later options win) and leave the table and the masks."""
 
 from __future__ import annotations
