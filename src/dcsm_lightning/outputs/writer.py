@@ -19,7 +19,8 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from dcsm_lightning.data.transforms import uncrop_labels
 from dcsm_lightning.files import check_writable_dir, remove_stale_temp_files
-from dcsm_lightning.outputs.layout import PSEUDO_LIST, OutputLayout, check_id, safe_name
+from dcsm_lightning.outputs.layout import PSEUDO_LIST, OutputLayout, check_id
+from dcsm_lightning.outputs.naming import default_method, file_class_names, output_method
 from dcsm_lightning.outputs.renderers import RENDERERS, ImageData
 from dcsm_lightning.outputs.run_record import check_outside_inputs, claim_output_folder
 from dcsm_lightning.segmentation.callback import (
@@ -28,21 +29,11 @@ from dcsm_lightning.segmentation.callback import (
     find_segmentation,
 )
 from dcsm_lightning.segmentation.labels import uncertain_to_void
-from dcsm_lightning.segmentation.methods import SEPARATOR, Method
+from dcsm_lightning.segmentation.methods import Method
 
 __all__ = ["PSEUDO_LIST", "SegmentationWriter", "check_id", "default_method"]
 
 _NO_OP = contextlib.nullcontext()
-
-
-def default_method(methods: Sequence[Method]) -> Method:
-    """The mask to write when none is named: the first strategy's refined mask (``dcsm+crf``)
-    if there is one, else the first mask."""
-    if not methods:
-        raise ValueError("the segmentation produced no masks: there is no mask to write")
-    first = methods[0].strategy
-    refined = [m for m in methods if m.strategy == first and m.step is not None]
-    return refined[0] if refined else methods[0]
 
 
 class SegmentationWriter(BasePredictionWriter):
@@ -200,33 +191,14 @@ class SegmentationWriter(BasePredictionWriter):
     def _resolve_method(self, out: SegmentationOutput) -> Method:
         if self._method is None:
             self._method = self.method or default_method(list(out.masks))
-        method = out.method(self._method)
-        if method is None:
-            hint = ""
-            if SEPARATOR in self._method:
-                hint = "; is its refiner (e.g. DenseCRF) in Trainer(callbacks=[...])?"
-            raise ValueError(
-                f"method {self._method!r} is not among the segmentation's masks "
-                f"{sorted(out.masks)}{hint}"
-            )
-        return method
+        return output_method(out, self._method)
 
     def _resolve_names(self, trainer: Any, num_classes: int) -> list[str]:
         if self._names is None:
             names = self.class_names
             if names is None and self._segmentation is not None:
                 names = self._segmentation.class_names
-            if names is None:
-                names = [f"class_{k}" for k in range(num_classes)]
-            names = [str(n) for n in names]
-            if len(names) == num_classes + 1 and names[0] == "background":
-                names = names[1:]
-            if len(names) != num_classes:
-                raise ValueError(f"{len(names)} class names for {num_classes} classes: {names}")
-            safe = [safe_name(n) for n in names]
-            if len(set(safe)) != len(safe):
-                raise ValueError(f"class names clash as file names: {safe}")
-            self._names = names
+            self._names = file_class_names(names, num_classes)
         return self._names
 
     # ----------------------------------------------------------------- writing
