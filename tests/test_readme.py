@@ -42,4 +42,6 @@ def test_the_readme_quickstart_runs_from_an_empty_folder(tmp_path, monkeypatch, 
     quick = tmp_path / "runs" / "quick"
     assert (quick / "compare" / "comparison.csv").is_file()
     assert (quick / "compare" / "comparison.png").is_file()
+    assert (quick / "compare" / "per_class.png").is_file()
     assert len(list((quick / "predictions" / "masks").glob("*.png"))) == 8
+    assert (quick / "predictions" / "grid.png").is_file()  # the labelled grid

@@ -58,6 +58,7 @@ def test_writes_each_table_beside_the_paper(study):
     assert list(table) == ["BP", "guided BP"]
     assert float(table["guided BP"]["paper_miou_crf"]) == pytest.approx(0.441)
     assert 0 <= float(table["BP"]["miou"]) <= 1 and table["BP"]["classifiers"] == "1"
+    assert (out / "table_holdout_grid.png").is_file()  # alpha x w1 as lines
     holdout = (out / "table_holdout.md").read_text()
     assert "4 of the 16 TRAIN images" in holdout and "Chosen on the hold-out: alpha" in holdout
     report = (out / "REPORT.md").read_text()
@@ -101,3 +102,35 @@ def test_bad_input_is_one_line(tmp_path):
         "--config", "c.yaml", "--ckpt_path", "a", "--output_dir", "o", "--tables", "9"
     )
     assert unknown.returncode == 2 and "--tables: unknown ['9']" in unknown.stderr
+
+
+def test_sweep_tables_are_drawn_as_lines_over_their_knob(monkeypatch):
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    from reproduction import output
+    from reproduction.tables import ALPHAS, TABLES
+
+    drawn = []
+    monkeypatch.setattr(
+        output, "sweep_chart_figure", lambda *args: drawn.append(args) or plt_figure()
+    )
+    for table in ("1", "4"):
+        rows = [
+            output.RowResult(r.label, [0.3, 0.5], [0.6], [], [], r.paper_plain, r.paper_crf,
+                             r.point)
+            for r in TABLES[table].rows
+        ]  # fmt: skip
+        assert output.sweep_png(rows, TABLES[table].knob, "t").startswith(b"\x89PNG")
+    (series_1, alpha, _, reference_1), (series_4, n, _, _) = drawn
+    assert alpha == "alpha" and n == "N"
+    assert list(series_1) == ["dcsm", "dcsm+crf", "simonyan", "simonyan+crf"]
+    assert list(series_1["simonyan+crf"]) == list(ALPHAS)
+    assert series_1["dcsm"][3.0] == pytest.approx(0.4)  # the mean over classifiers
+    assert reference_1["dcsm+crf"] == pytest.approx({2.0: 0.4, 3.0: 0.441, 4.0: 0.406, 5.0: 0.364})
+    assert list(series_4) == ["dcsm", "dcsm+crf"]  # the oracle row is no point of the sweep
+    assert list(series_4["dcsm"]) == [0, 1, 2, 3, 4]
+
+
+def plt_figure():
+    from dcsm_lightning.outputs.canvas import new_figure
+
+    return new_figure(1, 1)

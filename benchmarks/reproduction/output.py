@@ -2,8 +2,9 @@
 
 Numbers in Markdown are mIoU in % with one decimal; in the CSVs raw IoUs in [0, 1] (the paper's
 figures divided by 100), empty where there is no value. The per-class CSV and the chart use the
-library's report helpers (:func:`~dcsm_lightning.outputs.report.format_csv`,
-:func:`~dcsm_lightning.outputs.report.render_miou_chart`).
+library's helpers (:func:`~dcsm_lightning.outputs.report.format_csv`; the chart: bars of
+:func:`~dcsm_lightning.outputs.charts.render_miou_chart`, or for a table that sweeps a knob,
+lines of :func:`~dcsm_lightning.outputs.charts.sweep_chart_figure`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dcsm_lightning.files import atomic_path, save_text
-from dcsm_lightning.outputs.report import format_csv, render_miou_chart
+from dcsm_lightning.outputs.canvas import figure_png
+from dcsm_lightning.outputs.charts import render_miou_chart, sweep_chart_figure
+from dcsm_lightning.outputs.report import format_csv
 from dcsm_lightning.segmentation.labels import method_name
 
 
@@ -27,6 +30,7 @@ class RowResult:
 
     ``per_class_plain`` / ``per_class_crf``: the first checkpoint's K + 1 IoUs.
     ``paper_plain`` / ``paper_crf``: the paper's mIoU in %, or None.
+    ``point``: ``(line, knob value)`` in its table's sweep, or None.
     """
 
     label: str
@@ -36,6 +40,7 @@ class RowResult:
     per_class_crf: list[float]
     paper_plain: float | None = None
     paper_crf: float | None = None
+    point: tuple[str, float] | None = None
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -109,6 +114,26 @@ def table_csv(table: str, rows: Sequence[RowResult]) -> str:
     return buffer.getvalue()
 
 
+def sweep_png(rows: Sequence[RowResult], knob: str, title: str) -> bytes:
+    """The line plot of a sweep: x = ``knob``, a line per strategy without and with the CRF
+    (mean over classifiers), the paper's figures as hollow markers; rows without a ``point``
+    are left out."""
+    series: dict[str, dict[float, float]] = {}
+    reference: dict[str, dict[float, float]] = {}
+    for r in rows:
+        if r.point is None:
+            continue
+        line, x = r.point
+        for name, values, paper in (
+            (method_name(line), r.plain, r.paper_plain),
+            (method_name(line, "crf"), r.crf, r.paper_crf),
+        ):
+            series.setdefault(name, {})[x] = mean_std(values)[0]
+            if paper is not None:
+                reference.setdefault(name, {})[x] = paper / 100
+    return figure_png(sweep_chart_figure(series, knob, title, reference))
+
+
 def write_table(
     out_dir: Path,
     name: str,
@@ -118,6 +143,7 @@ def write_table(
     label_names: Sequence[str],
     best: Sequence[str],
     extra_markdown: str = "",
+    knob: str | None = None,
 ) -> dict[str, Path]:
     """Write the table's four files atomically; returns their paths by suffix.
 
@@ -128,6 +154,8 @@ def write_table(
         rows: the rows, in order.
         label_names: the K + 1 label names (background first), the per-class CSV's columns.
         extra_markdown: appended after the table (e.g. a search grid).
+        knob: the knob the rows sweep (their ``point``): the chart is :func:`sweep_png`'s
+            lines instead of bars.
     """
     results, first, reference, spread = {}, {}, {}, {}
     for r in rows:
@@ -146,7 +174,9 @@ def write_table(
         ".md": markdown(title, notes, rows, best) + extra_markdown,
         ".csv": table_csv(name, rows),
         "_per_class.csv": format_csv(first, label_names),  # the first classifier's
-        ".png": render_miou_chart(
+        ".png": sweep_png(rows, knob, title)
+        if knob
+        else render_miou_chart(
             results, reference, spread or None, title=title, reference_label="paper"
         ),
     }

@@ -68,7 +68,7 @@ def holdout_spec(grid: dict[float, dict[str, Result]], note: str) -> tuple[Spec,
     lines = [
         "",
         f"Hold-out search ({note}), mIoU % + CRF by alpha (rows) and "
-        "bilateral weight w1 (columns):",
+        f"bilateral weight w1 (columns; chart: {table_file(HOLDOUT)}_grid.png):",
         "",
         "| alpha | w/o CRF | " + " | ".join(f"w1={w:g}" for w in BILATERAL_WEIGHTS) + " |",
         "|---:" * (len(BILATERAL_WEIGHTS) + 2) + "|",

@@ -6,11 +6,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from dcsm_lightning import CRFSettings
 from dcsm_lightning.files import save_text
+from dcsm_lightning.outputs.canvas import save_figure_png
+from dcsm_lightning.outputs.charts import sweep_chart_figure
 
+from .evaluate import Result, crf_key
 from .output import RowResult, best_line, write_table
 from .planner import TABLE_FILES, table_file
-from .tables import TABLES
+from .tables import ALPHAS, BILATERAL_WEIGHTS, HOLDOUT, TABLES
 
 
 class StudyReport:
@@ -53,11 +57,26 @@ class StudyReport:
             ]
         else:
             best = [best_line(rows)]
+        knob = TABLES[table].knob if table in TABLES else None
         paths = write_table(
-            self.out, name, title, notes, rows, ["background", *self.class_names], best, extra
-        )
+            self.out, name, title, notes, rows, ["background", *self.class_names], best, extra,
+            knob,
+        )  # fmt: skip
         self.log(f"table {table} written: {', '.join(str(p) for p in paths.values())}")
         self.write_report()
+
+    def write_holdout_chart(self, grid: dict[float, dict[str, Result]]) -> Path:
+        """``table_holdout_grid.png``: the hold-out mIoU over alpha, a line without the CRF
+        and one per bilateral weight w1."""
+        series = {"w/o CRF": {a: grid[a]["none"]["miou"] for a in ALPHAS}}
+        for w in BILATERAL_WEIGHTS:
+            key = crf_key(CRFSettings(bilateral_compat=w))
+            series[f"+ CRF, w1={w:g}"] = {a: grid[a][key]["miou"] for a in ALPHAS}
+        title = f"Hold-out search: mIoU by alpha and CRF weight w1\n{self.split_notes[HOLDOUT]}"
+        path = self.out / f"{table_file(HOLDOUT)}_grid.png"
+        save_figure_png(path, sweep_chart_figure(series, "alpha", title), overwrite=True)
+        self.log(f"hold-out grid chart written: {path}")
+        return path
 
     def write_report(self, footer: str = "") -> None:
         """``REPORT.md``: this run's command and classifiers, then every table in the folder

@@ -202,6 +202,7 @@ class Study:
         if HOLDOUT in tables:
             grid = self.holdout_grid()
             specs[HOLDOUT], extra[HOLDOUT] = holdout_spec(grid, self.split_notes[HOLDOUT])
+            self.report.write_holdout_chart(grid)
         settings, merged = plan(specs, len(self.checkpoints))
         self.progress[1] += sum(
             self.missing(key[0], "val", setting, merged[key]) for key, setting in settings.items()
@@ -223,6 +224,7 @@ class Study:
                         per[0][crf_key(crf)]["per_class"],
                         row.paper_plain,
                         row.paper_crf,
+                        row.point,
                     )
                 )
             self.report.write(table, rows, extra.get(table, ""), indices)

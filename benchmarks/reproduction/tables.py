@@ -64,12 +64,15 @@ def block(number: int) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Row:
-    """A table row: a label, its setting, the paper's mIoU (%) with and without the CRF."""
+    """A table row: a label, its setting, the paper's mIoU (%) with and without the CRF, and
+    where it lies in its table's sweep: ``(line, knob value)`` (e.g. ``("dcsm", 3.0)``), or
+    None for a row that is no point of the sweep (or a table without one)."""
 
     label: str
     setting: Setting
     paper_crf: float | None = None
     paper_plain: float | None = None
+    point: tuple[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -81,15 +84,21 @@ class Table:
     rows: tuple[Row, ...]
     note: str = ""
     all_checkpoints: bool = field(default=False)
+    #: the knob the rows sweep (``"alpha"``, ``"N"``): its chart is a line plot, else bars.
+    knob: str | None = None
 
 
 def _alpha_rows() -> tuple[Row, ...]:
-    rows = [Row(f"dcsm alpha={a:g}", dcsm(alpha=a), PAPER_DCSM_ALPHA.get(a)) for a in ALPHAS]
+    rows = [
+        Row(f"dcsm alpha={a:g}", dcsm(alpha=a), PAPER_DCSM_ALPHA.get(a), point=("dcsm", a))
+        for a in ALPHAS
+    ]
     rows += [
         Row(
             f"simonyan alpha={a:g}",
             Setting("simonyan", (("alpha", a),)),
             PAPER_SIMONYAN_ALPHA.get(a),
+            point=("simonyan", a),
         )
         for a in ALPHAS
     ]
@@ -103,6 +112,7 @@ TABLES: dict[str, Table] = {
         _alpha_rows(),
         "paper: DCSM best at alpha = 3 (44.1), Simonyan at alpha = 8 or 9 (33.8); the paper has "
         "no alpha = 1 row, no alpha = 8 for DCSM and no alpha = 1, 2 for Simonyan",
+        knob="alpha",
     ),
     "2": Table(
         "2",
@@ -134,14 +144,16 @@ TABLES: dict[str, Table] = {
                 "N=0 (no subtraction)",
                 Setting("dcsm", (("subtract", False),), min_candidates=0),
                 38.2,
+                point=("dcsm", 0),
             ),
             *(
-                Row(f"N={n}", Setting("dcsm", min_candidates=n), p)
+                Row(f"N={n}", Setting("dcsm", min_candidates=n), p, point=("dcsm", n))
                 for n, p in ((1, 42.2), (2, 43.5), (3, 44.1), (4, 44.2))
             ),
             Row("oracle tags as candidates", Setting("dcsm", candidates="labels"), None),
         ),
         "paper: subtraction always helps; N = 4 best (44.2), N = 3 used elsewhere; no oracle row",
+        knob="N",
     ),  # fmt: skip
     "5": Table(
         "5",

@@ -75,6 +75,37 @@ def colorize_heatmap(heat: Any, cmap: str = "jet") -> np.ndarray:
     return np.ascontiguousarray(colors[..., :3])
 
 
+def blend_heatmap(rgb: Any, heat: Any, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:
+    """A saliency map's colours blended over its image (like pytorch-grad-cam's
+    ``show_cam_on_image``): ``(1 - alpha) * rgb + alpha * colorize_heatmap(heat, cmap)``.
+
+    Args:
+        rgb: uint8 H x W x 3.
+        heat: float H x W in [0, 1].
+        alpha: opacity of the colour map, in [0, 1] (1: the bare colour map).
+        cmap: a matplotlib colormap name.
+
+    Returns:
+        uint8 H x W x 3.
+
+    Example:
+        >>> rgb = np.full((2, 2, 3), 200, np.uint8)
+        >>> blend_heatmap(rgb, np.zeros((2, 2)), alpha=0.5)[0, 0].tolist()  # jet(0) = navy
+        [100, 100, 164]
+    """
+    rgb = np.asarray(rgb)
+    heat = np.asarray(heat)
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"rgb must be H x W x 3, got shape {rgb.shape}")
+    if heat.shape != rgb.shape[:2]:
+        raise ValueError(f"heat must be H x W = {rgb.shape[:2]} (the image's), got {heat.shape}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+    colors = colorize_heatmap(heat, cmap).astype(np.float32)
+    out = rgb.astype(np.float32) * (1 - alpha) + colors * alpha
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
 def blend_overlay(
     rgb: Any, labels: Any, alpha: float = 0.5, background_alpha: float = 0.0
 ) -> np.ndarray:

@@ -12,7 +12,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.data import DataLoader
 
-from dcsm_lightning.outputs.comparison import ComparisonReport
+from dcsm_lightning.outputs.comparison import ComparisonReport, describe_run
 from dcsm_lightning.segmentation.callback import SaliencySegmentation
 
 LABELS = ["background", "cat", "dog"]
@@ -54,6 +54,8 @@ def test_report_from_a_foreign_module_writes_files_and_tensorboard_text(tmp_path
         enable_progress_bar=False,
     )
     trainer.validate(_Module(), DataLoader(torch.zeros(2, 1)), verbose=False)
+    assert report.written["per_class"] == tmp_path / "report" / "per_class.png"
+    assert report.written["per_class"].read_bytes().startswith(b"\x89PNG")
     rows = {r["method"]: r for r in csv.DictReader((tmp_path / "report" / "comparison.csv").open())}
     assert sorted(rows) == ["dcsm", "dcsm+crf"]
     assert float(rows["dcsm"]["cat"]) == pytest.approx(0.5)
@@ -97,3 +99,26 @@ def test_include_puts_earlier_rows_first_and_a_remeasured_method_replaces_its_ro
         report._included(["background", "a", "c"])
     with pytest.raises(FileNotFoundError):
         ComparisonReport(include=[str(tmp_path / "nope.csv")])
+
+
+def test_charts_are_titled_with_the_data_and_the_checkpoint():
+    from types import SimpleNamespace
+
+    class SyntheticDataModule:  # the name and attributes describe_run reads
+        family, val_split = "shapes", "val"
+
+    class VOCDataModule:
+        root, val_split = "/data/VOCdevkit/VOC2012", "val"
+
+    loaders = [list(range(7))]  # one loader of 7 batches
+    trainer = SimpleNamespace(
+        datamodule=SyntheticDataModule(), num_val_batches=[2], val_dataloaders=loaders,
+        ckpt_path="/x/runs/synthetic/version_0/checkpoints/last.ckpt",
+    )  # fmt: skip
+    assert describe_run(trainer) == (
+        "Synthetic (shapes), val; first 2 of 7 batches; checkpoint synthetic/version_0/last.ckpt"
+    )
+    trainer.datamodule, trainer.num_val_batches, trainer.ckpt_path = VOCDataModule(), [7], "b.ckpt"
+    assert describe_run(trainer) == "VOC (VOC2012), val; checkpoint b.ckpt"
+    trainer.datamodule, trainer.ckpt_path = None, None
+    assert describe_run(trainer) == ""

@@ -7,13 +7,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dcsm_lightning.outputs.charts import miou_chart_figure, render_miou_chart
 from dcsm_lightning.outputs.report import (
     comparison_rows,
     format_csv,
     format_table,
-    miou_chart_figure,
     read_csv,
-    render_miou_chart,
     write_comparison,
 )
 from dcsm_lightning.segmentation.labels import method_name
@@ -59,7 +58,7 @@ def test_markdown_table():
 
 def test_csv_parses_back_to_the_same_numbers(tmp_path):
     paths = write_comparison(RESULTS, NAMES, tmp_path)
-    assert set(paths) == {"md", "csv", "png"}
+    assert set(paths) == {"md", "csv", "png", "per_class"}
     assert paths["md"].read_text(encoding="utf-8") == format_table(RESULTS, NAMES)
     with paths["csv"].open(newline="") as handle:
         rows = list(csv.DictReader(handle))

@@ -193,9 +193,10 @@ def test_predictions_layout_uncropped_to_orig_size(tmp_path):
                 continue
             heat = _read(tmp_path / "heatmaps" / f"{image_id}_{NAMES[k].replace(' ', '_')}.png")
             assert heat.shape == (*truth.shape, 3)
-            # a constant map stays constant only if no padding (0) was blended in
+            # the map blended half over the image; a constant map stays constant only if no
+            # padding (0) was blended in
             colour = np.array(jet(float(item["maps"][k].max()), bytes=True)[:3])
-            assert (heat == colour).all()
+            assert (heat == np.rint((colour + np.array(IMAGE_COLOUR)) / 2)).all()
 
         overlay = _read(tmp_path / "overlays" / f"{image_id}.png")
         assert overlay.shape == (*truth.shape, 3)
@@ -203,6 +204,47 @@ def test_predictions_layout_uncropped_to_orig_size(tmp_path):
         assert (overlay[truth == 1] != IMAGE_COLOUR).any(axis=-1).all()
     assert not (tmp_path / "SegmentationClass").exists()
     assert not [p for p in tmp_path.rglob(".*")]  # no temporary files left
+
+
+def test_grid_png_shows_the_first_images_written(tmp_path, monkeypatch):
+    import dcsm_lightning.outputs.writer as writer_module
+
+    drawn, original = [], writer_module.save_figure_png
+    monkeypatch.setattr(
+        writer_module, "save_figure_png",
+        lambda path, figure, overwrite: drawn.append(figure) or original(path, figure, overwrite),
+    )  # fmt: skip
+    bare = tmp_path / "bare"
+    _predict(SegmentationWriter(str(bare), heatmap_alpha=1.0))  # grid=0: none
+    assert not (bare / "grid.png").exists() and not drawn
+    item = ContractImages().items[0]
+    heat = _read(bare / "heatmaps" / f"img0_{NAMES[0]}.png")
+    colour = matplotlib.colormaps["jet"](float(item["maps"][0].max()), bytes=True)[:3]
+    assert (heat == np.array(colour)).all()  # alpha 1: the bare colour map
+
+    _predict(SegmentationWriter(str(tmp_path), grid=3))  # 4 images in batches of 2
+    assert _read(tmp_path / "grid.png").ndim == 3
+    (figure,) = drawn
+    titles = [ax.get_title() for ax in figure.axes[:5]]
+    assert titles == ["image", "ground truth", "dcsm map on image", "dcsm", "dcsm+crf"]
+    assert [ax.get_ylabel() for ax in figure.axes[:15:5]] == ["img0", "img1", "img2"]
+    assert len(figure.axes) == 3 * 5 + 1  # 3 rows of 5 cells, the colour bar
+    # a resumed run keeps the grid it finds; pseudo-labels write none
+    before = _mtimes(tmp_path)
+    _predict(SegmentationWriter(str(tmp_path), grid=3))
+    assert _mtimes(tmp_path) == before
+    (tmp_path / "scores" / "img3.json").unlink()  # img3 is written again, grid.png kept
+    _predict(SegmentationWriter(str(tmp_path), grid=3))
+    assert len(drawn) == 2 and _mtimes(tmp_path)["grid.png"] == before["grid.png"]
+    _predict(SegmentationWriter(str(tmp_path), grid=3, overwrite=True))
+    assert _mtimes(tmp_path)["grid.png"] != before["grid.png"]
+    pseudo = tmp_path / "pseudo"
+    _predict(SegmentationWriter(str(pseudo), mode="pseudo_labels", grid=3))
+    assert not (pseudo / "grid.png").exists()
+    with pytest.raises(ValueError, match="grid must be >= 0"):
+        SegmentationWriter(str(tmp_path), grid=-1)
+    with pytest.raises(ValueError, match="heatmap_alpha"):
+        SegmentationWriter(str(tmp_path), heatmap_alpha=1.5)
 
 
 def test_second_run_skips_and_overwrite_replaces(tmp_path, caplog):

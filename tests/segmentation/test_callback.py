@@ -109,6 +109,39 @@ def test_arguments_are_checked() -> None:
     ]
 
 
+def test_validate_logs_the_labelled_grid_to_tensorboard(tmp_path, monkeypatch) -> None:
+    from lightning.pytorch.loggers import TensorBoardLogger
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from dcsm_lightning.segmentation import callback as callback_module
+
+    drawn, original = [], callback_module.log_figure
+
+    def recording(logger, tag, figure, step):
+        drawn.append(figure)
+        return original(logger, tag, figure, step)
+
+    monkeypatch.setattr(callback_module, "log_figure", recording)
+    segmentation = SaliencySegmentation(
+        "simonyan", class_names=["a", "b", "c", "d", "e"],
+        batch_adapter=BatchAdapter(image=0, labels=1, mask=2),
+    )  # fmt: skip
+    logger = TensorBoardLogger(str(tmp_path), name="tb", version=0)
+    trainer = pl.Trainer(
+        accelerator="cpu", logger=logger, enable_progress_bar=False, callbacks=[segmentation]
+    )
+    trainer.validate(Foreign(), DataLoader(_data(), batch_size=3), verbose=False)
+    (figure,) = drawn  # one grid per validation epoch, rows gathered over two batches of 3
+    titles = [ax.get_title() for ax in figure.axes[:4]]
+    assert titles == ["image", "ground truth", "simonyan map on image", "simonyan"]
+    assert [ax.get_ylabel() for ax in figure.axes[:16:4]] == ["0_0", "0_1", "0_2", "1_0"]
+    logger.experiment.flush()
+    accumulator = EventAccumulator(logger.log_dir, size_guidance={"images": 0})
+    accumulator.Reload()
+    (image,) = accumulator.Images("val/grid")
+    assert image.width == int(figure.get_size_inches()[0] * figure.dpi)
+
+
 class _CountingSegmentation(SaliencySegmentation):
     """Counts the batches it has segmented."""
 

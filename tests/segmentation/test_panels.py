@@ -8,93 +8,120 @@ import pytest
 import torch
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from dcsm_lightning.palette import voc_palette
-from dcsm_lightning.segmentation.panels import log_panels, panel_grid, top_candidate
+from dcsm_lightning.data.adapter import SegmentationBatch
+from dcsm_lightning.outputs.canvas import figure_rgb
+from dcsm_lightning.palette import colorize_labels
+from dcsm_lightning.segmentation.methods import Method
+from dcsm_lightning.segmentation.output import SegmentationOutput
+from dcsm_lightning.segmentation.panels import GridCollector, grid_rows, log_figure, top_candidate
 
-B, K, H, W, PAD = 3, 4, 8, 10, 2
+B, K, S = 3, 4, 10
+NAMES = ["background", "a", "b", "c", "d"]
 
 
-def _inputs(seed: int = 0):
-    generator = torch.Generator().manual_seed(seed)
-    rgb = torch.randint(0, 256, (B, H, W, 3), generator=generator, dtype=torch.uint8)
+def _output(mask: bool = True, refined: bool = True) -> SegmentationOutput:
+    """A hand-made batch: image 0 is 6 x 10 inside its 10 x 10 letterbox (padding void)."""
+    generator = torch.Generator().manual_seed(0)
+    rgb = torch.randint(0, 256, (B, S, S, 3), generator=generator, dtype=torch.uint8)
+    valid = torch.ones(B, S, S, dtype=torch.bool)
+    valid[0, 6:] = False
     candidates = torch.zeros(B, K, dtype=torch.bool)
     candidates[0, [1, 3]] = True
-    candidates[1, 2] = True  # image 2: no candidate
-    maps = torch.zeros(B, K, H, W)
-    maps[0, 1] = 0.2
-    maps[0, 3] = 0.7  # the larger map: the top candidate of image 0
+    candidates[1, 2] = True
+    probs = torch.tensor([[0.1, 0.6, 0.2, 0.9], [0.3, 0.2, 0.4, 0.1], [0.2] * 4])
+    maps = torch.zeros(B, K, S, S)
+    maps[0, 1] = 0.9  # the larger map, but class 3 scores higher: class 3 is shown
+    maps[0, 3] = torch.linspace(0, 1, S * S).view(S, S)
     maps[1, 2] = 0.45
-    masks = torch.randint(0, K + 1, (B, H, W), generator=generator)
-    masks[:, 0, 0] = 255
-    return rgb, maps, masks, candidates
+    labels = torch.randint(0, K + 1, (B, S, S), generator=generator)
+    labels[~valid] = 255
+    masks = {Method("dcsm"): labels}
+    if refined:
+        masks[Method("dcsm", "crf")] = labels.flip(-1)
+    batch = SegmentationBatch(
+        image=torch.zeros(B, 3, S, S), rgb=rgb, ids=["x", "y", "z"],
+        orig_size=torch.tensor([[60, 100], [10, 10], [10, 10]]),
+        mask=labels.roll(1, -1) if mask else None, valid=valid,
+    )  # fmt: skip
+    return SegmentationOutput(batch, probs, candidates, {"dcsm": maps}, masks)
 
 
-def _tile(grid: torch.Tensor, row: int, col: int) -> np.ndarray:
-    top, left = PAD + row * (H + PAD), PAD + col * (W + PAD)
-    return grid[:, top : top + H, left : left + W].permute(1, 2, 0).numpy()
+def test_grid_rows_cut_out_the_image_and_show_its_top_candidate():
+    out = _output()
+    rows = grid_rows(out, "dcsm", NAMES, refiner="crf", max_images=2)
+    assert [r.name for r in rows] == ["x", "y"]
+    first = rows[0]
+    assert first.image.shape == (6, 10, 3)  # the letterbox padding is cut off
+    np.testing.assert_array_equal(first.image, out.batch.rgb[0, :6].numpy())
+    np.testing.assert_array_equal(first.mask, out.masks["dcsm"][0, :6].numpy())
+    np.testing.assert_array_equal(first.refined, out.masks["dcsm+crf"][0, :6].numpy())
+    np.testing.assert_array_equal(first.truth, out.batch.mask[0, :6].numpy())
+    assert first.heat_label == "d 0.90"  # class 3 (label 4, "d"): the highest probability
+    np.testing.assert_allclose(first.heat, out.maps["dcsm"][0, 3, :6].numpy())
+    assert rows[1].heat_label == "c 0.40"
+    third = grid_rows(out, "dcsm", NAMES)[2]
+    assert third.heat is None and third.heat_label == "no candidate"
 
 
-def test_panel_grid_layout_and_content():
-    rgb, maps, masks, candidates = _inputs()
-    grid = panel_grid(rgb, maps, masks, candidates, max_images=2)
-    assert grid.dtype == torch.uint8
-    assert tuple(grid.shape) == (3, 2 * (H + PAD) + PAD, 4 * (W + PAD) + PAD)
-    jet = matplotlib.colormaps["jet"]
-    for b in range(2):
-        np.testing.assert_array_equal(_tile(grid, b, 0), rgb[b].numpy())
-        np.testing.assert_array_equal(_tile(grid, b, 2), voc_palette()[masks[b].numpy()])
-        overlay = _tile(grid, b, 3)
-        background = (masks[b] == 0).numpy()
-        np.testing.assert_array_equal(overlay[background], rgb[b].numpy()[background])
-    assert (_tile(grid, 0, 1) == np.array(jet(0.7, bytes=True)[:3])).all()
-    assert (_tile(grid, 1, 1) == np.array(jet(0.45, bytes=True)[:3])).all()
-    full = panel_grid(rgb, maps, masks, candidates)  # 3 < max_images=4: all rows
-    assert full.shape[1] == 3 * (H + PAD) + PAD
-    assert (_tile(full, 2, 1) == np.array(jet(0.0, bytes=True)[:3])).all()  # no candidate
+def test_grid_rows_leave_out_what_the_batch_lacks():
+    rows = grid_rows(_output(mask=False, refined=False), "dcsm", NAMES, refiner="crf")
+    assert all(r.truth is None and r.refined is None for r in rows)
+    assert len(grid_rows(_output(), "dcsm", NAMES, max_images=0)) == 0
 
 
 def test_top_candidate_prefers_scores():
-    rgb, maps, masks, candidates = _inputs()
-    assert top_candidate(maps[0], candidates[0]) == 3
+    maps, candidates = _output().maps["dcsm"], _output().candidates
+    assert top_candidate(maps[0], candidates[0]) == 1  # the largest total saliency
     assert top_candidate(maps[0], candidates[0], torch.tensor([0.9, 0.8, 0.1, 0.2])) == 1
+    assert top_candidate(maps[0], candidates[0], torch.tensor([0.1, 0.2, 0.1, 0.3])) == 3
     assert top_candidate(maps[2], candidates[2]) is None
 
 
-def test_panel_grid_rejects_bad_shapes():
-    rgb, maps, masks, candidates = _inputs()
-    with pytest.raises(ValueError, match="masks"):
-        panel_grid(rgb, maps, masks[:, :4], candidates)
-    with pytest.raises(ValueError, match="candidates"):
-        panel_grid(rgb, maps, masks, candidates[:, :2])
-    with pytest.raises(ValueError, match="max_images"):
-        panel_grid(rgb, maps, masks, candidates, max_images=0)
+def test_collector_fills_up_to_its_limit_over_batches():
+    collector = GridCollector(4, "dcsm", NAMES, "crf")
+    collector.add(_output())
+    collector.add(_output())
+    collector.add(_output())
+    assert [r.name for r in collector.rows] == ["x", "y", "z", "x"]
+    figure = collector.figure()
+    titles = [ax.get_title() for ax in figure.axes[:5]]
+    assert titles == ["image", "ground truth", "dcsm map on image", "dcsm", "dcsm+crf"]
+    first_mask = np.asarray(figure.axes[3].images[0].get_array())
+    np.testing.assert_array_equal(first_mask, colorize_labels(collector.rows[0].mask))
+    assert GridCollector(0, "dcsm", NAMES).figure() is None
+    with pytest.raises(ValueError, match="rows must be >= 0"):
+        GridCollector(-1, "dcsm", NAMES)
 
 
-def test_log_panels_tensorboard_writes_an_image_event(tmp_path):
+def test_log_figure_tensorboard_writes_an_image_event(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    grid = panel_grid(*_inputs(), max_images=2)
+    collector = GridCollector(2, "dcsm", NAMES)
+    collector.add(_output())
+    figure = collector.figure()
     logger = TensorBoardLogger(str(tmp_path), name="tb", version=0)
-    assert log_panels(logger, "val/panels", grid, step=7)
+    assert log_figure(logger, "val/grid", figure, step=7)
     logger.experiment.flush()
     events = [f for f in os.listdir(logger.log_dir) if f.startswith("events.out.tfevents")]
     assert events
     accumulator = EventAccumulator(logger.log_dir, size_guidance={"images": 0})
     accumulator.Reload()
-    assert "val/panels" in accumulator.Tags()["images"]
-    (image,) = accumulator.Images("val/panels")
+    assert "val/grid" in accumulator.Tags()["images"]
+    (image,) = accumulator.Images("val/grid")
     assert image.step == 7
-    assert (image.height, image.width) == tuple(grid.shape[1:])
+    assert (image.height, image.width) == figure_rgb(figure).shape[:2]
 
 
-def test_log_panels_is_a_no_op_without_image_support(tmp_path):
-    grid = panel_grid(*_inputs(), max_images=1)
+def test_log_figure_is_a_no_op_without_image_support(tmp_path):
+    collector = GridCollector(1, "dcsm", NAMES)
+    collector.add(_output())
+    figure = collector.figure()
     csv_logger = CSVLogger(str(tmp_path), name="csv")
-    assert not log_panels(csv_logger, "val/panels", grid, step=0)
-    assert not log_panels(None, "val/panels", grid, step=0)
+    assert not log_figure(csv_logger, "val/grid", figure, step=0)
+    assert not log_figure(None, "val/grid", figure, step=0)
     assert os.listdir(tmp_path) == []  # the CSV logger was not even touched
     tb = TensorBoardLogger(str(tmp_path), name="tb", version=0)
-    assert log_panels([csv_logger, tb], "val/panels", grid, step=0)
+    assert log_figure([csv_logger, tb], "val/grid", figure, step=0)
     tb.experiment.flush()
     assert os.listdir(tmp_path) == ["tb"]
 

@@ -84,6 +84,7 @@ class DCSMTrainer(Trainer):
         uncertain_threshold: float | None = None,
         write_heatmaps: bool = True,
         write_overlays: bool = True,
+        grid: int = 8,
     ) -> Any:
         """Run inference on your data; with ``output_dir``, write masks, heatmaps and overlays.
 
@@ -99,6 +100,8 @@ class DCSMTrainer(Trainer):
             uncertain_threshold: pixels whose winning probability is below it become void 255.
             write_heatmaps: write ``heatmaps/``.
             write_overlays: write ``overlays/``.
+            grid: write ``grid.png``, the labelled picture of the first ``grid`` images
+                (image | ground truth | map on image | mask | + CRF); 0: none.
         """
         options = {"overwrite": overwrite, "method": method, "threshold": uncertain_threshold}
         if output_dir is not None:
@@ -110,6 +113,7 @@ class DCSMTrainer(Trainer):
                     uncertain_threshold=uncertain_threshold,
                     write_heatmaps=write_heatmaps,
                     write_overlays=write_overlays,
+                    grid=grid,
                 )
             )
             return_predictions = bool(return_predictions)

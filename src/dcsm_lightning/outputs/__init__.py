@@ -1,2 +1,3 @@
 """What a run leaves on disk: per-image files (``writer``), the comparison table and charts
-(``report``, ``comparison``)."""
+(``report``, ``comparison``, ``charts``), the labelled per-image grid (``grid``) and the
+pyplot-free figure helpers they share (``canvas``)."""

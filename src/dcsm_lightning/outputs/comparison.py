@@ -12,8 +12,37 @@ from dcsm_lightning.outputs.report import format_table, read_csv, write_comparis
 from dcsm_lightning.segmentation.callback import find_segmentation
 
 
+def describe_run(trainer: Trainer, stage: str = "val") -> str:
+    """What a comparison was computed on, for its charts' titles: the datamodule (its family,
+    folder and split when it has them, and how many batches when limited) and the checkpoint
+    (its file name, after its run folder when it lies in ``<run>/<version>/checkpoints/``),
+    e.g. ``"Synthetic (shapes), val; checkpoint synthetic/version_0/last.ckpt"``."""
+    data = trainer.datamodule
+    parts = []
+    if data is not None:
+        name = type(data).__name__.removesuffix("DataModule") or type(data).__name__
+        folder = getattr(data, "root", None) or getattr(data, "images", None)
+        details = [str(getattr(data, "family", "") or ""), Path(str(folder or "")).name]
+        details = [d for d in details if d]
+        split = getattr(data, f"{stage}_split", None) or stage
+        parts.append(name + (f" ({', '.join(details)})" if details else "") + f", {split}")
+    counts = trainer.num_val_batches if stage == "val" else trainer.num_test_batches
+    loaders = trainer.val_dataloaders if stage == "val" else trainer.test_dataloaders
+    if loaders is not None and counts:
+        lengths = [len(dl) for dl in (loaders if isinstance(loaders, (list, tuple)) else [loaders])]
+        if sum(int(c) for c in counts) < sum(lengths):
+            parts.append(f"first {sum(int(c) for c in counts)} of {sum(lengths)} batches")
+    if trainer.ckpt_path:
+        path = Path(trainer.ckpt_path)
+        run = path.parts[-4:-2] if path.parent.name == "checkpoints" else ()
+        parts.append(f"checkpoint {'/'.join((*run, path.name))}")
+    return "; ".join(parts)
+
+
 class ComparisonReport(Callback):
-    """Write ``comparison.md``, ``comparison.csv`` and ``comparison.png`` after validate / test.
+    """Write ``comparison.md``, ``comparison.csv``, ``comparison.png`` (mIoU per method) and
+    ``per_class.png`` (IoU per class and method) after validate / test; the charts are titled
+    with the data and the checkpoint (:func:`describe_run`).
 
     The Markdown table is printed, and also logged as text (``<stage>/comparison``) to every
     :class:`~lightning.pytorch.loggers.TensorBoardLogger` of the trainer.
@@ -46,7 +75,7 @@ class ComparisonReport(Callback):
         self.class_names = class_names
         self.include = list(include or [])
         self._earlier = [(path, *read_csv(path)) for path in self.include]
-        #: paths written by the last run (``{"md": ..., "csv": ..., "png": ...}``).
+        #: paths written by the last run (``{"md", "csv", "png", "per_class"}`` -> path).
         self.written: dict[str, Path] = {}
 
     def _write(self, trainer: Trainer, stage: str) -> None:
@@ -60,7 +89,9 @@ class ComparisonReport(Callback):
             return
         results = {**self._included(["background", *names]), **results}
         out_dir = Path(self.output_dir or trainer.log_dir or trainer.default_root_dir)
-        self.written = write_comparison(results, ["background", *names], out_dir)
+        self.written = write_comparison(
+            results, ["background", *names], out_dir, subtitle=describe_run(trainer, stage)
+        )
         table = format_table(results, ["background", *names])
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):  # the text tab renders Markdown

@@ -17,7 +17,8 @@ import torch
 from torch import Tensor
 
 from dcsm_lightning.data.transforms import uncrop_images
-from dcsm_lightning.files import save_heatmap_png, save_json, save_label_png, save_overlay_png
+from dcsm_lightning.files import save_json, save_label_png, save_overlay_png, save_rgb_png
+from dcsm_lightning.palette import blend_heatmap
 
 __all__ = ["RENDERERS", "ImageData"]
 
@@ -33,7 +34,7 @@ class ImageData:
         extent: (h, w) of the image inside the letterbox; orig: (H, W) on disk.
         rgb: uint8 (S, S, 3). maps: float (K, S, S) in [0, 1], or None.
         probs: the K class probabilities, or None. names: the K class names, or None.
-        cmap: the heatmaps' matplotlib colormap.
+        cmap: the heatmaps' matplotlib colormap; alpha: their opacity over the image.
     """
 
     image_id: str
@@ -46,6 +47,7 @@ class ImageData:
     probs: list[float] | None
     names: list[str] | None
     cmap: str
+    alpha: float = 0.5
 
 
 def render_mask(path: Path, image: ImageData, arg: Any, overwrite: bool) -> None:
@@ -53,18 +55,24 @@ def render_mask(path: Path, image: ImageData, arg: Any, overwrite: bool) -> None
     save_label_png(path, image.label, overwrite=overwrite)
 
 
+def _rgb_on_disk(image: ImageData) -> np.ndarray:
+    """The image cut out of its letterbox at its size on disk: uint8 H x W x 3."""
+    rgb = uncrop_images(image.rgb.permute(2, 0, 1), image.extent, image.orig)
+    return rgb.round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+
+
 def render_heatmap(path: Path, image: ImageData, name: str, overwrite: bool) -> None:
-    """The colour-mapped map of class ``name``, at the size on disk."""
+    """The map of class ``name`` blended over the image (``image.alpha``), at the size on
+    disk."""
     k = image.names.index(name)
     heat = uncrop_images(image.maps[k : k + 1], image.extent, image.orig)[0].clamp(0, 1)
-    save_heatmap_png(path, heat.numpy(), overwrite=overwrite, cmap=image.cmap)
+    colors = blend_heatmap(_rgb_on_disk(image), heat.numpy(), image.alpha, image.cmap)
+    save_rgb_png(path, colors, overwrite=overwrite)
 
 
 def render_overlay(path: Path, image: ImageData, arg: Any, overwrite: bool) -> None:
     """The mask drawn over the image, at the size on disk."""
-    rgb = uncrop_images(image.rgb.permute(2, 0, 1), image.extent, image.orig)
-    rgb = rgb.round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0)
-    save_overlay_png(path, rgb.numpy(), image.label, overwrite=overwrite)
+    save_overlay_png(path, _rgb_on_disk(image), image.label, overwrite=overwrite)
 
 
 def render_scores(path: Path, image: ImageData, candidates: list[str], overwrite: bool) -> None:

@@ -1,4 +1,5 @@
-"""The method comparison: a Markdown table, a CSV and a bar chart of mIoU per method.
+"""The method comparison: a Markdown table, a CSV and two charts (mIoU per method, IoU per
+class and method; :mod:`~dcsm_lightning.outputs.charts`).
 
 ``results`` maps a method name (``"dcsm"``, ``"dcsm+crf"``, ``"simonyan"``, ...) to
 ``{"miou": float, "per_class": list of K + 1 floats}`` with IoUs in [0, 1], background
@@ -13,16 +14,14 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dcsm_lightning.files import atomic_path
+from dcsm_lightning.outputs.canvas import figure_png
+from dcsm_lightning.outputs.charts import MISSING, per_class_chart_figure, render_miou_chart
 from dcsm_lightning.segmentation.methods import Method
 
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
 BACKGROUND = "background"
-MISSING = "–"  # en dash: how the Markdown table shows NaN
 
 
 def _label_names(class_names: Sequence[str], num_labels: int) -> list[str]:
@@ -147,111 +146,49 @@ def read_csv(path: str | os.PathLike) -> tuple[dict[str, dict[str, Any]], list[s
     return results, names
 
 
-def miou_chart_figure(
-    results: Mapping[str, Mapping[str, Any]],
-    reference: Mapping[str, float] | None = None,
-    spread: Mapping[str, float] | None = None,
-    title: str = "mIoU per method",
-    reference_label: str = "reference",
-) -> Figure:
-    """A bar chart of mIoU (%) per method, with value labels, as a matplotlib ``Figure``.
-
-    Refined bars (``+crf``) are hatched and take their base method's colour, so each pair reads as
-    one method with and without CRF. NaN bars are empty and labelled "–". Drawn on an Agg
-    canvas, without pyplot's global state.
-
-    Args:
-        results: method -> {"miou": float in [0, 1], ...}; one bar each, in order.
-        reference: method -> a reference mIoU in [0, 1] (e.g. a paper's figure), drawn as a
-            black diamond on that method's bar; methods without one get none.
-        spread: method -> a spread in [0, 1] (e.g. the standard deviation over runs), drawn as
-            an error bar of +/- that value.
-        title: the chart's title.
-        reference_label: the legend entry of the reference markers.
-    """
-    import matplotlib
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    methods = [str(m) for m in results]
-    values = [100 * float(result["miou"]) for result in results.values()]
-    # a Method key knows its parts; any other name is a group of its own
-    strategies = [getattr(m, "strategy", str(m)) for m in results]
-    bases = list(dict.fromkeys(strategies))
-    cycle = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
-    figure = Figure(figsize=(max(4.0, 0.9 * len(methods) + 1.5), 3.5), dpi=100)
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
-    heights = [0.0 if math.isnan(v) else v for v in values]
-    errors = [100 * float((spread or {}).get(m, math.nan)) for m in methods]
-    bars = axes.bar(
-        range(len(methods)),
-        heights,
-        color=[cycle[bases.index(b) % len(cycle)] for b in strategies],
-        edgecolor="black",
-        hatch=["" if getattr(m, "step", None) is None else "//" for m in results],
-        yerr=[0.0 if math.isnan(e) else e for e in errors] if spread else None,
-        capsize=3 if spread else 0,
-    )
-    axes.bar_label(bars, labels=[MISSING if math.isnan(v) else f"{v:.1f}" for v in values])
-    marked = [
-        (i, 100 * float(reference[m])) for i, m in enumerate(methods) if m in (reference or {})
-    ]
-    if marked:
-        xs, ys = zip(*marked, strict=True)
-        axes.plot(xs, ys, "D", color="black", label=reference_label, linestyle="none")
-        axes.legend(loc="upper right", fontsize="small")
-    axes.set_xticks(
-        range(len(methods)),
-        methods,
-        rotation=30 if len(methods) > 4 else 0,
-        ha="right" if len(methods) > 4 else "center",
-    )
-    axes.set_ylabel("mIoU (%)")
-    axes.set_ylim(0, 105)
-    axes.set_title(title)
-    figure.tight_layout()
-    return figure
-
-
-def render_miou_chart(
-    results: Mapping[str, Mapping[str, Any]],
-    reference: Mapping[str, float] | None = None,
-    spread: Mapping[str, float] | None = None,
-    title: str = "mIoU per method",
-    reference_label: str = "reference",
-) -> bytes:
-    """PNG bytes of :func:`miou_chart_figure` (same arguments)."""
-    figure = miou_chart_figure(results, reference, spread, title, reference_label)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
-
-
 def write_comparison(
     results: Mapping[str, Mapping[str, Any]],
     class_names: Sequence[str],
     out_dir: str | os.PathLike,
     overwrite: bool = True,
+    subtitle: str = "",
 ) -> dict[str, Path]:
-    """Write ``comparison.md``, ``comparison.csv`` and ``comparison.png`` into ``out_dir``.
+    """Write ``comparison.md``, ``comparison.csv``, ``comparison.png`` (mIoU per method) and
+    ``per_class.png`` (IoU per class and method) into ``out_dir``.
 
     Everything is validated and rendered before the first file is written; each file is
     written atomically.
 
+    Args:
+        results: method -> {"miou": float, "per_class": K + 1 floats}, IoUs in [0, 1].
+        class_names: the K foreground names, or K + 1 starting with "background".
+        out_dir: the folder.
+        overwrite: replace existing files (else ``FileExistsError``).
+        subtitle: a second title line of both charts, e.g. the data and the checkpoint.
+
     Returns:
-        ``{"md": ..., "csv": ..., "png": ...}``.
+        ``{"md": ..., "csv": ..., "png": ..., "per_class": ...}``.
     """
     out = Path(out_dir)
-    contents: dict[str, str | bytes] = {
-        "md": format_table(results, class_names),
-        "csv": format_csv(results, class_names),
-        "png": render_miou_chart(results),
+    rows = comparison_rows(results, class_names)
+    labels = list(rows[0])[2:] if rows else _empty_columns(class_names)
+    titled = f"\n{subtitle}" if subtitle else ""
+    per_class = {
+        m: {"per_class": [row[n] for n in labels]} for m, row in zip(results, rows, strict=True)
+    }
+    contents: dict[str, tuple[str, str | bytes]] = {
+        "md": ("comparison.md", format_table(results, class_names)),
+        "csv": ("comparison.csv", format_csv(results, class_names)),
+        "png": ("comparison.png", render_miou_chart(results, title="mIoU per method" + titled)),
+        "per_class": (
+            "per_class.png",
+            figure_png(per_class_chart_figure(per_class, labels, "IoU per class" + titled)),
+        ),
     }
     paths: dict[str, Path] = {}
-    for suffix, content in contents.items():
-        paths[suffix] = out / f"comparison.{suffix}"
-        with atomic_path(paths[suffix], overwrite=overwrite) as tmp:
+    for key, (name, content) in contents.items():
+        paths[key] = out / name
+        with atomic_path(paths[key], overwrite=overwrite) as tmp:
             if isinstance(content, bytes):
                 tmp.write_bytes(content)
             else:

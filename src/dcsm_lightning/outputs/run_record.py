@@ -93,6 +93,7 @@ def run_record(writer: Any, trainer: Trainer, pl_module: LightningModule) -> dic
         "method": None if writer.method is None else str(writer.method),
         "uncertain_threshold": writer.uncertain_threshold,
         "heatmap_cmap": writer.heatmap_cmap,
+        "heatmap_alpha": writer.heatmap_alpha,
         "source": type(source).__qualname__,
         "saliency": [built_with(s) for s in getattr(source, "strategies", [])],
         "candidates": repr(getattr(source, "candidates", None)),

@@ -19,6 +19,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from dcsm_lightning.data.transforms import uncrop_labels
 from dcsm_lightning.files import check_writable_dir, remove_stale_temp_files
+from dcsm_lightning.outputs.canvas import save_figure_png
 from dcsm_lightning.outputs.layout import PSEUDO_LIST, OutputLayout, check_id
 from dcsm_lightning.outputs.naming import default_method, file_class_names, output_method
 from dcsm_lightning.outputs.renderers import RENDERERS, ImageData
@@ -30,6 +31,7 @@ from dcsm_lightning.segmentation.callback import (
 )
 from dcsm_lightning.segmentation.labels import uncertain_to_void
 from dcsm_lightning.segmentation.methods import Method
+from dcsm_lightning.segmentation.panels import GridCollector
 
 __all__ = ["PSEUDO_LIST", "SegmentationWriter", "check_id", "default_method"]
 
@@ -54,10 +56,14 @@ class SegmentationWriter(BasePredictionWriter):
 
         output_dir/masks/<id>.png              VOC palette PNG (255 = void); an id may be a
                                                relative path (``cats/img``): folders mirror it
-        output_dir/heatmaps/<id>_<class>.png   one per candidate class, colour-mapped
+        output_dir/heatmaps/<id>_<class>.png   one per candidate class: its map blended
+                                               over the image (``heatmap_alpha``)
         output_dir/overlays/<id>.png           mask over the image
         output_dir/scores/<id>.json            {"id", "method", "scores": {class: prob},
                                                "candidates": [class, ...]}
+        output_dir/grid.png                    with ``grid`` > 0: the labelled grid of the
+                                               first ``grid`` images written (image | ground
+                                               truth | map on image | mask | + CRF)
 
     ``mode="pseudo_labels"`` (a VOC-style folder to train a segmentation net on)::
 
@@ -89,9 +95,18 @@ class SegmentationWriter(BasePredictionWriter):
         write_heatmaps: write ``heatmaps/`` (predictions mode).
         write_overlays: write ``overlays/`` (predictions mode).
         heatmap_cmap: matplotlib colormap of the heatmaps.
+        heatmap_alpha: opacity of the map over the image in ``heatmaps/``, in [0, 1]
+            (1: the bare colour-mapped map).
+        grid: write ``grid.png`` with up to this many rows, the first images of the batches
+            this run writes (rank 0's, predictions mode;
+            :func:`~dcsm_lightning.outputs.grid.grid_figure`: ground truth when the batches
+            have masks, the map of the method's strategy, its plain and refined masks as
+            segmented, before ``uncertain_threshold``); an existing ``grid.png`` is kept
+            unless ``overwrite``. 0: none.
 
     Raises:
-        ValueError: unknown ``mode`` or ``uncertain_threshold`` outside [0, 1].
+        ValueError: unknown ``mode``, ``uncertain_threshold`` or ``heatmap_alpha`` outside
+            [0, 1], or ``grid`` < 0.
     """
 
     def __init__(
@@ -105,12 +120,18 @@ class SegmentationWriter(BasePredictionWriter):
         write_heatmaps: bool = True,
         write_overlays: bool = True,
         heatmap_cmap: str = "jet",
+        heatmap_alpha: float = 0.5,
+        grid: int = 0,
     ) -> None:
         super().__init__(write_interval="batch")
         if mode not in ("predictions", "pseudo_labels"):
             raise ValueError(f"mode must be 'predictions' or 'pseudo_labels', got {mode!r}")
         if uncertain_threshold is not None and not 0.0 <= uncertain_threshold <= 1.0:
             raise ValueError(f"uncertain_threshold must lie in [0, 1], got {uncertain_threshold}")
+        if not 0.0 <= heatmap_alpha <= 1.0:
+            raise ValueError(f"heatmap_alpha must lie in [0, 1], got {heatmap_alpha}")
+        if grid < 0:
+            raise ValueError(f"grid must be >= 0 (rows of grid.png; 0: none), got {grid}")
         if not str(output_dir).strip():
             raise ValueError("output_dir is empty: give a folder")
         self.output_dir = Path(output_dir).expanduser()
@@ -122,6 +143,8 @@ class SegmentationWriter(BasePredictionWriter):
         self.write_heatmaps = write_heatmaps
         self.write_overlays = write_overlays
         self.heatmap_cmap = heatmap_cmap
+        self.heatmap_alpha = heatmap_alpha
+        self.grid = grid
         self._reset()
 
     def _reset(self) -> None:
@@ -131,6 +154,7 @@ class SegmentationWriter(BasePredictionWriter):
         self._names: list[str] | None = None
         self._warned_no_maps = False
         self._segmentation: SaliencySegmentation | None = None
+        self._grid: GridCollector | None = None
 
     # ----------------------------------------------------------------- Lightning hooks
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
@@ -155,6 +179,14 @@ class SegmentationWriter(BasePredictionWriter):
         strategy.barrier("SegmentationWriter.on_predict_end")
         if self.mode == "pseudo_labels" and trainer.is_global_zero:
             self.layout.write_id_list()
+        figure = self._grid.figure() if self._grid is not None else None
+        if figure is not None and trainer.is_global_zero:
+            path = self.output_dir / "grid.png"
+            try:
+                save_figure_png(path, figure, overwrite=self.overwrite)
+                rank_zero_info(f"SegmentationWriter: {len(self._grid.rows)} images in {path}")
+            except FileExistsError:
+                rank_zero_info(f"SegmentationWriter: kept the existing {path} (overwrite: new)")
         rank_zero_info(
             f"SegmentationWriter: {written} images written, {skipped} skipped "
             f"(already in {self.output_dir})"
@@ -166,14 +198,6 @@ class SegmentationWriter(BasePredictionWriter):
         """The output folder's layout in the current mode and options."""
         heatmaps = self.write_heatmaps and self.mode == "predictions"
         return OutputLayout(self.output_dir, self.mode, heatmaps, self.write_overlays)
-
-    def mask_path(self, image_id: str) -> Path:
-        """Where the label PNG of ``image_id`` goes in the current mode."""
-        return self.layout.mask_path(image_id)
-
-    def marker_path(self, image_id: str) -> Path:
-        """The file written last for an image: it exists only once the image is complete."""
-        return self.layout.marker_path(image_id)
 
     def finished_ids(self, ids: Sequence[str]) -> set[str]:
         """The ids among ``ids`` whose files are all complete (counted as skipped): the
@@ -241,18 +265,18 @@ class SegmentationWriter(BasePredictionWriter):
             )
 
         # Decide per image which files are missing, before touching any tensor.
-        layout = self.layout
-        plans: list[tuple[int, list[Any]]] = []
-        for b, image_id in enumerate(ids):
-            cand = [names[k] for k in torch.nonzero(candidates[b]).flatten()] if predicting else []
-            files = layout.image_files(image_id, cand, heatmaps)
-            todo = [f for f in files if self.overwrite or not f[0].exists()]
-            if todo:
-                plans.append((b, todo))
-            else:
-                self.skipped += 1
+        cands: list[list[str]] = [[] for _ in ids]
+        if predicting:
+            cands = [[names[k] for k in torch.nonzero(c).flatten()] for c in candidates]
+        plans = self.layout.files_to_write(ids, cands, heatmaps, self.overwrite)
+        self.skipped += len(ids) - len(plans)
         if not plans:
             return
+        if predicting and self.grid and self._grid is None:
+            labels = ["background", *names]
+            self._grid = GridCollector(self.grid, strategy, labels, method.step, self.heatmap_cmap)
+        if self._grid is not None:
+            self._grid.add(out)
 
         masks = out.masks[method].detach().cpu()
         if maps is not None:
@@ -278,6 +302,7 @@ class SegmentationWriter(BasePredictionWriter):
                 probs=None if probs is None else probs[b],
                 names=names if predicting else None,
                 cmap=self.heatmap_cmap,
+                alpha=self.heatmap_alpha,
             )
             for path, kind, arg in todo:  # in plan order: the marker file comes last
                 # another run writing into the same folder may have written it meanwhile:

@@ -5,5 +5,6 @@
 :class:`~dcsm_lightning.SaliencySegmentation` callback that runs the flow (a model takes it as
 its ``segmentation``), ``network`` its variant for a segmentation network
 (:class:`~dcsm_lightning.NetworkSegmentation`), ``method_metrics`` keeps its IoU per method and
-``panels`` draws the TensorBoard image grids.
+``panels`` makes the rows of the labelled per-image grid from a batch's output and logs the
+grid to TensorBoard.
 """

@@ -18,7 +18,6 @@ from typing import Any, Literal
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
-from torch import Tensor
 
 from dcsm_lightning.data.adapter import BatchAdapter, as_adapter
 from dcsm_lightning.saliency import SaliencyStrategy, as_saliency, saliency_spec_type
@@ -29,7 +28,7 @@ from dcsm_lightning.segmentation.flow import CandidateRule, MapSource, SaliencyM
 from dcsm_lightning.segmentation.method_metrics import STAGE_PREFIX, MethodMetrics
 from dcsm_lightning.segmentation.methods import Method, check_distinct
 from dcsm_lightning.segmentation.output import MaskRefiner, SegmentationOutput
-from dcsm_lightning.segmentation.panels import log_panels, panel_data, panel_grid
+from dcsm_lightning.segmentation.panels import GridCollector, log_figure
 from dcsm_lightning.segmentation.segmenting import BatchSegmenting
 
 __all__ = ["MaskRefiner", "SaliencySegmentation", "SegmentationOutput", "find_segmentation"]
@@ -38,6 +37,8 @@ __all__ = ["MaskRefiner", "SaliencySegmentation", "SegmentationOutput", "find_se
 #: A strategy as a config gives it: an instance, a registry name (``dcsm``) or
 #: ``{class_path: <registry name>, init_args: {...}}``; entry-point plugins included.
 SaliencySpec = saliency_spec_type()
+#: rows of the labelled grid logged per validation epoch (the first images of the val set).
+GRID_ROWS = 4
 
 
 class SaliencySegmentation(BatchSegmenting, Callback):
@@ -75,7 +76,9 @@ class SaliencySegmentation(BatchSegmenting, Callback):
             trained with, or the probabilities are ones the model never produces.
         segment_in_fit: also segment in the validation epochs of ``fit`` (slow); by default
             only ``validate`` / ``test`` / ``predict`` do.
-        log_panels: log an image / map / mask grid of the first validation batch.
+        log_panels: log the labelled grid of the first validation images to TensorBoard
+            (``<stage>/grid``: image | ground truth | map on image | mask | + CRF, see
+            :func:`~dcsm_lightning.outputs.grid.grid_figure`).
 
     Raises:
         ValueError: duplicate strategy names, a bad ``candidates`` value or
@@ -127,7 +130,7 @@ class SaliencySegmentation(BatchSegmenting, Callback):
         #: each trainer batch's output, computed at the first request (step, hook or writer);
         #: a resuming writer sets ``outputs.finished`` to drop its finished ids first.
         self.outputs = BatchOutputs(self.batch_adapter)
-        self._panel: dict[str, Tensor] | None = None
+        self._grid: GridCollector | None = None
         self._padding = PaddingFilter()
 
     # -- what it computes ---------------------------------------------------------------------
@@ -226,8 +229,12 @@ class SaliencySegmentation(BatchSegmenting, Callback):
         if out is None or out.batch.mask is None:
             return
         self.metrics.update(STAGE_PREFIX[stage], *counted(out.masks, out.batch.mask, keep))
-        if batch_idx == 0 and dataloader_idx == 0 and self.log_panels and stage == "validate":
-            self._panel = panel_data(out, self.map_names[0], [r.name for r in self.refiners])
+        if dataloader_idx == 0 and self.log_panels and stage == "validate":
+            if batch_idx == 0:
+                refiner = self.refiners[0].name if self.refiners else None
+                self._grid = GridCollector(GRID_ROWS, self.map_names[0], self.label_names, refiner)
+            if self._grid is not None:
+                self._grid.add(out)
 
     def _batch_end(
         self,
@@ -256,10 +263,10 @@ class SaliencySegmentation(BatchSegmenting, Callback):
         stage_results = self.metrics.compute(prefix, self.methods, pl_module.log)
         if stage_results:
             self.results[prefix] = stage_results
-        if self._panel is not None and trainer.is_global_zero:
-            grid = panel_grid(**self._panel)
-            log_panels(pl_module.logger, f"{prefix}/panels", grid, trainer.global_step)
-        self._panel = None
+        figure = self._grid.figure() if self._grid is not None else None
+        if figure is not None and trainer.is_global_zero:
+            log_figure(pl_module.logger, f"{prefix}/grid", figure, trainer.global_step)
+        self._grid = None
 
     on_validation_epoch_end = partialmethod(_epoch_end, "val")
     on_test_epoch_end = partialmethod(_epoch_end, "test")

@@ -23,7 +23,7 @@ class NetworkSegmentation(SaliencySegmentation):
         class_names: as in :class:`SaliencySegmentation` (default: the module's).
         segment_in_fit: also segment (and CRF) in ``fit``'s validation epochs (slow with
             ``DenseCRF``); by default ``fit`` validates the loss only.
-        log_panels: log an image / map / mask grid of the first validation batch.
+        log_panels: log the labelled grid of the first validation images to TensorBoard.
 
     Raises:
         ValueError: a ``name`` with ``+`` or ``/``.

@@ -1,23 +1,25 @@
-"""Pictures of maps: :func:`heatmap_overlay` (one map over its image) and the loggers' grids
-(image | top-candidate heatmap | mask | overlay, one row per image)."""
+"""Pictures of a batch's segmentation: :func:`heatmap_overlay` (one map over its image),
+:func:`grid_rows` (the rows of the labelled grid, :func:`~dcsm_lightning.outputs.grid.grid_figure`)
+gathered over batches by :class:`GridCollector`, and :func:`log_figure` (to TensorBoard)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
-from torchvision.utils import make_grid
 
 from dcsm_lightning.data.adapter import rgb_from_image
-from dcsm_lightning.palette import blend_overlay, colorize_heatmap, colorize_labels
+from dcsm_lightning.outputs.canvas import figure_rgb
+from dcsm_lightning.outputs.grid import GridRow, grid_figure
+from dcsm_lightning.palette import blend_heatmap
 from dcsm_lightning.segmentation.methods import Method
 from dcsm_lightning.segmentation.output import SegmentationOutput
 
-COLUMNS = ("image", "heatmap", "mask", "overlay")
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def top_candidate(maps: Tensor, candidates: Tensor, scores: Tensor | None = None) -> int | None:
@@ -35,94 +37,113 @@ def top_candidate(maps: Tensor, candidates: Tensor, scores: Tensor | None = None
     return int(key.masked_fill(~candidates.bool(), float("-inf")).argmax())
 
 
-def panel_data(out: SegmentationOutput, name: str, refiners: list[str]) -> dict[str, Tensor]:
-    """:func:`panel_grid`'s arguments (on the CPU) for the maps ``name`` of a batch's output:
-    its masks refined by the first of ``refiners`` when there are any, else its plain masks."""
-    shown = Method(name, refiners[0]) if refiners else Method(name)
-    shown = shown if shown in out.masks else Method(name)
-    return {
-        "rgb": out.batch.rgb.cpu(),
-        "maps": out.maps[name].cpu(),
-        "masks": out.masks[shown].cpu(),
-        "candidates": out.candidates.cpu(),
-    }
-
-
-def panel_grid(
-    rgb: Tensor,
-    maps: Tensor,
-    masks: Tensor,
-    candidates: Tensor,
+def grid_rows(
+    out: SegmentationOutput,
+    map_name: str,
+    label_names: Sequence[str],
+    refiner: str | None = None,
     max_images: int = 4,
-    scores: Tensor | None = None,
-    cmap: str = "jet",
-    padding: int = 2,
-) -> Tensor:
-    """Tile the first ``max_images`` images as rows of image | heatmap | mask | overlay.
+) -> list[GridRow]:
+    """The grid rows of the first ``max_images`` images of a batch's output.
+
+    Each image is cut out of its letterbox (``batch.extent``); its row shows the ground truth
+    (``batch.mask``) when the batch has one, the map ``out.maps[map_name]`` of its
+    highest-scoring candidate (named with its probability), the masks of ``map_name`` and,
+    with ``refiner``, those refined by it when ``out.masks`` holds them.
 
     Args:
-        rgb: uint8 B x H x W x 3 (the batch's ``rgb``).
-        maps: float B x K x H x W in [0, 1] (one strategy's ``outputs["maps"]``).
-        masks: int B x H x W in [0, 255], 255 = void (one ``outputs["masks"]`` entry).
-        candidates: bool B x K.
-        max_images: at most this many rows.
-        scores: optional float B x K choosing the candidate shown (see :func:`top_candidate`);
-            a row without candidates shows the colormap's zero.
-        cmap: matplotlib colormap of the heatmap column.
-        padding: pixels between tiles (torchvision ``make_grid``).
-
-    Returns:
-        uint8 3 x (n * (H + padding) + padding) x (4 * (W + padding) + padding) with
-        n = min(B, max_images).
-
-    Raises:
-        ValueError: the shapes disagree or ``max_images`` < 1.
+        out: one batch's output (B images, K classes, S x S letterbox).
+        map_name: the maps shown (a strategy's name); its plain masks fill the mask column.
+        label_names: the K + 1 label names, background first.
+        refiner: a refiner's name (``"crf"``): its masks fill the ``+ CRF`` column.
+        max_images: at most this many rows (>= 0).
     """
-    if max_images < 1:
-        raise ValueError(f"max_images must be >= 1, got {max_images}")
-    if rgb.ndim != 4 or rgb.shape[-1] != 3:
-        raise ValueError(f"rgb must be B x H x W x 3, got shape {tuple(rgb.shape)}")
-    batch, height, width = rgb.shape[:3]
-    if maps.ndim != 4 or maps.shape[0] != batch or tuple(maps.shape[2:]) != (height, width):
-        raise ValueError(f"maps must be {batch} x K x {height} x {width}, got {tuple(maps.shape)}")
-    if tuple(masks.shape) != (batch, height, width):
-        raise ValueError(f"masks must be {batch} x {height} x {width}, got {tuple(masks.shape)}")
-    if tuple(candidates.shape) != tuple(maps.shape[:2]):
-        raise ValueError(
-            f"candidates must be {tuple(maps.shape[:2])}, got {tuple(candidates.shape)}"
+    refined = Method(map_name, refiner) if refiner else None
+    refined = refined if refined in out.masks else None
+    plain = out.masks[Method(map_name)].detach().cpu()
+    maps = out.maps.get(map_name)
+    maps = None if maps is None else maps.detach().cpu()
+    probs, candidates = out.probs.detach().cpu().float(), out.candidates.detach().cpu()
+    truth = out.batch.mask
+    rows = []
+    for b in range(min(len(out.batch.ids), max(max_images, 0))):
+        h, w = (int(v) for v in out.batch.extent[b])
+        heat, note = None, ""
+        if maps is not None:
+            k = top_candidate(maps[b], candidates[b], probs[b])
+            note = "no candidate" if k is None else f"{label_names[k + 1]} {probs[b, k]:.2f}"
+            heat = None if k is None else maps[b, k, :h, :w].float().clamp(0, 1).numpy()
+        rows.append(
+            GridRow(
+                image=out.batch.rgb[b, :h, :w].detach().cpu().numpy().astype(np.uint8),
+                mask=_crop(plain, b, h, w),
+                heat=heat,
+                heat_label=note,
+                truth=_crop(truth, b, h, w),
+                refined=_crop(out.masks[refined], b, h, w) if refined else None,
+                name=str(out.batch.ids[b]),
+            )
         )
-    count = min(batch, max_images)
-    tiles: list[Tensor] = []
-    for b in range(count):
-        image = rgb[b].detach().cpu().to(torch.uint8).numpy()
-        labels = masks[b].detach().cpu().numpy()
-        chosen = top_candidate(
-            maps[b].detach().cpu(),
-            candidates[b].detach().cpu(),
-            scores[b].detach().cpu() if scores is not None else None,
-        )
-        heat = (
-            maps[b, chosen].detach().cpu().float().clamp(0, 1).numpy()
-            if chosen is not None
-            else np.zeros((height, width), dtype=np.float32)
-        )
-        row = (image, colorize_heatmap(heat, cmap), colorize_labels(labels))
-        row += (blend_overlay(image, labels),)
-        tiles.extend(torch.from_numpy(np.ascontiguousarray(t)).permute(2, 0, 1) for t in row)
-    return make_grid(tiles, nrow=len(COLUMNS), padding=padding)
+    return rows
 
 
-def log_panels(logger: Any, tag: str, grid: Tensor, step: int) -> bool:
-    """Log a ``panel_grid`` picture to every logger that takes images.
+def _crop(labels: Tensor | None, b: int, h: int, w: int) -> np.ndarray | None:
+    """Image ``b`` of a B x S x S label batch cut to its top-left h x w, or None."""
+    return None if labels is None else labels[b, :h, :w].detach().cpu().numpy()
 
-    ``TensorBoardLogger`` gets ``experiment.add_image(tag, grid, step)``; loggers without
-    image support (``CSVLogger``, None) are left alone, untouched (their folders are not
-    even created).
+
+class GridCollector:
+    """Gathers grid rows over batches until it holds ``limit`` of them, and draws them.
+
+    Args:
+        limit: the most rows (0: collect nothing).
+        map_name, refiner: as in :func:`grid_rows`.
+        label_names: the K + 1 label names, background first.
+        cmap: the map's colormap.
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        map_name: str,
+        label_names: Sequence[str],
+        refiner: str | None = None,
+        cmap: str = "jet",
+    ) -> None:
+        if limit < 0:
+            raise ValueError(f"the grid's number of rows must be >= 0, got {limit}")
+        self.limit, self.map_name, self.refiner = limit, map_name, refiner
+        self.label_names, self.cmap = list(label_names), cmap
+        self.rows: list[GridRow] = []
+
+    def add(self, out: SegmentationOutput) -> None:
+        """Take rows from this batch's output while there is room."""
+        room = self.limit - len(self.rows)
+        if room > 0:
+            self.rows += grid_rows(out, self.map_name, self.label_names, self.refiner, room)
+
+    def figure(self) -> Figure | None:
+        """The grid of the rows gathered (titles: the map and method names), or None."""
+        if not self.rows:
+            return None
+        titles = {"map": f"{self.map_name} map on image", "mask": self.map_name}
+        if self.refiner:
+            titles["refined"] = str(Method(self.map_name, self.refiner))
+        return grid_figure(self.rows, self.label_names, titles, cmap=self.cmap)
+
+
+def log_figure(logger: Any, tag: str, figure: Figure, step: int) -> bool:
+    """Log a figure's pixels to every logger that takes images.
+
+    ``TensorBoardLogger`` gets ``experiment.add_image(tag, pixels, step, dataformats="HWC")``
+    (pixels: :func:`~dcsm_lightning.outputs.canvas.figure_rgb`, uint8 H x W x 3); loggers
+    without image support (``CSVLogger``, None) are left alone, untouched (their folders are
+    not even created).
 
     Args:
         logger: a logger, a list of loggers (``trainer.loggers``) or None.
         tag: the image's name in the logger.
-        grid: uint8 3 x H x W.
+        figure: a matplotlib ``Figure`` (e.g. :meth:`GridCollector.figure`).
         step: global step.
 
     Returns:
@@ -135,19 +156,19 @@ def log_panels(logger: Any, tag: str, grid: Tensor, step: int) -> bool:
         loggers = logger
     else:
         loggers = (logger,)
-    logged = False
+    pixels = None
     for one in loggers:
         if isinstance(one, TensorBoardLogger):
-            one.experiment.add_image(tag, grid, global_step=step, dataformats="CHW")
-            logged = True
-    return logged
+            pixels = figure_rgb(figure) if pixels is None else pixels
+            one.experiment.add_image(tag, pixels, global_step=step, dataformats="HWC")
+    return pixels is not None
 
 
 def heatmap_overlay(
     image: Any, heat: Any, alpha: float = 0.5, cmap: str = "jet"
 ) -> np.ndarray:
-    """A saliency map's colours blended over its image (like pytorch-grad-cam's
-    ``show_cam_on_image``): ``(1 - alpha) * image + alpha * colorize_heatmap(heat)``.
+    """A saliency map's colours blended over its image, from tensors or arrays
+    (:func:`~dcsm_lightning.palette.blend_heatmap`).
 
     Args:
         image: the picture: uint8 H x W x 3 (RGB), or a float tensor 3 x H x W
@@ -170,14 +191,7 @@ def heatmap_overlay(
     """
     rgb = _as_rgb(image)
     heat = heat.detach().cpu().float().numpy() if hasattr(heat, "detach") else np.asarray(heat)
-    if heat.shape != rgb.shape[:2]:
-        raise ValueError(f"heat must be H x W = {rgb.shape[:2]} (the image's), got {heat.shape}")
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
-    colors = colorize_heatmap(heat, cmap).astype(np.float32)
-    out = rgb.astype(np.float32) * (1 - alpha) + colors * alpha
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
-
+    return blend_heatmap(rgb, heat, alpha, cmap)
 
 
 def _as_rgb(image: Any) -> np.ndarray:
