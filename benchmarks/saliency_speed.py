@@ -51,7 +51,7 @@ from dcsm_lightning.saliency import (
     DCSM,
     resolve_layers,
 )
-from dcsm_lightning.saliency.base import rescale
+from dcsm_lightning.saliency.inputs import rescale
 
 SCALES = (0.8, 1.0, 1.2)
 ALPHA = 3.0

@@ -42,6 +42,16 @@ TINY = [
     "--trainer.logger=false",
     "--trainer.enable_progress_bar=false",
 ]
+#: Options appended after the README's commands (later options win) that shrink them to
+#: seconds: tiny data, two optimizer steps, no progress bar; the config's logger is kept.
+SHRINK = [
+    "--data.init_args.num_train=16",
+    "--data.init_args.num_val=8",
+    "--data.init_args.batch_size=8",
+    "--data.init_args.size=64",
+    "--trainer.max_steps=2",
+    "--trainer.enable_progress_bar=false",
+]
 #: The paper's two strategies only (DCSM, Simonyan), for tests of the commands rather than of
 #: the demo's methods: the demo's Captum rows (Integrated Gradients) are the slow ones.
 PAPER_STRATEGIES = "--model.segmentation.saliency=[DCSM, Simonyan]"

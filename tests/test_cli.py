@@ -20,6 +20,7 @@ from PIL import Image
 
 from dcsm_lightning.app.cli import main
 from dcsm_lightning.data import SyntheticDataModule
+from dcsm_lightning.errors import UserError
 from dcsm_lightning.models import MultiLabelFCN
 
 
@@ -213,10 +214,10 @@ def test_bad_uncertain_threshold_is_refused(trained, tmp_path, capsys):
         main(["pseudo-labels", *_tiny(root), *args, "--uncertain_threshold=high"])
 
 
-def test_pseudo_labels_without_output_dir_is_refused(trained, capsys):
-    root, ckpt = trained
-    with pytest.raises(ArgumentError, match="output_dir"):
-        main(["pseudo-labels", *_tiny(root), f"--ckpt_path={ckpt}"])
+def test_pseudo_labels_without_output_dir_or_checkpoint_is_refused(trained, capsys):
+    root, _ = trained
+    with pytest.raises(UserError, match="writes nothing without --output_dir DIR or --ckpt_path"):
+        main(["pseudo-labels", *_tiny(root)])
 
 
 def test_help_lists_every_subcommand(capsys):

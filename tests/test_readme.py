@@ -1,4 +1,4 @@
-"""The README's one-minute commands run as written, from an empty folder (shrunk to seconds by
+"""The README's quickstart commands run as written, from an empty folder (shrunk to seconds by
 options appended after them; later options win) and leave the table and the masks."""
 
 from __future__ import annotations
@@ -7,18 +7,11 @@ import re
 import shlex
 from pathlib import Path
 
+from demo_config import SHRINK
+
 from dcsm_lightning.app.cli import main
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-#: Appended to every command: tiny data, two optimizer steps, no progress bar.
-SHRINK = [
-    "--data.init_args.num_train=16",
-    "--data.init_args.num_val=8",
-    "--data.init_args.batch_size=8",
-    "--data.init_args.size=64",
-    "--trainer.max_steps=2",
-    "--trainer.enable_progress_bar=false",
-]
 
 
 def quickstart_commands() -> list[list[str]]:
@@ -39,9 +32,11 @@ def test_the_readme_quickstart_runs_from_an_empty_folder(tmp_path, monkeypatch, 
     for command in commands:
         main([*command[1:], *SHRINK])
     assert "dcsm+crf" in capsys.readouterr().out  # compare printed its table
-    quick = tmp_path / "runs" / "quick"
-    assert (quick / "compare" / "comparison.csv").is_file()
-    assert (quick / "compare" / "comparison.png").is_file()
-    assert (quick / "compare" / "per_class.png").is_file()
-    assert len(list((quick / "predictions" / "masks").glob("*.png"))) == 8
-    assert (quick / "predictions" / "grid.png").is_file()  # the labelled grid
+    run = tmp_path / "runs" / "synthetic" / "version_0"  # the README: everything lands here
+    assert (run / "compare" / "comparison.csv").is_file()
+    assert (run / "compare" / "comparison.png").is_file()
+    assert (run / "compare" / "per_class.png").is_file()
+    assert len(list((run / "predict" / "masks").glob("*.png"))) == 8
+    assert (run / "predict" / "grid.png").is_file()  # the labelled grid
+    assert [p.name for p in tmp_path.iterdir()] == ["runs"]
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["synthetic"]

@@ -1,8 +1,9 @@
-"""The study: which settings each table needs, evaluated once each, tables written in turn.
+"""The study's runner: classifiers, loaders and the cached evaluations, tables in turn.
 
 Every (classifier, split, setting) is evaluated in one pass that scores all the CRF variants
-any requested table needs of it (its maps feed every CRF row). Results go to the cache first,
-tables are made from the cache, so a rerun after an interruption recomputes nothing finished.
+any requested table needs of it (its maps feed every CRF row; which those are:
+:mod:`.planner`). Results go to the cache first, tables are made from the cache
+(:mod:`.report` writes them), so a rerun after an interruption recomputes nothing finished.
 """
 
 from __future__ import annotations
@@ -18,14 +19,11 @@ import torch
 
 from dcsm_lightning import CRFSettings, SaliencySegmentation
 from dcsm_lightning.crf.settings import resolve_backend
-from dcsm_lightning.files import save_text
-from dcsm_lightning.outputs.canvas import save_figure_png
-from dcsm_lightning.outputs.charts import sweep_chart_figure
 from dcsm_lightning.tuning import tune_segmentation
 from dcsm_lightning.tuning.tune import with_concrete_layers
 
 from .evaluate import Result, ResultCache, crf_key, evaluate_setting
-from .output import RowResult, best_line, write_table
+from .output import RowResult
 from .parts import (
     build_parts,
     checkpoint_id,
@@ -34,19 +32,9 @@ from .parts import (
     split_loader,
     train_classifier,
 )
-from .tables import ALPHAS, BILATERAL_WEIGHTS, HOLDOUT, TABLES, Row, Setting, dcsm
-
-PAPER_CRF = CRFSettings()
-
-
-def table_file(table: str) -> str:
-    """A table's file stem: ``table1`` ... ``table6``, ``table_holdout``."""
-    return f"table{table}" if table in TABLES else f"table_{table}"
-
-
-#: The tables' file stems, in report order.
-TABLE_FILES = [table_file(t) for t in (*TABLES, HOLDOUT)]
-Spec = list[tuple[Row, CRFSettings]]  # a table's rows, each with the CRF of its "+ CRF" column
+from .planner import PAPER_CRF, holdout_spec, paper_specs, plan, table_indices
+from .report import StudyReport
+from .tables import ALPHAS, BILATERAL_WEIGHTS, HOLDOUT, Setting, dcsm
 
 
 class Study:
@@ -68,20 +56,21 @@ class Study:
         self.model.to(device).eval()
         self.crf_backend = resolve_backend(args.crf_backend, device)
         self.class_names = list(self.datamodule.class_names)
+        self.report = StudyReport(out, command, self.class_names, self.log)
         self.cache = ResultCache(out / "results.json")
         self.data_id = json.dumps(dict(self.datamodule.hparams), default=str, sort_keys=True)
         n_val = len(self.datamodule.dataset("val"))
         limit = min(args.limit, n_val)
         self.indices = {"val": list(range(limit))}
-        self.split_notes = {
-            "val": f"val: all {n_val} images"
+        self.split_notes = self.report.split_notes
+        self.split_notes["val"] = (
+            f"val: all {n_val} images"
             if limit == n_val
             else f"val: A SUBSET, the first {limit} of {n_val} images (--limit {args.limit})"
-        }
-        self.checkpoints: list[str] = []
+        )
+        self.checkpoints, self.mean_ap = self.report.checkpoints, self.report.mean_ap
         self.loaded: int | None = None
         self.loaders: dict[str, torch.utils.data.DataLoader] = {}
-        self.mean_ap: dict[int, float] = {}
         self.progress = [0, 0]  # evaluations done, planned
         self.seconds: list[float] = []
         self.log(self.split_notes["val"])
@@ -171,10 +160,6 @@ class Study:
 
     # -- the tables ---------------------------------------------------------------------------
 
-    def table_indices(self, table: str) -> list[int]:
-        everyone = table in TABLES and TABLES[table].all_checkpoints
-        return list(range(len(self.checkpoints))) if everyone else [0]
-
     def holdout_grid(self) -> dict[float, dict[str, Result]]:
         """alpha -> crf_key -> hold-out mIoU, for every alpha and bilateral weight.
 
@@ -211,87 +196,24 @@ class Study:
             row[crf_key(crf)] = {"miou": scores.miou()}
         return grid
 
-    def holdout_spec(self, grid: dict[float, dict[str, Result]]) -> tuple[Spec, str]:
-        """The hold-out table's val rows (paper defaults, the choice) and its grid in Markdown."""
-        scores = {
-            (a, w): grid[a][crf_key(CRFSettings(bilateral_compat=w))]["miou"]
-            for a in ALPHAS
-            for w in BILATERAL_WEIGHTS
-        }
-        alpha, weight = max(scores, key=lambda k: scores[k])
-        lines = [
-            "",
-            f"Hold-out search ({self.split_notes[HOLDOUT]}), mIoU % + CRF by alpha (rows) and "
-            f"bilateral weight w1 (columns; chart: {table_file(HOLDOUT)}_grid.png):",
-            "",
-            "| alpha | w/o CRF | " + " | ".join(f"w1={w:g}" for w in BILATERAL_WEIGHTS) + " |",
-            "|---:" * (len(BILATERAL_WEIGHTS) + 2) + "|",
-        ]
-        for a in ALPHAS:
-            cells = [f"{100 * grid[a]['none']['miou']:.1f}"]
-            cells += [f"{100 * scores[(a, w)]:.1f}" for w in BILATERAL_WEIGHTS]
-            lines.append(f"| {a:g} | " + " | ".join(cells) + " |")
-        edges = [
-            name
-            for name, value, grid_values in (
-                ("alpha", alpha, ALPHAS),
-                ("w1", weight, BILATERAL_WEIGHTS),
-            )
-            if value in (grid_values[0], grid_values[-1])
-        ]
-        edge = f" ({' and '.join(edges)} at the edge of the grid)" if edges else ""
-        lines += ["", f"Chosen on the hold-out: alpha = {alpha:g}, w1 = {weight:g}{edge}.", ""]
-        spec = [
-            (Row("paper defaults (alpha 3, w1 1)", dcsm(), 44.1), PAPER_CRF),
-            (
-                Row(f"chosen on hold-out (alpha {alpha:g}, w1 {weight:g})", dcsm(alpha=alpha)),
-                CRFSettings(bilateral_compat=weight),
-            ),
-        ]
-        return spec, "\n".join(lines)
-
-    def write_holdout_chart(self, grid: dict[float, dict[str, Result]]) -> Path:
-        """``table_holdout_grid.png``: the hold-out mIoU over alpha, a line without the CRF
-        and one per bilateral weight w1."""
-        series = {"w/o CRF": {a: grid[a]["none"]["miou"] for a in ALPHAS}}
-        for w in BILATERAL_WEIGHTS:
-            key = crf_key(CRFSettings(bilateral_compat=w))
-            series[f"+ CRF, w1={w:g}"] = {a: grid[a][key]["miou"] for a in ALPHAS}
-        title = f"Hold-out search: mIoU by alpha and CRF weight w1\n{self.split_notes[HOLDOUT]}"
-        path = self.out / f"{table_file(HOLDOUT)}_grid.png"
-        save_figure_png(path, sweep_chart_figure(series, "alpha", title), overwrite=True)
-        self.log(f"hold-out grid chart written: {path}")
-        return path
-
     def run(self, tables: Sequence[str]) -> None:
         """Evaluate and write each table in turn (the hold-out search first, when asked)."""
-        specs: dict[str, Spec] = {
-            t: [(r, PAPER_CRF) for r in TABLES[t].rows] for t in tables if t in TABLES
-        }
-        extra = {}
+        specs, extra = paper_specs(tables), {}
         if HOLDOUT in tables:
             grid = self.holdout_grid()
-            specs[HOLDOUT], extra[HOLDOUT] = self.holdout_spec(grid)
-            self.write_holdout_chart(grid)
-        merged: dict[tuple[int, str], list[CRFSettings]] = {}  # all CRFs of one setting's maps
-        settings: dict[tuple[int, str], Setting] = {}
-        for table, spec in specs.items():
-            for index in self.table_indices(table):
-                for row, crf in spec:
-                    key = (index, row.setting.key())
-                    settings[key] = row.setting
-                    crfs = merged.setdefault(key, [])
-                    if crf not in crfs:
-                        crfs.append(crf)
+            specs[HOLDOUT], extra[HOLDOUT] = holdout_spec(grid, self.split_notes[HOLDOUT])
+            self.report.write_holdout_chart(grid)
+        settings, merged = plan(specs, len(self.checkpoints))
         self.progress[1] += sum(
             self.missing(key[0], "val", setting, merged[key]) for key, setting in settings.items()
         )
         for table in tables:
+            indices = table_indices(table, len(self.checkpoints))
             rows = []
             for row, crf in specs[table]:
                 per = [
                     self.results(i, "val", row.setting, merged[(i, row.setting.key())], row.label)
-                    for i in self.table_indices(table)
+                    for i in indices
                 ]
                 rows.append(
                     RowResult(
@@ -305,60 +227,12 @@ class Study:
                         row.point,
                     )
                 )
-            self.write(table, rows, extra.get(table, ""))
-
-    def write(self, table: str, rows: list[RowResult], extra: str) -> None:
-        name = table_file(table)
-        indices = self.table_indices(table)
-        used = ", ".join(f"`{self.checkpoints[i]}`" for i in indices)
-        notes = [self.split_notes["val"], f"classifier(s): {used}"]
-        if table in TABLES:
-            notes.insert(0, TABLES[table].note)
-            title = TABLES[table].title
-        else:
-            title = (
-                "Beyond the paper: alpha and the CRF bilateral weight chosen on a TRAIN hold-out"
-            )
-            notes.insert(0, "both rows evaluated on val; the paper's 44.1 is its default setting")
-        notes.append(f"per-class IoUs (first classifier): {name}_per_class.csv")
-        if table == "1":
-            best = [
-                best_line([r for r in rows if r.label.startswith(p)]) for p in ("dcsm", "simonyan")
-            ]
-        else:
-            best = [best_line(rows)]
-        knob = TABLES[table].knob if table in TABLES else None
-        paths = write_table(
-            self.out, name, title, notes, rows, ["background", *self.class_names], best, extra,
-            knob,
-        )  # fmt: skip
-        self.log(f"table {table} written: {', '.join(str(p) for p in paths.values())}")
-        self.write_report()
-
-    def write_report(self, footer: str = "") -> None:
-        """``REPORT.md``: this run's command and classifiers, then every table in the folder
-        (each table's notes name the classifiers it used)."""
-        lines = ["# Reproduction study", "", f"Command: `{self.command}`", "", "Classifiers:"]
-        for i, path in enumerate(self.checkpoints):
-            mean_ap = self.mean_ap.get(i)
-            score = (
-                "" if mean_ap is None else f" (classifier mAP {mean_ap:.3f} on the val images used)"
-            )
-            lines.append(f"- `{path}`{score}")
-        lines += ["", *(f"- {note}" for note in self.split_notes.values()), ""]
-        if footer:
-            lines += [footer, ""]
-        for name in TABLE_FILES:  # every table in the folder, this run's and earlier runs'
-            if not (self.out / f"{name}.md").is_file():
-                continue
-            lines.append((self.out / f"{name}.md").read_text(encoding="utf-8"))
-            lines.append(f"![{name}]({name}.png)\n")
-        save_text(self.out / "REPORT.md", "\n".join(lines), overwrite=True)
+            self.report.write(table, rows, extra.get(table, ""), indices)
 
     def finish(self, trained: float, total: float) -> None:
         cores = len(os.sched_getaffinity(0))
         evaluations = len(self.seconds)
-        self.write_report(
+        self.report.write_report(
             f"This run: {total / 60:.1f} min on {cores} cores ({trained / 60:.1f} min training, "
             f"{evaluations} settings evaluated, the rest read from results.json)."
         )

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 
 from dcsm_lightning.crf import DenseCRF
 from dcsm_lightning.data.classes import SYNTHETIC_CLASSES
-from dcsm_lightning.data.datamodule import collate_batch, prepare_sample
+from dcsm_lightning.data.samples import collate_batch, prepare_sample
 from dcsm_lightning.data.synthetic import SyntheticScenes
 from dcsm_lightning.models import MultiLabelFCN
 from dcsm_lightning.outputs.writer import SegmentationWriter

@@ -62,13 +62,15 @@ def test_bad_writer_options(run, config, args, expected):
 def test_predict_without_output_dir_stops_before_the_work(run, config):
     code, err = run("predict", "--config", str(config))
     assert code == EXIT_USER_ERROR
-    assert error_line(err) == "predict writes nothing without --output_dir DIR"
+    assert error_line(err) == "predict writes nothing without --output_dir DIR or --ckpt_path CKPT"
 
 
 def test_pseudo_labels_needs_an_output_dir(run, config):
     code, err = run("pseudo-labels", "--config", str(config))
-    assert code == EXIT_USAGE  # a required option of the subcommand
-    assert "output_dir" in error_line(err)
+    assert code == EXIT_USER_ERROR  # with --ckpt_path the checkpoint's run folder is the default
+    assert error_line(err) == (
+        "pseudo-labels writes nothing without --output_dir DIR or --ckpt_path CKPT"
+    )
 
 
 def test_missing_checkpoint_names_the_path(run, config, tmp_path):

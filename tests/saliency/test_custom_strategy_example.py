@@ -61,9 +61,9 @@ def test_example_strategy_is_chosen_by_its_registry_name_from_yaml(plugin_env, t
         assert f"val/miou/{name} " in run.stdout, run.stdout[-3000:]
 
 
-def test_example_strategy_is_listed_in_model_help(plugin_env, tmp_path):
+def test_example_strategy_is_listed_in_the_segmentation_help(plugin_env, tmp_path):
     run = _cli(
-        plugin_env, "fit", "--model.help", "dcsm_lightning.models.MultiLabelFCN", cwd=tmp_path
+        plugin_env, "fit", "--trainer.callbacks.help", "SaliencySegmentation", cwd=tmp_path
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert "'grad_x_input'" in run.stdout and "dcsm_grad_x_input.GradXInput" in run.stdout

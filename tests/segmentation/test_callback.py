@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import lightning.pytorch as pl
 import pytest
 import torch
+from lightning.pytorch.callbacks import TQDMProgressBar
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -139,3 +140,38 @@ def test_validate_logs_the_labelled_grid_to_tensorboard(tmp_path, monkeypatch) -
     accumulator.Reload()
     (image,) = accumulator.Images("val/grid")
     assert image.width == int(figure.get_size_inches()[0] * figure.dpi)
+
+
+class _CountingSegmentation(SaliencySegmentation):
+    """Counts the batches it has segmented."""
+
+    segmented = 0
+
+    def segment(self, *args, **kwargs):
+        out = super().segment(*args, **kwargs)
+        self.segmented += 1
+        return out
+
+
+class _RecordingBar(TQDMProgressBar):
+    """At each tick: (the bar's count, batches segmented so far)."""
+
+    def __init__(self, segmentation: _CountingSegmentation) -> None:
+        super().__init__()
+        self.segmentation = segmentation
+        self.ticks: list[tuple[int, int]] = []
+
+    def on_validation_batch_end(self, trainer, pl_module, *args, **kwargs):
+        super().on_validation_batch_end(trainer, pl_module, *args, **kwargs)
+        self.ticks.append((self.val_progress_bar.n, self.segmentation.segmented))
+
+
+def test_a_foreign_module_bar_ticks_after_the_masks_even_when_listed_first() -> None:
+    segmentation = _CountingSegmentation(
+        "simonyan", class_names=list("abcde"), log_panels=False,
+        batch_adapter=BatchAdapter(image=0, labels=1, mask=2),
+    )  # fmt: skip
+    bar = _RecordingBar(segmentation)
+    trainer = pl.Trainer(accelerator="cpu", logger=False, callbacks=[bar, segmentation])
+    trainer.validate(Foreign(), DataLoader(_data(), batch_size=4), verbose=False)
+    assert bar.ticks == [(1, 1), (2, 2)]  # 6 images: two batches, each masked before its tick

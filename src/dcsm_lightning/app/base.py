@@ -190,7 +190,9 @@ class SaveRunConfig(SaveConfigCallback):
     """LightningCLI's ``config.yaml`` in the run's log folder, except for ``predict``, and for
     ``validate`` / ``test`` / ``compare`` without a logger (they would drop it in the working
     folder); an earlier run's ``config.yaml`` there is a one-line
-    :class:`~dcsm_lightning.errors.UserError` (it is never overwritten)."""
+    :class:`~dcsm_lightning.errors.UserError` (it is never overwritten), except in a command's
+    own subfolder of a run (:mod:`~dcsm_lightning.app.run_folders`: ``overwrite``), which holds
+    that command's latest run."""
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         evaluation_without_logger = stage != "fit" and trainer.logger is None

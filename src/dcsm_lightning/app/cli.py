@@ -25,7 +25,6 @@ has ``--help``, ``--print_config`` and YAML keys, and ``dcsm-lightning --help`` 
 from __future__ import annotations
 
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +41,9 @@ from dcsm_lightning import __version__
 from dcsm_lightning.app.base import BaseCLI, option_values
 from dcsm_lightning.app.checkpoint_defaults import FOLDER_DATAMODULE, checkpoint_defaults
 from dcsm_lightning.app.error_report import PROG, run_command
+from dcsm_lightning.app.help_text import PlainHelpParser
+from dcsm_lightning.app.quiet import quiet_evaluation, quiet_lightning
+from dcsm_lightning.app.run_folders import LOGGING, SILENT, default_output_dir, run_folder
 from dcsm_lightning.app.shipped_configs import with_shipped_configs
 from dcsm_lightning.app.trainer import DCSMTrainer
 from dcsm_lightning.errors import UserError
@@ -50,6 +52,9 @@ from dcsm_lightning.errors import UserError
 _EVALUATE_SKIP = {"model", "dataloaders", "datamodule"}
 #: Subcommands that take ``--images DIR`` and whose model may come from ``--ckpt_path`` alone.
 _PREDICTING = ("predict", "pseudo-labels")
+_TENSORBOARD = "lightning.pytorch.loggers.TensorBoardLogger"
+#: Loggers that write into a folder of their own: moved into the command's run subfolder.
+_FOLDER_LOGGERS = (_TENSORBOARD, "lightning.pytorch.loggers.CSVLogger")
 
 
 class DCSMLightningCLI(BaseCLI):
@@ -101,9 +106,6 @@ class DCSMLightningCLI(BaseCLI):
             return super().add_core_arguments_to_parser(parser)
         parser.add_lightning_class_args(self.trainer_class, "trainer")
         defaults = {"trainer." + k: v for k, v in self.trainer_defaults.items() if k != "callbacks"}
-        # predicting writes to --output_dir: no lightning_logs/ in the working folder unless a
-        # config asks for a logger
-        parser.set_defaults({"trainer.logger": False})
         parser.set_defaults(defaults)
         for key, base in (("model", self._model_class), ("data", self._datamodule_class)):
             parser.add_lightning_class_args(base, key, subclass_mode=True, required=False)
@@ -126,6 +128,9 @@ class DCSMLightningCLI(BaseCLI):
         super().parse_arguments(parser, args)
 
     def before_instantiate_classes(self) -> None:
+        if self.subcommand != "fit":
+            quiet_evaluation()
+        self._place_outputs()
         if self.subcommand in _PREDICTING:
             self._check_predicting()
         config = self.config[self.subcommand]
@@ -145,13 +150,50 @@ class DCSMLightningCLI(BaseCLI):
                 )
             )
 
+    def _place_outputs(self) -> None:
+        """One folder per pipeline run (:mod:`~dcsm_lightning.app.run_folders`): given
+        ``--ckpt_path``, an unset ``--output_dir`` becomes the checkpoint's run subfolder and
+        the logger of ``compare`` / ``validate`` / ``test`` logs there; ``predict``,
+        ``pseudo-labels`` and ``tune`` log nothing."""
+        config = self.config[self.subcommand]
+        if self.subcommand in SILENT:
+            config.trainer.logger = False
+        if self.checkpoint is None or self.subcommand not in (*LOGGING, *SILENT):
+            return
+        out = config.get("output_dir")
+        if out is None:
+            out = default_output_dir(self.checkpoint.path, self.subcommand, config.get("images"))
+            if "output_dir" in config:
+                config.output_dir = str(out)
+        if self.subcommand in LOGGING:
+            self._log_into(str(out))
+
+    def _log_into(self, folder: str) -> None:
+        """Point the run's logger at ``folder`` (no ``version_N`` below it): Lightning's
+        default logger or a configured TensorBoard / CSV logger; others are left alone."""
+        logger = self.config[self.subcommand].trainer.get("logger")
+        placement = {"save_dir": folder, "name": "", "version": ""}
+        if logger is None or logger is True:  # Lightning's default: TensorBoard (a dependency)
+            logger = {"class_path": _TENSORBOARD, "init_args": placement}
+            self.config = self.parser.parse_object(
+                {self.subcommand: {"trainer": {"logger": logger}}}, self.config
+            )
+        elif logger is not False:
+            for each in logger if isinstance(logger, list) else [logger]:
+                if getattr(each, "class_path", None) in _FOLDER_LOGGERS:
+                    for key, value in placement.items():
+                        setattr(each.init_args, key, value)
+        # the folder holds the command's latest run: its config.yaml is replaced with the rest
+        self.save_config_kwargs = {**self.save_config_kwargs, "overwrite": True}
+
     def _check_predicting(self) -> None:
         """``predict`` / ``pseudo-labels``: a model and data (``--images``) are given."""
         config = self.config[self.subcommand]
-        if self.subcommand == "predict" and config.get("output_dir") is None:
+        if config.get("output_dir") is None:
             raise UserError(
-                "predict writes nothing without --output_dir DIR",
-                hint="give --output_dir (masks/, heatmaps/, overlays/, scores/ go there)",
+                f"{self.subcommand} writes nothing without --output_dir DIR or --ckpt_path CKPT",
+                hint=f"give --output_dir DIR; with --ckpt_path CKPT they go to CKPT's run folder "
+                f"(runs/NAME/version_N/{self.subcommand.replace('-', '_')}/)",
             )
         if config.get("model") is None:
             raise UserError(
@@ -191,10 +233,8 @@ class DCSMLightningCLI(BaseCLI):
         last = next((path for path in paths if path.name == "last.ckpt"), paths[0])
         configs = "".join(f" --config {path}" for path in self.config.fit.get("config") or ())
         print(f"\nCheckpoints: {', '.join(map(str, dict.fromkeys(paths)))}")
-        print(
-            f"Next: {PROG} compare{configs} --ckpt_path {last}"
-            f" --output_dir {last.parent.parent / 'compare'}"
-        )
+        out = run_folder(last) / "compare"
+        print(f"Next: {PROG} compare{configs} --ckpt_path {last}  # writes to {out}/")
 
     def _use_folder(self, images: str) -> None:
         """``--images DIR``: the datamodule becomes TaggedImagesDataModule on DIR (a config's
@@ -229,13 +269,12 @@ def main(args: list[str] | None = None) -> DCSMLightningCLI:
     ``--config`` that names no file but a shipped config (``synthetic``, ``data/glyphs``,
     ``configs/voc12.yaml``) reads the one inside the package."""
     args = with_shipped_configs(sys.argv[1:] if args is None else args)
-    with warnings.catch_warnings():
-        # LightningCLI warns whenever args is given and sys.argv is not empty, as here.
-        warnings.filterwarnings("ignore", message=".*args parameter is intended.*")
+    with quiet_lightning():
         return DCSMLightningCLI(
             LightningModule,
             LightningDataModule,
             trainer_class=DCSMTrainer,
+            parser_class=PlainHelpParser,  # --help in plain words, not reStructuredText
             subclass_mode_model=True,
             subclass_mode_data=True,
             seed_everything_default=0,

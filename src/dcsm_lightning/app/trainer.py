@@ -28,8 +28,9 @@ __all__ = ["DCSMTrainer", "load_weights"]
 
 
 class DCSMTrainer(Trainer):
-    """Lightning's ``Trainer`` plus the methods behind ``compare``, ``pseudo-labels``, ``synth``
-    and the writer options of ``predict``."""
+    """Lightning's ``Trainer`` plus ``compare``, ``pseudo-labels``, ``tune`` and ``synth``.
+
+    It also adds the writer options of ``predict``."""
 
     def compare(
         self,
@@ -51,7 +52,8 @@ class DCSMTrainer(Trainer):
             verbose: also print Lightning's table of every logged metric (the comparison
                 table is printed either way).
             datamodule: the data.
-            output_dir: where comparison.md / .csv / .png go; default the run's log directory.
+            output_dir: where comparison.md / .csv / .png go; default the log directory (the
+                command line's: the checkpoint's run folder, ``compare/``).
             class_names: the K class names shown as columns; default the segmentation's.
             include: one ``comparison.csv`` (``--include CSV``) or several (``--include+ CSV``
                 repeated) of earlier runs whose rows come first (e.g. the classifier's methods
@@ -94,7 +96,8 @@ class DCSMTrainer(Trainer):
             datamodule: the data.
             return_predictions: keep the step outputs (default: unless writing files).
             ckpt_path: checkpoint to predict with.
-            output_dir: write each image's files here (``SegmentationWriter``); None writes none.
+            output_dir: write each image's files here (``SegmentationWriter``); None writes
+                none (the command line's default: the checkpoint's run folder, ``predict/``).
             overwrite: replace existing files (otherwise images already written are skipped).
             method: the mask to write, e.g. ``dcsm``; default ``<first strategy>+crf``.
             uncertain_threshold: pixels whose winning probability is below it become void 255.
@@ -129,7 +132,7 @@ class DCSMTrainer(Trainer):
 
     def pseudo_labels(
         self,
-        output_dir: str,
+        output_dir: str | None = None,
         model: LightningModule | None = None,
         datamodule: LightningDataModule | None = None,
         ckpt_path: str | None = None,
@@ -144,7 +147,8 @@ class DCSMTrainer(Trainer):
         ``train_split`` unless given (``--data.init_args.predict_split``).
 
         Args:
-            output_dir: the folder of ``SegmentationClass/`` and ``ImageSets/``.
+            output_dir: the folder of ``SegmentationClass/`` and ``ImageSets/`` (the command
+                line's default: the checkpoint's run folder, ``pseudo_labels/``).
             model: the module (its segmentation gives the masks).
             datamodule: the data; its ``predict_split`` is labelled.
             ckpt_path: checkpoint to predict with.
@@ -154,6 +158,8 @@ class DCSMTrainer(Trainer):
             candidates: ``labels`` (the image tags, as training images have them) or
                 ``predicted`` (the classifier's scores).
         """
+        if output_dir is None:
+            raise UserError("pseudo-labels needs --output_dir DIR (or --ckpt_path CKPT)")
         callbacks = [*self.callbacks, *(model.configure_callbacks() if model else [])]
         for callback in callbacks:  # the one place pseudo-labels set their candidates
             if isinstance(callback, SaliencySegmentation):
@@ -170,7 +176,7 @@ class DCSMTrainer(Trainer):
 
     def tune(
         self,
-        output_dir: str,
+        output_dir: str | None = None,
         model: LightningModule | None = None,
         datamodule: LightningDataModule | None = None,
         ckpt_path: str | None = None,
@@ -191,7 +197,8 @@ class DCSMTrainer(Trainer):
         never read.
 
         Args:
-            output_dir: where ``tuned.yaml`` and ``tuning.md`` go.
+            output_dir: where ``tuned.yaml`` and ``tuning.md`` go (the command line's default:
+                the checkpoint's run folder, ``tune/``).
             model: the classifier (its strategies, candidate rule and N are the start).
             datamodule: the data; only its ``train`` split is read.
             ckpt_path: the classifier's checkpoint (required).
@@ -205,7 +212,7 @@ class DCSMTrainer(Trainer):
             suffix: appended to each strategy's name in ``tuned.yaml`` (e.g. ``_tuned``: the
                 default and the tuned rows can then stand in one comparison).
         """
-        if model is None or datamodule is None or ckpt_path is None:
+        if model is None or datamodule is None or ckpt_path is None or output_dir is None:
             raise UserError("tune needs --config (model and data) and --ckpt_path CKPT")
         if num_images < 1:
             raise UserError(f"--num_images must be >= 1, got {num_images}")

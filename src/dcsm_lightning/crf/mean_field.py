@@ -25,6 +25,7 @@ import pydensecrf.densecrf as dcrf
 import torch
 from torch import Tensor
 
+from dcsm_lightning.crf.arrays import as_input_type, check_crf_inputs, check_probs_values, to_numpy
 from dcsm_lightning.crf.settings import CRFSettings, resolve_backend
 from dcsm_lightning.crf.torch_backend import dense_crf_batch
 from dcsm_lightning.data.transforms import letterbox_extents
@@ -32,51 +33,6 @@ from dcsm_lightning.palette import VOID
 from dcsm_lightning.segmentation.labels import LabelProbs, label_probs
 
 __all__ = ["CRFSettings", "crf_labels_from_maps", "crf_masks", "crf_refine", "dense_crf"]
-
-_RANGE_TOL = 1e-6
-
-
-def _to_numpy(x: np.ndarray | Tensor) -> np.ndarray:
-    return x.detach().cpu().numpy() if isinstance(x, Tensor) else np.asarray(x)
-
-
-def _check_image(rgb: np.ndarray | Tensor, probs: np.ndarray | Tensor) -> None:
-    """Contract of :func:`dense_crf`'s array arguments (shapes, dtypes, NaN, range)."""
-    for name, value in (("rgb", rgb), ("probs", probs)):
-        if not isinstance(value, (np.ndarray, Tensor)):
-            kind = type(value).__name__
-            raise ValueError(f"Expected `{name}` to be a numpy array or torch.Tensor, got {kind}.")
-    if rgb.ndim != 3 or rgb.shape[-1] != 3:
-        raise ValueError(f"Expected `rgb` of shape (H, W, 3), got shape {tuple(rgb.shape)}.")
-    if rgb.dtype not in (np.uint8, torch.uint8):
-        raise ValueError(f"Expected `rgb` of dtype uint8, got {rgb.dtype}.")
-    if probs.ndim != 3 or probs.shape[0] < 1:
-        raise ValueError(
-            f"Expected `probs` of shape (L, H, W) with L >= 1, got shape {tuple(probs.shape)}."
-        )
-    floating = (
-        probs.is_floating_point()
-        if isinstance(probs, Tensor)
-        else (np.issubdtype(probs.dtype, np.floating))
-    )
-    if not floating:
-        raise ValueError(f"Expected `probs` of a floating dtype, got {probs.dtype}.")
-    if tuple(probs.shape[1:]) != tuple(rgb.shape[:2]):
-        raise ValueError(
-            f"Expected `probs` of shape (L, H, W) with (H, W) = {tuple(rgb.shape[:2])} of `rgb`, "
-            f"got shape {tuple(probs.shape)}."
-        )
-
-
-def _check_probs_values(probs: np.ndarray | Tensor) -> None:
-    if (probs.numel() if isinstance(probs, Tensor) else probs.size) == 0:
-        return
-    if bool((probs.isnan() if isinstance(probs, Tensor) else np.isnan(probs)).any()):
-        raise ValueError("Expected `probs` without NaN values, found NaN.")
-    lo, hi = float(probs.min()), float(probs.max())
-    if lo < -_RANGE_TOL or hi > 1 + _RANGE_TOL:
-        raise ValueError(f"Expected `probs` values in [0, 1], got values in [{lo:.6g}, {hi:.6g}].")
-
 
 def dense_crf(
     rgb: np.ndarray | Tensor,
@@ -118,23 +74,16 @@ def dense_crf(
         ValueError: ``rgb`` not uint8 (H, W, 3); ``probs`` not float (L, H, W); sizes differ;
             NaN or values outside [0, 1] in ``probs``; an unknown ``backend``.
     """
-    _check_image(rgb, probs)
+    check_crf_inputs(rgb, probs)
     device = probs.device if isinstance(probs, Tensor) else torch.device("cpu")
     if resolve_backend(backend, device) == "torch":
         probs_t = torch.as_tensor(probs)
-        _check_probs_values(probs_t)
+        check_probs_values(probs_t)
         labels_t = dense_crf_batch([torch.as_tensor(rgb)], [probs_t], settings)[0]
-        return _as_input_type(labels_t, probs)
-    probs_np = _to_numpy(probs)
-    _check_probs_values(probs_np)
-    return _as_input_type(_mean_field(_to_numpy(rgb), probs_np, settings), probs)
-
-
-def _as_input_type(labels: np.ndarray | Tensor, probs: np.ndarray | Tensor) -> np.ndarray | Tensor:
-    """Labels as a tensor on the device of ``probs`` if it is a tensor, else as numpy."""
-    if isinstance(probs, Tensor):
-        return torch.as_tensor(labels).to(probs.device)
-    return _to_numpy(labels)
+        return as_input_type(labels_t, probs)
+    probs_np = to_numpy(probs)
+    check_probs_values(probs_np)
+    return as_input_type(_mean_field(to_numpy(rgb), probs_np, settings), probs)
 
 
 def _mean_field(
@@ -215,7 +164,7 @@ def crf_labels_from_maps(
             f"{tuple(maps.shape) if isinstance(maps, Tensor) else type(maps).__name__}."
         )
     if not isinstance(rgb, (np.ndarray, Tensor)):
-        _check_image(rgb, maps)  # raises: not an array
+        check_crf_inputs(rgb, maps)  # raises: not an array
     rgb_t = torch.as_tensor(rgb)[None]
     valid_b = _batched(valid, maps)
     return crf_masks(rgb_t, maps[None], candidates[None], valid_b, settings, None, backend)[0]
@@ -311,13 +260,13 @@ def crf_refine(
     jobs, crops = [], []
     for i, (h, w) in enumerate(extent.tolist()):
         image_probs, label_ids = probs.image(i)
-        _check_image(rgb[i], image_probs)
+        check_crf_inputs(rgb[i], image_probs)
         if on_torch:  # all crops in one dense_crf_batch below
             job: Any = None
             crops.append((rgb[i, :h, :w], image_probs[:, :h, :w]))
         else:
-            rgb_np = np.ascontiguousarray(_to_numpy(rgb[i, :h, :w]))
-            probs_np = np.ascontiguousarray(_to_numpy(image_probs[:, :h, :w]))
+            rgb_np = np.ascontiguousarray(to_numpy(rgb[i, :h, :w]))
+            probs_np = np.ascontiguousarray(to_numpy(image_probs[:, :h, :w]))
             if executor is None:  # the maps were checked once, by label_probs
                 job = _mean_field(rgb_np, probs_np, settings)
             else:  # submitted at once, so the workers start while the next image is prepared

@@ -14,11 +14,10 @@ from dcsm_lightning.data.datamodule import (
     SegmentationDataModule,
     SyntheticDataModule,
     VOCDataModule,
-    collate_batch,
-    prepare_sample,
 )
 from dcsm_lightning.data.folder import IMAGE_EXTENSIONS, TaggedImages, find_images
 from dcsm_lightning.data.glyphs import GLYPH_CLASSES
+from dcsm_lightning.data.samples import collate_batch, prepare_sample
 from dcsm_lightning.data.scenes import SceneFamily, render_scene
 from dcsm_lightning.data.synthetic import (
     SCENE_FAMILIES,

@@ -1,4 +1,5 @@
-"""LightningDataModules that turn raw samples into batches of the batch contract.
+"""LightningDataModules that turn raw samples into batches of the batch contract (one
+sample's preparation and the collation: :mod:`dcsm_lightning.data.samples`).
 
 See ``docs/contracts.md``: every DataLoader yields a dict with ``image`` (float32 B x 3 x S x S,
 normalised, padding exactly 0), ``rgb`` (uint8 B x S x S x 3), ``labels`` (float32 B x K),
@@ -8,90 +9,16 @@ normalised, padding exactly 0), ``rgb`` (uint8 B x S x S x 3), ``labels`` (float
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-import torch
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from dcsm_lightning.data.masks import MaskFolder
+from dcsm_lightning.data.samples import PreparedDataset, collate_batch
 from dcsm_lightning.data.synthetic import SyntheticScenes
-from dcsm_lightning.data.transforms import letterbox, normalize
 from dcsm_lightning.data.voc import VOCSegmentation, resolve_class_names
-
-
-def prepare_sample(sample: dict[str, Any], size: int, hflip: bool = False) -> dict[str, Any]:
-    """Letterbox a raw sample (``rgb``, optional ``mask``, ``labels``, ``id``) to tensors.
-
-    Args:
-        sample: a raw sample; ``rgb`` uint8 H x W x 3, ``mask`` int H x W, ``labels`` K.
-        size: S, the letterbox side.
-        hflip: mirror the image (and mask) left-right before letterboxing.
-
-    Returns:
-        dict with ``rgb`` uint8 S x S x 3, ``mask`` int64 S x S (if the sample had one),
-        ``valid`` bool S x S, ``labels`` float32 K, ``orig_size`` int64 (2,), ``id`` str.
-    """
-    rgb, mask = sample["rgb"], sample.get("mask")
-    orig_size = torch.tensor(rgb.shape[:2], dtype=torch.int64)
-    if hflip:
-        rgb = rgb[:, ::-1]
-        mask = None if mask is None else mask[:, ::-1]
-    rgb, mask, valid = letterbox(rgb, mask, size)
-    out = {
-        "rgb": torch.from_numpy(rgb),
-        "valid": torch.from_numpy(valid),
-        "labels": torch.as_tensor(np.asarray(sample["labels"]), dtype=torch.float32),
-        "orig_size": orig_size,
-        "id": str(sample["id"]),
-    }
-    if mask is not None:
-        out["mask"] = torch.from_numpy(mask)
-    return out
-
-
-def collate_batch(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Stack prepared samples into a contract batch; adds the normalised ``image``.
-
-    ``mask`` is included only when every sample has one. Padding (``valid`` False) is set to
-    exactly 0 in ``image``.
-    """
-    if not samples:
-        raise ValueError("cannot collate an empty list of samples")
-    rgb = torch.stack([s["rgb"] for s in samples])
-    valid = torch.stack([s["valid"] for s in samples])
-    image = normalize(rgb)
-    image.masked_fill_(~valid[:, None], 0.0)
-    batch: dict[str, Any] = {
-        "image": image,
-        "rgb": rgb,
-        "labels": torch.stack([s["labels"] for s in samples]),
-        "valid": valid,
-        "orig_size": torch.stack([s["orig_size"] for s in samples]),
-        "id": [s["id"] for s in samples],
-    }
-    if all("mask" in s for s in samples):
-        batch["mask"] = torch.stack([s["mask"] for s in samples])
-    return batch
-
-
-class PreparedDataset(Dataset):
-    """Wrap a raw-sample dataset with :func:`prepare_sample` (random flips when ``hflip``)."""
-
-    def __init__(self, dataset: Dataset, size: int, hflip: bool = False) -> None:
-        self.dataset = dataset
-        self.size = size
-        self.hflip = hflip
-
-    def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        flip = self.hflip and bool(torch.rand(()) < 0.5)
-        return prepare_sample(self.dataset[index], self.size, hflip=flip)
 
 
 class _InMemory(Dataset):

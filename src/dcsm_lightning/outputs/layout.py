@@ -98,6 +98,20 @@ class OutputLayout:
         files.append((self.marker_path(image_id), "scores", candidates))
         return files
 
+    def files_to_write(
+        self, ids: list[str], candidates: list[list[str]], heatmaps: bool, overwrite: bool
+    ) -> list[tuple[int, list[FileSpec]]]:
+        """``(index in ids, files)`` of the images that miss a file (all of their files with
+        ``overwrite``), files as :meth:`image_files` gives them; ``candidates``: each image's
+        candidate class names. Images with every file present are left out."""
+        plans = []
+        for b, (image_id, names) in enumerate(zip(ids, candidates, strict=True)):
+            files = self.image_files(image_id, names, heatmaps)
+            todo = [f for f in files if overwrite or not f[0].exists()]
+            if todo:
+                plans.append((b, todo))
+        return plans
+
     def complete(self, image_id: str) -> bool:
         """Whether every file of ``image_id`` exists: its marker and, in predictions mode,
         every file its marker's candidate list implies (a deleted heatmap or overlay makes

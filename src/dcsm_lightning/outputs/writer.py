@@ -20,7 +20,8 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from dcsm_lightning.data.transforms import uncrop_labels
 from dcsm_lightning.files import check_writable_dir, remove_stale_temp_files
 from dcsm_lightning.outputs.canvas import save_figure_png
-from dcsm_lightning.outputs.layout import PSEUDO_LIST, OutputLayout, check_id, safe_name
+from dcsm_lightning.outputs.layout import PSEUDO_LIST, OutputLayout, check_id
+from dcsm_lightning.outputs.naming import default_method, file_class_names, output_method
 from dcsm_lightning.outputs.renderers import RENDERERS, ImageData
 from dcsm_lightning.outputs.run_record import check_outside_inputs, claim_output_folder
 from dcsm_lightning.segmentation.callback import (
@@ -29,22 +30,12 @@ from dcsm_lightning.segmentation.callback import (
     find_segmentation,
 )
 from dcsm_lightning.segmentation.labels import uncertain_to_void
-from dcsm_lightning.segmentation.methods import SEPARATOR, Method
+from dcsm_lightning.segmentation.methods import Method
 from dcsm_lightning.segmentation.panels import GridCollector
 
 __all__ = ["PSEUDO_LIST", "SegmentationWriter", "check_id", "default_method"]
 
 _NO_OP = contextlib.nullcontext()
-
-
-def default_method(methods: Sequence[Method]) -> Method:
-    """The mask to write when none is named: the first strategy's refined mask (``dcsm+crf``)
-    if there is one, else the first mask."""
-    if not methods:
-        raise ValueError("the segmentation produced no masks: there is no mask to write")
-    first = methods[0].strategy
-    refined = [m for m in methods if m.strategy == first and m.step is not None]
-    return refined[0] if refined else methods[0]
 
 
 class SegmentationWriter(BasePredictionWriter):
@@ -208,14 +199,6 @@ class SegmentationWriter(BasePredictionWriter):
         heatmaps = self.write_heatmaps and self.mode == "predictions"
         return OutputLayout(self.output_dir, self.mode, heatmaps, self.write_overlays)
 
-    def mask_path(self, image_id: str) -> Path:
-        """Where the label PNG of ``image_id`` goes in the current mode."""
-        return self.layout.mask_path(image_id)
-
-    def marker_path(self, image_id: str) -> Path:
-        """The file written last for an image: it exists only once the image is complete."""
-        return self.layout.marker_path(image_id)
-
     def finished_ids(self, ids: Sequence[str]) -> set[str]:
         """The ids among ``ids`` whose files are all complete (counted as skipped): the
         segmentation drops them before computing anything (see
@@ -232,33 +215,14 @@ class SegmentationWriter(BasePredictionWriter):
     def _resolve_method(self, out: SegmentationOutput) -> Method:
         if self._method is None:
             self._method = self.method or default_method(list(out.masks))
-        method = out.method(self._method)
-        if method is None:
-            hint = ""
-            if SEPARATOR in self._method:
-                hint = "; is its refiner (e.g. DenseCRF) in Trainer(callbacks=[...])?"
-            raise ValueError(
-                f"method {self._method!r} is not among the segmentation's masks "
-                f"{sorted(out.masks)}{hint}"
-            )
-        return method
+        return output_method(out, self._method)
 
     def _resolve_names(self, trainer: Any, num_classes: int) -> list[str]:
         if self._names is None:
             names = self.class_names
             if names is None and self._segmentation is not None:
                 names = self._segmentation.class_names
-            if names is None:
-                names = [f"class_{k}" for k in range(num_classes)]
-            names = [str(n) for n in names]
-            if len(names) == num_classes + 1 and names[0] == "background":
-                names = names[1:]
-            if len(names) != num_classes:
-                raise ValueError(f"{len(names)} class names for {num_classes} classes: {names}")
-            safe = [safe_name(n) for n in names]
-            if len(set(safe)) != len(safe):
-                raise ValueError(f"class names clash as file names: {safe}")
-            self._names = names
+            self._names = file_class_names(names, num_classes)
         return self._names
 
     # ----------------------------------------------------------------- writing
@@ -301,16 +265,11 @@ class SegmentationWriter(BasePredictionWriter):
             )
 
         # Decide per image which files are missing, before touching any tensor.
-        layout = self.layout
-        plans: list[tuple[int, list[Any]]] = []
-        for b, image_id in enumerate(ids):
-            cand = [names[k] for k in torch.nonzero(candidates[b]).flatten()] if predicting else []
-            files = layout.image_files(image_id, cand, heatmaps)
-            todo = [f for f in files if self.overwrite or not f[0].exists()]
-            if todo:
-                plans.append((b, todo))
-            else:
-                self.skipped += 1
+        cands: list[list[str]] = [[] for _ in ids]
+        if predicting:
+            cands = [[names[k] for k in torch.nonzero(c).flatten()] for c in candidates]
+        plans = self.layout.files_to_write(ids, cands, heatmaps, self.overwrite)
+        self.skipped += len(ids) - len(plans)
         if not plans:
             return
         if predicting and self.grid and self._grid is None:

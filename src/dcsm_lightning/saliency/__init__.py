@@ -16,7 +16,7 @@ candidates from a model's raw output.
 """
 
 from dcsm_lightning.saliency.backprop import ClassGradients, capture_tensors, class_gradients
-from dcsm_lightning.saliency.base import SaliencyStrategy, checked_forward, max_pool_scores
+from dcsm_lightning.saliency.base import SaliencyStrategy
 from dcsm_lightning.saliency.cam import CAM, GradCAM
 from dcsm_lightning.saliency.candidates import (
     CandidateSlots,
@@ -43,6 +43,7 @@ from dcsm_lightning.saliency.equations import (
 )
 from dcsm_lightning.saliency.gradients import LayerGradient, Simonyan
 from dcsm_lightning.saliency.guided import guided_backprop
+from dcsm_lightning.saliency.inputs import checked_forward, max_pool_scores
 from dcsm_lightning.saliency.layers import resolve_layer, resolve_layers
 from dcsm_lightning.saliency.pooling import model_pool, pool_scores
 from dcsm_lightning.saliency.registry import (

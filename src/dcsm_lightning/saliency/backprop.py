@@ -19,9 +19,9 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from dcsm_lightning.saliency.base import checked_forward
 from dcsm_lightning.saliency.candidates import CandidateSlots
 from dcsm_lightning.saliency.guided import guided_backprop
+from dcsm_lightning.saliency.inputs import checked_forward
 from dcsm_lightning.saliency.pooling import Pool, pool_scores
 
 At = Literal["input", "output"]

@@ -9,10 +9,11 @@ import torch
 from torch import nn
 
 from dcsm_lightning.saliency.backprop import At, capture_tensors, class_gradients
-from dcsm_lightning.saliency.base import SaliencyStrategy, _check_choice, checked_forward
+from dcsm_lightning.saliency.base import SaliencyStrategy
 from dcsm_lightning.saliency.candidates import CandidateSlots
 from dcsm_lightning.saliency.default_layers import LayerChoice, cached_default_layers
 from dcsm_lightning.saliency.equations import normalize_by_max, upsample_maps
+from dcsm_lightning.saliency.inputs import check_choice, checked_forward
 from dcsm_lightning.saliency.layers import resolve_layer
 from dcsm_lightning.saliency.pooling import Pool
 from dcsm_lightning.saliency.registry import register_saliency
@@ -55,7 +56,7 @@ class GradCAM(SaliencyStrategy):
 
     def __init__(self, *, layer: str | None = None, at: At = "output", **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        _check_choice("at", at, ("input", "output"))
+        check_choice("at", at, ("input", "output"))
         self.layer = None if layer is None else str(layer)
         self.at = at
         self._defaults: dict[Any, LayerChoice] = {}

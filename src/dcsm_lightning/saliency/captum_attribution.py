@@ -9,7 +9,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from dcsm_lightning.saliency.base import SaliencyStrategy, _check_choice
+from dcsm_lightning.saliency.base import SaliencyStrategy
 from dcsm_lightning.saliency.candidates import CandidateSlots
 from dcsm_lightning.saliency.captum_engine import ScoreHead
 from dcsm_lightning.saliency.captum_methods import (
@@ -20,6 +20,7 @@ from dcsm_lightning.saliency.captum_methods import (
     check_model,
 )
 from dcsm_lightning.saliency.equations import normalize_by_max, upsample_maps
+from dcsm_lightning.saliency.inputs import check_choice
 from dcsm_lightning.saliency.layers import resolve_layer
 from dcsm_lightning.saliency.registry import register_saliency
 
@@ -100,7 +101,7 @@ class CaptumAttribution(SaliencyStrategy):
         if name is None:
             name = "captum_" + re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", cls.__name__).lower()
         super().__init__(name=name, **kwargs)
-        _check_choice("reduce", reduce, ("max_abs", "sum", "none"))
+        check_choice("reduce", reduce, ("max_abs", "sum", "none"))
         if alpha is not None and not alpha > 0:
             raise ValueError(f"alpha must be > 0 or None, got {alpha!r}")
         self.method = method

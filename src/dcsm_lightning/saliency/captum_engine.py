@@ -26,9 +26,9 @@ import torch
 from torch import nn
 
 from dcsm_lightning.saliency.backprop import At, Backprop, ClassGradients
-from dcsm_lightning.saliency.base import checked_forward
 from dcsm_lightning.saliency.candidates import CandidateSlots
 from dcsm_lightning.saliency.guided import guided_backprop
+from dcsm_lightning.saliency.inputs import checked_forward
 from dcsm_lightning.saliency.pooling import Pool, pool_scores
 
 

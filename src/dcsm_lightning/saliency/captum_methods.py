@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dcsm_lightning.saliency.base import preserved_model_state
+from dcsm_lightning.saliency.inputs import preserved_model_state
 
 #: ``attribute()`` arguments the strategy sets itself.
 RESERVED = ("inputs", "target")

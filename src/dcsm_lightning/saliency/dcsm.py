@@ -9,10 +9,10 @@ import torch
 from torch import nn
 
 from dcsm_lightning.saliency.backprop import Backprop
-from dcsm_lightning.saliency.base import _check_choice
 from dcsm_lightning.saliency.candidates import CandidateSlots
 from dcsm_lightning.saliency.equations import positive_pair_differences, tanh_normalize
 from dcsm_lightning.saliency.gradients import LayerGradient
+from dcsm_lightning.saliency.inputs import check_choice
 from dcsm_lightning.saliency.pooling import model_pool, pool_scores
 from dcsm_lightning.saliency.registry import register_saliency
 
@@ -78,7 +78,7 @@ class DCSM(LayerGradient):
         **kwargs: Any,
     ) -> None:
         super().__init__(backprop=backprop, scales=scales, subtract=subtract, **kwargs)
-        _check_choice("variant", variant, ("paper", "authors"))
+        check_choice("variant", variant, ("paper", "authors"))
         self.variant = variant
 
     def scale_maps(

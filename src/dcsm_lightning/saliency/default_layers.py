@@ -33,7 +33,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from dcsm_lightning.saliency.base import preserved_model_state
+from dcsm_lightning.saliency.inputs import preserved_model_state
 
 #: The conv layers of VGG-16 blocks 3-5, the paper's best layer set (Table 2).
 BLOCKS_3_TO_5: tuple[str, ...] = tuple(f"conv{b}_{j}" for b in (3, 4, 5) for j in (1, 2, 3))

@@ -9,13 +9,7 @@ import torch
 from torch import nn
 
 from dcsm_lightning.saliency.backprop import At, Backprop, ClassGradients, class_gradients
-from dcsm_lightning.saliency.base import (
-    SaliencyStrategy,
-    _check_choice,
-    check_candidates,
-    check_image,
-    rescale,
-)
+from dcsm_lightning.saliency.base import SaliencyStrategy
 from dcsm_lightning.saliency.candidates import CandidateSlots
 from dcsm_lightning.saliency.captum_engine import captum_class_gradients
 from dcsm_lightning.saliency.default_layers import LayerChoice, cached_default_layers
@@ -26,6 +20,7 @@ from dcsm_lightning.saliency.equations import (
     tanh_normalize,
     upsample_maps,
 )
+from dcsm_lightning.saliency.inputs import check_candidates, check_choice, check_image, rescale
 from dcsm_lightning.saliency.layers import resolve_layers
 from dcsm_lightning.saliency.pooling import Pool
 from dcsm_lightning.saliency.registry import register_saliency
@@ -87,8 +82,8 @@ class Simonyan(SaliencyStrategy):
     ) -> None:
         super().__init__(**kwargs)
         _check_alpha(alpha)
-        _check_choice("normalize", normalize, ("max", "none"))
-        _check_choice("engine", engine, ("shared", "captum"))
+        check_choice("normalize", normalize, ("max", "none"))
+        check_choice("engine", engine, ("shared", "captum"))
         self.alpha = float(alpha)
         self.normalize = normalize
         self.engine = engine
@@ -151,14 +146,14 @@ class LayerGradient(SaliencyStrategy):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        _check_choice("engine", engine, ("shared", "captum"))
+        check_choice("engine", engine, ("shared", "captum"))
         self.engine = engine
         if layers is not None and (isinstance(layers, str) or not layers):
             raise ValueError(f"layers must be a non-empty list of layer names, got {layers!r}")
         if at is not None:
-            _check_choice("at", at, ("input", "output"))
-        _check_choice("backprop", backprop, ("bp", "guided"))
-        _check_choice("normalize", normalize, ("max", "none"))
+            check_choice("at", at, ("input", "output"))
+        check_choice("backprop", backprop, ("bp", "guided"))
+        check_choice("normalize", normalize, ("max", "none"))
         _check_alpha(alpha)
         self.layers = None if layers is None else tuple(str(name) for name in layers)
         self.at = at

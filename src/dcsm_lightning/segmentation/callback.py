@@ -18,18 +18,18 @@ from typing import Any, Literal
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
-from torch import Tensor
 
-from dcsm_lightning.data.adapter import BatchAdapter, SegmentationBatch, as_adapter
+from dcsm_lightning.data.adapter import BatchAdapter, as_adapter
 from dcsm_lightning.saliency import SaliencyStrategy, as_saliency, saliency_spec_type
 from dcsm_lightning.saliency.pooling import Pool
 from dcsm_lightning.segmentation.batches import BatchOutputs
 from dcsm_lightning.segmentation.distributed import PaddingFilter, counted
-from dcsm_lightning.segmentation.flow import CandidateRule, MapSource, SaliencyMaps, segment_batch
+from dcsm_lightning.segmentation.flow import CandidateRule, MapSource, SaliencyMaps
 from dcsm_lightning.segmentation.method_metrics import STAGE_PREFIX, MethodMetrics
 from dcsm_lightning.segmentation.methods import Method, check_distinct
 from dcsm_lightning.segmentation.output import MaskRefiner, SegmentationOutput
 from dcsm_lightning.segmentation.panels import GridCollector, log_figure
+from dcsm_lightning.segmentation.segmenting import BatchSegmenting
 
 __all__ = ["MaskRefiner", "SaliencySegmentation", "SegmentationOutput", "find_segmentation"]
 
@@ -41,7 +41,7 @@ SaliencySpec = saliency_spec_type()
 GRID_ROWS = 4
 
 
-class SaliencySegmentation(Callback):
+class SaliencySegmentation(BatchSegmenting, Callback):
     """Turn any LightningModule whose forward gives class scores into masks and mIoU.
 
     As input it takes each evaluation batch (through ``batch_adapter``) and the module's
@@ -166,11 +166,6 @@ class SaliencySegmentation(Callback):
         return ["background", *self.class_names]
 
     @property
-    def map_names(self) -> list[str]:
-        """The names of the maps :attr:`source` gives (the strategies')."""
-        return self.source.names
-
-    @property
     def methods(self) -> list[Method]:
         """Every method evaluated: each map name followed by its refined variants."""
         return [
@@ -184,80 +179,15 @@ class SaliencySegmentation(Callback):
         if isinstance(self.source, SaliencyMaps):
             self.source.candidates = replace(self.source.candidates, source=source)
 
-    def segment(
-        self,
-        pl_module: pl.LightningModule,
-        batch: SegmentationBatch,
-        stage: str = "predict",
-        trainer: pl.Trainer | None = None,
-        scores: Tensor | None = None,
-    ) -> SegmentationOutput:
-        """Maps, masks (Eq. 7) and refined masks of one adapted batch
-        (:func:`~dcsm_lightning.segmentation.flow.segment_batch` with this callback's source
-        and refiners; ``scores``: the module's forward on ``batch.image``, if already run)."""
-        return segment_batch(
-            pl_module, batch, self.source, self.refiners, scores=scores, stage=stage,
-            trainer=trainer,
-        )  # fmt: skip
-
-    def output_for(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-        stage: str = "predict",
-        scores: Tensor | None = None,
-    ) -> SegmentationOutput | None:
-        """The :class:`SegmentationOutput` of a trainer batch, computed once per batch (with
-        the module's forward ``scores`` when given); None when a resuming writer has finished
-        every image of it (``predict``), whose output then holds only the unfinished ones."""
-
-        def compute(view: SegmentationBatch, kept: Tensor | None) -> SegmentationOutput:
-            return self.segment(pl_module, view, stage, trainer, kept)
-
-        out = self.outputs.output(batch, batch_idx, dataloader_idx, stage, compute, scores)
-        if out is not None:
-            self.last_output = out
-        return out
-
-    def finished_batch(
-        self,
-        trainer: pl.Trainer | None,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-        stage: str = "predict",
-    ) -> bool:
-        """Whether a resuming writer has finished every image of this batch (nothing to do:
-        the module's step skips even its forward)."""
-        if not self._segments(trainer, stage):
-            return False
-        return self.outputs.view(batch, batch_idx, dataloader_idx, stage)[0] is None
-
-    def segment_step(
-        self,
-        pl_module: pl.LightningModule,
-        trainer: pl.Trainer | None,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-        stage: str = "predict",
-        scores: Tensor | None = None,
-    ) -> None:
-        """Segment a batch from inside the module's step, reusing its forward ``scores``
-        (B x K (x h x w) logits), so the progress bar ticks after the masks are done."""
-        if self._segments(trainer, stage):
-            self.output_for(trainer, pl_module, batch, batch_idx, dataloader_idx, stage, scores)
-
     # -- Lightning hooks ----------------------------------------------------------------------
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        """Take the class names from the module (:meth:`attach`), pick up the refiner
-        callbacks of the trainer (e.g. ``DenseCRF``) and measure every method; let each
-        strategy check the module (default layers) before the first batch."""
+        """Take the class names from the module (:meth:`attach`), come before the progress
+        bar (:meth:`ahead_of_the_progress_bar`), pick up the refiner callbacks of the trainer
+        (e.g. ``DenseCRF``) and measure every method; let each strategy check the module
+        (default layers) before the first batch."""
         self.attach(pl_module, getattr(trainer, "datamodule", None))
+        self.ahead_of_the_progress_bar(trainer)
         if stage != "fit" or self.segment_in_fit:
             for strategy in self.strategies:
                 strategy.setup(pl_module)
@@ -269,12 +199,6 @@ class SaliencySegmentation(Callback):
             'e.g. DenseCRF(name="crf5", settings=...) beside DenseCRF()',
         )  # fmt: skip
         self.metrics = MethodMetrics(self.label_names, self.methods)
-
-    def _segments(self, trainer: pl.Trainer | None, stage: str) -> bool:
-        """Whether batches of ``stage`` in this run are segmented."""
-        if trainer is None or trainer.sanity_checking or not self.map_names:
-            return False
-        return stage == "predict" or self.segment_in_fit or trainer.state.fn != "fit"
 
     def _start(
         self, prefix: str | None, trainer: pl.Trainer, pl_module: pl.LightningModule

@@ -14,8 +14,9 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from dcsm_lightning.data.datamodule import PreparedDataset, SegmentationDataModule, collate_batch
+from dcsm_lightning.data.datamodule import SegmentationDataModule
 from dcsm_lightning.data.masks import MaskFolder, find_mask_folder
+from dcsm_lightning.data.samples import PreparedDataset, collate_batch
 from dcsm_lightning.errors import UserError
 
 __all__ = ["draw_indices", "split_loader", "tuning_loader"]

@@ -31,7 +31,7 @@ from dcsm_lightning.saliency import (
     SaliencyStrategy,
     max_pool_scores,
 )
-from dcsm_lightning.saliency.base import rescale
+from dcsm_lightning.saliency.inputs import rescale
 from dcsm_lightning.saliency.options import with_options
 from dcsm_lightning.segmentation.flow import CandidateRule
 
