@@ -97,8 +97,9 @@ class SegmentationWriter(BasePredictionWriter):
         heatmap_cmap: matplotlib colormap of the heatmaps.
         heatmap_alpha: opacity of the map over the image in ``heatmaps/``, in [0, 1]
             (1: the bare colour-mapped map).
-        grid: write ``grid.png`` with up to this many rows, the first images of the batches
-            this run writes (rank 0's, predictions mode;
+        grid: write ``grid.png`` with up to this many rows, the first images predicted
+            (rank 0's, predictions mode; when ``grid.png`` is missing, a resumed run segments
+            these images again, without rewriting their files, so its grid is a whole run's;
             :func:`~dcsm_lightning.outputs.grid.grid_figure`: ground truth when the batches
             have masks, the map of the method's strategy, its plain and refined masks as
             segmented, before ``uncertain_threshold``); an existing ``grid.png`` is kept
@@ -155,6 +156,8 @@ class SegmentationWriter(BasePredictionWriter):
         self._warned_no_maps = False
         self._segmentation: SaliencySegmentation | None = None
         self._grid: GridCollector | None = None
+        self._grid_pending = 0  # first images to segment again for a missing grid.png
+        self._grid_ids: set[str] = set()  # those of them that were already finished
 
     # ----------------------------------------------------------------- Lightning hooks
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
@@ -171,6 +174,9 @@ class SegmentationWriter(BasePredictionWriter):
     def on_predict_start(self, trainer: Any, pl_module: Any) -> None:
         claim_output_folder(self, trainer, pl_module)  # run.json: one producer per folder
         self._reset()
+        missing = not (self.output_dir / "grid.png").exists()
+        if self.mode == "predictions" and trainer.is_global_zero and (missing or self.overwrite):
+            self._grid_pending = self.grid
 
     def on_predict_end(self, trainer: Any, pl_module: Any) -> None:
         strategy = trainer.strategy
@@ -204,6 +210,10 @@ class SegmentationWriter(BasePredictionWriter):
         segmentation drops them before computing anything (see
         :meth:`~dcsm_lightning.outputs.layout.OutputLayout.complete`)."""
         done = self.layout.finished(ids)
+        if self._grid_pending:  # a resumed run draws the same grid.png as a whole run
+            self._grid_ids |= done & set(ids[: self._grid_pending])
+            done -= self._grid_ids
+            self._grid_pending = max(0, self._grid_pending - len(ids))
         self.skipped += len(done)
         return done
 
@@ -270,13 +280,13 @@ class SegmentationWriter(BasePredictionWriter):
             cands = [[names[k] for k in torch.nonzero(c).flatten()] for c in candidates]
         plans = self.layout.files_to_write(ids, cands, heatmaps, self.overwrite)
         self.skipped += len(ids) - len(plans)
-        if not plans:
-            return
         if predicting and self.grid and self._grid is None:
             labels = ["background", *names]
             self._grid = GridCollector(self.grid, strategy, labels, method.step, self.heatmap_cmap)
-        if self._grid is not None:
+        if self._grid is not None and (plans or self._grid_ids.intersection(ids)):
             self._grid.add(out)
+        if not plans:
+            return
 
         masks = out.masks[method].detach().cpu()
         if maps is not None:
