@@ -62,7 +62,7 @@ class SegmentationWriter(BasePredictionWriter):
         output_dir/scores/<id>.json            {"id", "method", "scores": {class: prob},
                                                "candidates": [class, ...]}
         output_dir/grid.png                    with ``grid`` > 0: the labelled grid of the
-                                               first ``grid`` images written (image | ground
+                                               first ``grid`` images predicted (image | ground
                                                truth | map on image | mask | + CRF)
 
     ``mode="pseudo_labels"`` (a VOC-style folder to train a segmentation net on)::
@@ -157,7 +157,7 @@ class SegmentationWriter(BasePredictionWriter):
         self._segmentation: SaliencySegmentation | None = None
         self._grid: GridCollector | None = None
         self._grid_pending = 0  # first images to segment again for a missing grid.png
-        self._grid_ids: set[str] = set()  # those of them that were already finished
+        self._grid_ids: set[str] = set()  # those first images (segmented even if finished)
 
     # ----------------------------------------------------------------- Lightning hooks
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
@@ -175,8 +175,8 @@ class SegmentationWriter(BasePredictionWriter):
         claim_output_folder(self, trainer, pl_module)  # run.json: one producer per folder
         self._reset()
         missing = not (self.output_dir / "grid.png").exists()
-        if self.mode == "predictions" and trainer.is_global_zero and (missing or self.overwrite):
-            self._grid_pending = self.grid
+        if self.mode == "predictions" and trainer.is_global_zero and missing:
+            self._grid_pending = self.grid  # read by finished_ids, which overwrite never calls
 
     def on_predict_end(self, trainer: Any, pl_module: Any) -> None:
         strategy = trainer.strategy
@@ -211,7 +211,7 @@ class SegmentationWriter(BasePredictionWriter):
         :meth:`~dcsm_lightning.outputs.layout.OutputLayout.complete`)."""
         done = self.layout.finished(ids)
         if self._grid_pending:  # a resumed run draws the same grid.png as a whole run
-            self._grid_ids |= done & set(ids[: self._grid_pending])
+            self._grid_ids |= set(ids[: self._grid_pending])
             done -= self._grid_ids
             self._grid_pending = max(0, self._grid_pending - len(ids))
         self.skipped += len(done)
