@@ -129,7 +129,9 @@ def main(argv: list[str] | None = None) -> None:
             subset = [pool[i] for i in draw_indices(len(pool), count, draw)]
             images = TuningImages.collect(model, split_loader(datamodule, "train", subset))
             score = strategy_evaluator(strategy, model, segmentation, images, grid, crf, refiner)
-            result, _, _ = search_with_edges(grid, start, lambda s, f=score: f(s).miou())
+            result, _, _ = search_with_edges(
+                grid, start, lambda s, f=score: f(s).miou(), prefetch=score.prefetch
+            )
             chosen.setdefault(count, []).append(result.best)
             seconds = time.perf_counter() - began
             phases.append(

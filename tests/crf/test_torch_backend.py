@@ -8,7 +8,6 @@ import torch
 from dcsm_lightning.crf import CRFSettings, DenseCRF, crf_masks, dense_crf, dense_crf_batch
 from dcsm_lightning.crf.settings import BACKEND_ENV, resolve_backend
 from dcsm_lightning.crf.torch_backend import GaussianKernel, _features
-from dcsm_lightning.data.adapter import SegmentationBatch
 from dcsm_lightning.segmentation.labels import label_probs
 
 
@@ -109,7 +108,7 @@ def _letterboxed_batch(seed: int, batch: int = 3, size: int = 40):
     return rgb, maps, candidates, valid
 
 
-def test_crf_masks_and_callback_with_torch_backend() -> None:
+def test_crf_masks_and_callback_with_torch_backend(crf_view) -> None:
     rgb, maps, candidates, valid = _letterboxed_batch(0)
     reference = crf_masks(rgb, maps, candidates, valid, backend="pydensecrf")
     out = crf_masks(rgb, maps, candidates, valid, backend="torch")
@@ -118,13 +117,7 @@ def test_crf_masks_and_callback_with_torch_backend() -> None:
     assert (out == reference).float().mean() >= 0.995
     # the callback: one pass on the maps' device, no worker pool even if workers are asked for
     callback = DenseCRF(num_workers=2, backend="torch")
-    view = SegmentationBatch(
-        image=torch.zeros(len(rgb), 3, 1, 1),
-        rgb=rgb,
-        ids=[str(i) for i in range(len(rgb))],
-        orig_size=torch.tensor([list(valid.shape[1:])] * len(rgb)),
-        valid=valid,
-    )
+    view = crf_view(rgb, valid)
     probs = label_probs(maps, candidates, valid)
     assert torch.equal(callback.refine(None, "validate", view, probs), out)
     assert callback._pool is None

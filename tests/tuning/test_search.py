@@ -12,7 +12,15 @@ from dcsm_lightning import SaliencySegmentation, SegmentationIoU
 from dcsm_lightning.crf import CRFSettings
 from dcsm_lightning.crf.mean_field import crf_masks
 from dcsm_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from dcsm_lightning.saliency import DCSM, max_pool_scores, select_candidates
+from dcsm_lightning.saliency import (
+    DCSM,
+    CaptumAttribution,
+    Distinct,
+    GradCAM,
+    Simonyan,
+    max_pool_scores,
+    select_candidates,
+)
 from dcsm_lightning.saliency.options import strategy_config, with_options
 from dcsm_lightning.tuning import (
     coordinate_search,
@@ -22,6 +30,7 @@ from dcsm_lightning.tuning import (
 )
 from dcsm_lightning.tuning.cross_validation import fold_indices
 from dcsm_lightning.tuning.grid import Grid, Knob, extended, layer_groups
+from dcsm_lightning.tuning.maps import GainMaps, LayerMaps, TuningImages, map_source
 
 K = 3  # classes
 GRID = {
@@ -135,6 +144,35 @@ def test_coordinate_search_moves_one_group_at_a_time_to_the_separable_optimum():
     assert dict(exhaustive_search(grid, score).best) == target
     # a value moves only on a strict gain: a flat score keeps the start
     assert coordinate_search(grid, start, lambda s: 0.0).best == start
+    # prefetch gets each group's settings before any of them is scored; same result
+    asked: list = []
+    seen: list = []
+
+    def recorded(setting):
+        assert setting in asked or setting == start, setting
+        seen.append(setting)
+        return score(setting)
+
+    result = coordinate_search(grid, start, recorded, prefetch=lambda group: asked.extend(group))
+    assert dict(result.best) == target and set(seen) <= {start, *asked}
+
+
+def test_composed_maps_equal_the_strategy_maps_for_any_candidate_count():
+    """LayerMaps composes each setting on the candidates' slots: the strategy's own maps,
+    with 1, 2 and 3 candidates side by side in one batch (slots left empty in some images)."""
+    model, batches = _model(), _batches()
+    labels = torch.tensor([[1.0, 0, 0], [1, 1, 0]]), torch.tensor([[0.0, 1, 1], [1, 1, 1]])
+    batches = [{**b, "labels": tags} for b, tags in zip(batches, labels, strict=True)]
+    images = TuningImages.collect(model, batches)
+    configured = DCSM(layers=["0", "2"], scales=(1.0, 1.5), alpha=3.0)
+    source = LayerMaps(configured, model, images, ["0", "2"], (1.0, 1.5), (1,), mode="labels")
+    for options in ({}, {"alpha": 1.0, "layers": ("2",)}, {"scales": (1.5,)}):
+        strategy = with_options(configured, **options)
+        for (maps, candidates), batch in zip(source.maps(options, 1), batches, strict=True):
+            assert torch.equal(candidates, batch["labels"] > 0.5)
+            expected = strategy(model, batch["image"], candidates)
+            assert expected.amax() > 0.5  # not a comparison of empty maps
+            torch.testing.assert_close(maps, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_grid_edges_are_extended_past_the_chosen_value():
@@ -153,6 +191,40 @@ def test_folds_cover_every_image_once():
     folds = fold_indices(11, 5, seed=1)
     assert len(folds) == 5
     assert sorted(i for fold in folds for i in fold) == list(range(11))
+
+
+@pytest.mark.parametrize(
+    "configured, settings",
+    [
+        (Simonyan(alpha=8.0, scales=(1.0, 1.5)), [{}, {"alpha": 2.0}, {"scales": (1.5,)}]),
+        (CaptumAttribution(method="IntegratedGradients", attribute_args={"n_steps": 4}),
+         [{}, {"alpha": 10.0}]),
+        (Distinct(base=GradCAM(layer="2")), [{}, {"alpha": 3.0}]),
+    ],
+    ids=["simonyan", "ig", "distinct_gradcam"],
+)  # fmt: skip
+def test_gain_maps_equal_the_strategy_maps(configured, settings):
+    """GainMaps computes the maps before the tanh gain once and applies each alpha: the
+    strategy's own maps, for 1-3 candidates side by side in one batch."""
+    model, batches = _model(), _batches()
+    labels = torch.tensor([[1.0, 0, 0], [1, 1, 0]]), torch.tensor([[0.0, 1, 1], [1, 1, 1]])
+    batches = [{**b, "labels": tags} for b, tags in zip(batches, labels, strict=True)]
+    images = TuningImages.collect(model, batches)
+    values = {
+        "alpha": [],
+        "scales": [configured.scales, *(s["scales"] for s in settings if "scales" in s)],
+    }
+    source = map_source(configured, model, images, values, (1,), mode="labels")
+    assert isinstance(source, GainMaps)
+    results = []
+    for options in settings:
+        strategy = with_options(configured, **options)
+        for (maps, candidates), batch in zip(source.maps(options, 1), batches, strict=True):
+            expected = strategy(model, batch["image"], candidates)
+            assert expected.amax() > 0.3  # not a comparison of empty maps
+            torch.testing.assert_close(maps, expected, rtol=1e-5, atol=1e-6)
+            results.append(maps)
+    assert not torch.allclose(results[0], results[2])  # the settings change the maps
 
 
 def test_options_round_trip_through_a_new_instance_and_a_config_entry():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 from collections.abc import Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import Any
@@ -26,6 +27,8 @@ from dcsm_lightning.segmentation.methods import check_part
 __all__ = ["DenseCRF"]
 
 _STAGES = ("validate", "test", "predict")
+#: Held while a callback creates its worker pool (a lock attribute could not be pickled).
+_POOL_LOCK = threading.Lock()
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
@@ -123,8 +126,12 @@ class DenseCRF(Callback):
         stage: str,
         batch: SegmentationBatch,
         probs: LabelProbs,
+        settings: CRFSettings | None = None,
     ) -> Tensor | None:
         """CRF masks int64 (B, S, S) of one strategy's maps, or None outside ``stages``.
+
+        Safe to call from several threads at once (``tune`` scores CRF variants so): the
+        worker pool is shared, and ``settings`` gives a call its own parameters.
 
         Args:
             trainer: the running trainer (its devices per node size the pool), or None.
@@ -134,6 +141,7 @@ class DenseCRF(Callback):
             probs: the strategy's Eq. 7 probabilities
                 (:func:`~dcsm_lightning.segmentation.labels.label_probs`: maps (B, K, S, S)
                 in [0, 1], candidates (B, K), background).
+            settings: the parameters of this call; None = :attr:`settings`.
         """
         if stage not in self.stages:
             return None
@@ -141,7 +149,8 @@ class DenseCRF(Callback):
         pool = (
             self._get_pool(len(batch), _devices_per_node(trainer)) if backend != "torch" else None
         )
-        return crf_refine(batch.rgb, probs, batch.extent, batch.valid, self.settings, pool, backend)
+        chosen = self.settings if settings is None else settings
+        return crf_refine(batch.rgb, probs, batch.extent, batch.valid, chosen, pool, backend)
 
     # Lightning hooks: the pool's life -------------------------------------------------------
 
@@ -156,23 +165,26 @@ class DenseCRF(Callback):
     on_validation_end = on_test_end = on_predict_end = teardown = on_exception = _close_hook
 
     def _get_pool(self, batch_size: int, processes_per_node: int) -> Executor | None:
-        if self._pool is not None:
+        with _POOL_LOCK:  # two threads refining at once share one pool
+            if self._pool is None:
+                self._pool = self._new_pool(batch_size, processes_per_node)
             return self._pool
+
+    def _new_pool(self, batch_size: int, processes_per_node: int) -> Executor | None:
         if self.num_workers is None:
             workers = min(_available_cores() // max(1, processes_per_node), batch_size)
         else:
             workers = self.num_workers
         if workers <= 1 and self.num_workers != 1:
             return None
+        self._pool_workers = workers
         # init_worker: workers die with this process and freeze the GC (see crf/workers.py)
-        self._pool = ProcessPoolExecutor(
+        return ProcessPoolExecutor(
             max_workers=workers,
             mp_context=_pool_context(),
             initializer=init_worker,
             initargs=(os.getpid(),),
         )
-        self._pool_workers = workers
-        return self._pool
 
     def close(self) -> None:
         """Shut the worker pool down (it is re-created on the next batch if needed)."""

@@ -9,7 +9,9 @@ Third-party strategies come in through the entry-point group ``dcsm_lightning.sa
 Writing a strategy: subclass :class:`SaliencyStrategy` and override
 :meth:`SaliencyStrategy.scale_maps`; :func:`class_gradients`, :func:`max_pool_scores`,
 :func:`pool_scores`, :func:`checked_forward`, :func:`resolve_layer` and the equation
-functions are the building blocks the built-in strategies use. Layer-based strategies given
+functions are the building blocks the built-in strategies use. A strategy whose tanh gain
+``alpha`` is its last step may subclass :class:`SeparateGain` instead (``before_gain`` and
+``gain``), so that ``tune`` computes its maps once for every ``alpha``. Layer-based strategies given
 no layers take the model's own (:func:`default_layers`); a score map is pooled as the model
 was trained (:func:`model_pool`, :func:`pool_scores`); :func:`candidates_from_scores` picks
 candidates from a model's raw output.
@@ -41,6 +43,7 @@ from dcsm_lightning.saliency.equations import (
     tanh_normalize,
     upsample_maps,
 )
+from dcsm_lightning.saliency.gain import SeparateGain
 from dcsm_lightning.saliency.gradients import LayerGradient, Simonyan
 from dcsm_lightning.saliency.guided import guided_backprop
 from dcsm_lightning.saliency.inputs import checked_forward, max_pool_scores
@@ -69,6 +72,7 @@ __all__ = [
     "LayerGradient",
     "NoDefaultLayers",
     "SaliencyStrategy",
+    "SeparateGain",
     "Simonyan",
     "as_saliency",
     "average_maps",

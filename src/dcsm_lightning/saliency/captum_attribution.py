@@ -9,7 +9,6 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from dcsm_lightning.saliency.base import SaliencyStrategy
 from dcsm_lightning.saliency.candidates import CandidateSlots
 from dcsm_lightning.saliency.captum_engine import ScoreHead
 from dcsm_lightning.saliency.captum_methods import (
@@ -20,14 +19,16 @@ from dcsm_lightning.saliency.captum_methods import (
     check_model,
 )
 from dcsm_lightning.saliency.equations import normalize_by_max, upsample_maps
+from dcsm_lightning.saliency.gain import SeparateGain
 from dcsm_lightning.saliency.inputs import check_choice
 from dcsm_lightning.saliency.layers import resolve_layer
 from dcsm_lightning.saliency.registry import register_saliency
 
 Reduce = Literal["max_abs", "sum", "none"]
 
+
 @register_saliency("captum")
-class CaptumAttribution(SaliencyStrategy):
+class CaptumAttribution(SeparateGain):
     """Maps from any ``captum.attr`` attribution (Integrated Gradients, NoiseTunnel, Grad-CAM ...).
 
     For each scale and candidate class c: ``A = method.attribute(image, target=c,
@@ -153,7 +154,7 @@ class CaptumAttribution(SaliencyStrategy):
             return NoiseTunnel(make(inner, {}))
         return make(self._method_class, self.method_args)
 
-    def scale_maps(
+    def before_gain(
         self, model: nn.Module, image: torch.Tensor, slots: CandidateSlots, size: tuple[int, int]
     ) -> torch.Tensor:
         attribution = self.build(ScoreHead(model, self.seed_for(model), slots.num_classes), model)
@@ -165,7 +166,9 @@ class CaptumAttribution(SaliencyStrategy):
             while isinstance(out, (tuple, list)):  # (attributions, delta) or per-input tuples
                 out = out[0]
             maps.append(self._reduce(out.detach()))
-        maps = normalize_by_max(upsample_maps(torch.stack(maps, dim=1), size)).clamp(min=0)
+        return normalize_by_max(upsample_maps(torch.stack(maps, dim=1), size)).clamp(min=0)
+
+    def gain(self, maps: torch.Tensor, slots: CandidateSlots) -> torch.Tensor:
         return maps if self.alpha is None else torch.tanh(self.alpha * maps)
 
     def _reduce(self, attributions: torch.Tensor) -> torch.Tensor:

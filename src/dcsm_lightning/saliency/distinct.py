@@ -15,11 +15,12 @@ from dcsm_lightning.saliency.equations import (
     subtract_other_candidates,
     tanh_normalize,
 )
+from dcsm_lightning.saliency.gain import SeparateGain
 from dcsm_lightning.saliency.registry import register_saliency
 
 
 @register_saliency("distinct")
-class Distinct(SaliencyStrategy):
+class Distinct(SeparateGain):
     """ "Distinct" maps of any strategy: Eq. 4 on its per-scale maps, then renormalised.
 
     For each scale, with ``M^c`` the ``base`` strategy's map of candidate c at that scale
@@ -80,12 +81,14 @@ class Distinct(SaliencyStrategy):
         with self.base.session(model):
             yield
 
-    def scale_maps(
+    def before_gain(
         self, model: nn.Module, image: torch.Tensor, slots: CandidateSlots, size: tuple[int, int]
     ) -> torch.Tensor:
-        maps = subtract_other_candidates(
+        return subtract_other_candidates(
             self.base.scale_maps(model, image, slots, size), slots.valid
         )
+
+    def gain(self, maps: torch.Tensor, slots: CandidateSlots) -> torch.Tensor:
         return normalize_by_max(maps) if self.alpha is None else tanh_normalize(maps, self.alpha)
 
     def combine_scales(self, total: torch.Tensor, num_scales: int) -> torch.Tensor:

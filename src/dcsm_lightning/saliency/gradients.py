@@ -20,6 +20,7 @@ from dcsm_lightning.saliency.equations import (
     tanh_normalize,
     upsample_maps,
 )
+from dcsm_lightning.saliency.gain import SeparateGain
 from dcsm_lightning.saliency.inputs import check_candidates, check_choice, check_image, rescale
 from dcsm_lightning.saliency.layers import resolve_layers
 from dcsm_lightning.saliency.pooling import Pool
@@ -55,7 +56,7 @@ def engine_gradients(
 
 
 @register_saliency("simonyan")
-class Simonyan(SaliencyStrategy):
+class Simonyan(SeparateGain):
     """Image-specific class saliency (Simonyan, Vedaldi & Zisserman, ICLR 2014 workshop).
 
     ``M^c(x, y) = max_k |dS_c / dI(x, y, k)|`` (the derivative w.r.t. the input image, max of
@@ -88,15 +89,17 @@ class Simonyan(SaliencyStrategy):
         self.normalize = normalize
         self.engine = engine
 
-    def scale_maps(
+    def before_gain(
         self, model: nn.Module, image: torch.Tensor, slots: CandidateSlots, size: tuple[int, int]
     ) -> torch.Tensor:
         batched = self.use_batched_backward(image.device)
         result = engine_gradients(
             self.engine, model, image, slots, None, "input", self.seed_for(model), "bp", batched
         )
-        raw = upsample_maps(result.grads[0].transpose(0, 1), size)  # B x N x H x W
-        return tanh_normalize(raw, self.alpha, self.normalize)
+        return upsample_maps(result.grads[0].transpose(0, 1), size)  # B x N x H x W
+
+    def gain(self, maps: torch.Tensor, slots: CandidateSlots) -> torch.Tensor:
+        return tanh_normalize(maps, self.alpha, self.normalize)
 
 
 @register_saliency("layer_gradient")

@@ -9,6 +9,10 @@ B x K x S x S in [0, 1] for a setting of its init arguments and a candidate top-
   setting may need; each setting (``alpha``, ``layers``, ``scales``, N) is then composed from
   them by the strategy's own :meth:`~dcsm_lightning.saliency.LayerGradient.combine_layers` and
   ``combine_scales`` (no second implementation of Eq. 4-5).
+- :class:`GainMaps` (Simonyan, Captum attributions, Distinct: ``SeparateGain`` strategies):
+  each scale's maps before the tanh gain are computed once per image and N; each setting of
+  ``alpha`` and ``scales`` applies the strategy's own
+  :meth:`~dcsm_lightning.saliency.gain.SeparateGain.gain` to them.
 - :class:`StrategyMaps` (any other strategy): the strategy with the setting's arguments, called
   on each batch.
 """
@@ -31,11 +35,12 @@ from dcsm_lightning.saliency import (
     SaliencyStrategy,
     max_pool_scores,
 )
+from dcsm_lightning.saliency.gain import SeparateGain
 from dcsm_lightning.saliency.inputs import rescale
 from dcsm_lightning.saliency.options import with_options
 from dcsm_lightning.segmentation.flow import CandidateRule
 
-__all__ = ["LayerMaps", "StrategyMaps", "TuningImages", "map_source"]
+__all__ = ["GainMaps", "LayerMaps", "StrategyMaps", "TuningImages", "map_source"]
 
 CandidateMode = Literal["predicted", "labels"]
 
@@ -171,20 +176,91 @@ class LayerMaps(StrategyMaps):
             self.stored.append(per_scale)
 
     def maps(self, options: Mapping[str, Any], top_up: int) -> list[tuple[Tensor, Tensor]]:
+        """Per batch: maps float B x K x S x S in [0, 1] (CPU) and candidates bool B x K,
+        composed on the candidates' slots only (as the strategy composes them)."""
         strategy = with_options(self.strategy, **options)
         out = []
         for index, batch in enumerate(self.images.batches):
             candidates = self.candidates(index, top_up)
             if (candidates & ~self.union[index]).any():
                 raise ValueError(f"N = {top_up} asks for classes whose maps were not stored")
+            slots = CandidateSlots.from_mask(candidates)
             size = (batch.image.shape[-2], batch.image.shape[-1])
+            if slots.num_slots == 0:
+                out.append((torch.zeros(len(candidates), slots.num_classes, *size), candidates))
+                continue
             total = None
             for scale in strategy.scales:
-                layer_maps = [self.stored[index][scale][name] for name in strategy.layers]
-                part = strategy.combine_layers(layer_maps, candidates, size)
+                layer_maps = [slots.gather(self.stored[index][scale][n]) for n in strategy.layers]
+                part = strategy.combine_layers(layer_maps, slots.valid, size)
                 total = part if total is None else total + part
             maps = strategy.combine_scales(total, len(strategy.scales)).clamp(0, 1)
-            out.append((maps * candidates[..., None, None], candidates))
+            out.append((slots.scatter(maps), candidates))
+        return out
+
+
+class GainMaps(StrategyMaps):
+    """Maps of a :class:`~dcsm_lightning.saliency.gain.SeparateGain` strategy (Simonyan,
+    Captum attributions, Distinct) whose grid varies ``alpha`` and ``scales`` at most: each
+    scale's maps before the gain are computed once per N and batch (when N is first asked
+    for), and each setting applies its gain to them, as the strategy's own call does.
+
+    Args:
+        scales: every scale any setting will ask for. (others): as :class:`StrategyMaps`.
+    """
+
+    def __init__(
+        self,
+        strategy: SeparateGain,
+        model: nn.Module,
+        images: TuningImages,
+        scales: Sequence[float],
+        mode: CandidateMode = "predicted",
+        threshold: float = 0.5,
+    ) -> None:
+        super().__init__(strategy, model, images, mode, threshold)
+        self.scales = list(dict.fromkeys(float(s) for s in scales))
+        #: N -> per batch: scale -> float B x slots x S x S on the model's device
+        self.stored: dict[int, list[dict[float, Tensor]]] = {}
+
+    def _before_gain(self, top_up: int) -> list[dict[float, Tensor]]:
+        if top_up not in self.stored:
+            strategy: Any = self.strategy
+            per_batch = []
+            for index, batch in enumerate(self.images.batches):
+                candidates = self.candidates(index, top_up).to(batch.image.device)
+                slots = CandidateSlots.from_mask(candidates)
+                size = (batch.image.shape[-2], batch.image.shape[-1])
+                per_scale = {}
+                if slots.num_slots:
+                    with strategy.session(self.model):
+                        image = batch.image.detach().clone()
+                        for scale in self.scales:
+                            maps = strategy.before_gain(
+                                self.model, rescale(image, scale), slots, size
+                            )
+                            per_scale[scale] = maps.detach()
+                per_batch.append(per_scale)
+            self.stored[top_up] = per_batch
+        return self.stored[top_up]
+
+    def maps(self, options: Mapping[str, Any], top_up: int) -> list[tuple[Tensor, Tensor]]:
+        strategy: Any = with_options(self.strategy, **options)
+        out = []
+        for index, stored in enumerate(self._before_gain(top_up)):
+            candidates = self.candidates(index, top_up)
+            slots = CandidateSlots.from_mask(candidates)
+            if slots.num_slots == 0:
+                size = tuple(self.images.batches[index].image.shape[-2:])
+                out.append((torch.zeros(len(candidates), slots.num_classes, *size), candidates))
+                continue
+            slots = CandidateSlots.from_mask(candidates.to(stored[self.scales[0]].device))
+            total = None
+            for scale in strategy.scales:
+                part = strategy.gain(stored[scale], slots)
+                total = part if total is None else total + part
+            maps = strategy.combine_scales(total, len(strategy.scales)).clamp(0, 1)
+            out.append((slots.scatter(maps).cpu(), candidates))
         return out
 
 
@@ -198,8 +274,9 @@ def map_source(
     threshold: float = 0.5,
 ) -> StrategyMaps:
     """The fastest source for ``strategy``: :class:`LayerMaps` for a ``LayerGradient`` whose
-    grid varies at most ``alpha``, ``layers`` and ``scales`` (DCSM: the paper variant), else
-    :class:`StrategyMaps`.
+    grid varies at most ``alpha``, ``layers`` and ``scales`` (DCSM: the paper variant),
+    :class:`GainMaps` for a ``SeparateGain`` strategy whose grid varies at most ``alpha`` and
+    ``scales``, else :class:`StrategyMaps`.
 
     Args:
         option_values: the grid's values of each searched init argument.
@@ -210,8 +287,10 @@ def map_source(
         and getattr(strategy, "variant", "paper") == "paper"
         and set(option_values) <= {"alpha", "layers", "scales"}
     )
+    scales = [s for group in option_values.get("scales", [strategy.scales]) for s in group]
+    if isinstance(strategy, SeparateGain) and set(option_values) <= {"alpha", "scales"}:
+        return GainMaps(strategy, model, images, scales, mode, threshold)
     if not composable:
         return StrategyMaps(strategy, model, images, mode, threshold)
     layers = [n for group in option_values.get("layers", [strategy.layers]) for n in group]
-    scales = [s for group in option_values.get("scales", [strategy.scales]) for s in group]
     return LayerMaps(strategy, model, images, layers, scales, top_ups, mode, threshold)

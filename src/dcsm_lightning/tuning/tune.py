@@ -36,6 +36,7 @@ from dcsm_lightning.tuning.maps import TuningImages, map_source
 from dcsm_lightning.tuning.search import (
     Evaluation,
     Evaluator,
+    Prefetch,
     SearchResult,
     coordinate_search,
     exhaustive_search,
@@ -49,12 +50,18 @@ MAX_EXTENSIONS = 2
 EXHAUSTIVE_LIMIT = 128
 
 
-def search_grid(grid: Grid, start: Setting, score: Callable[[Setting], float]) -> SearchResult:
+def search_grid(
+    grid: Grid,
+    start: Setting,
+    score: Callable[[Setting], float],
+    prefetch: Prefetch | None = None,
+) -> SearchResult:
     """:func:`exhaustive_search` of a grid of at most :data:`EXHAUSTIVE_LIMIT` settings (the
-    grid's best), else :func:`coordinate_search` from ``start`` (a local best)."""
+    grid's best), else :func:`coordinate_search` from ``start`` (a local best). ``prefetch``:
+    see :func:`coordinate_search`."""
     if grid.size() <= EXHAUSTIVE_LIMIT:
-        return exhaustive_search(grid, score)
-    return coordinate_search(grid, start, score)
+        return exhaustive_search(grid, score, prefetch)
+    return coordinate_search(grid, start, score, prefetch=prefetch)
 
 
 @dataclass
@@ -93,22 +100,27 @@ class Tuning:
 
 
 def search_with_edges(
-    grid: Grid, start: Setting, score: Callable[[Setting], float], extend: bool = True
+    grid: Grid,
+    start: Setting,
+    score: Callable[[Setting], float],
+    extend: bool = True,
+    prefetch: Prefetch | None = None,
 ) -> tuple[SearchResult, Grid, list[str]]:
     """:func:`search_grid`, then, while the best sits on an edge, the grid grown past it and
-    the search resumed from the best (:data:`MAX_EXTENSIONS` times at most).
+    the search resumed from the best (:data:`MAX_EXTENSIONS` times at most). ``prefetch``:
+    see :func:`~dcsm_lightning.tuning.search.coordinate_search`.
 
     Returns:
         The result (every setting scored, in order), the final grid, the knobs grown.
     """
-    result = search_grid(grid, start, score)
+    result = search_grid(grid, start, score, prefetch)
     grown: list[str] = []
     for _ in range(MAX_EXTENSIONS if extend else 0):
         bigger, added = extended(grid, dict(result.best))
         if not added:
             break
         grid, grown = bigger, grown + added
-        more = search_grid(grid, result.best, score)
+        more = search_grid(grid, result.best, score, prefetch)
         result = SearchResult(more.best, more.score, result.scored + more.scored)
     return result, grid, sorted(set(grown))
 
@@ -124,7 +136,9 @@ def _tune_one(
     seed: int,
     extend: bool,
 ) -> StrategyTuning:
-    result, grid, grown = search_with_edges(grid, start, lambda s: evaluator(s).miou(), extend)
+    result, grid, grown = search_with_edges(
+        grid, start, lambda s: evaluator(s).miou(), extend, evaluator.prefetch
+    )
     # NaN scores (no labelled pixel) never win; ties keep the search's order
     scored = list(dict.fromkeys(setting for setting, value in result.scored if value == value))
     validation = cross_validate(scored, evaluator, count, folds, seed)
