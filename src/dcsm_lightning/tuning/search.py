@@ -115,24 +115,27 @@ class Evaluator:
     def prefetch(self, settings: Sequence[Setting]) -> None:
         """Score the settings not scored yet, :attr:`threads` at a time (torch ops of this
         process on one thread each meanwhile, so the CRF workers keep the other cores), and
-        log them in order."""
+        log each as it is done, in order."""
         todo = [s for s in dict.fromkeys(settings) if s not in self.cache]
         if len(todo) <= 1 or self.threads <= 1:
-            done = [self._evaluate(s) for s in todo]
-        else:
-            before = torch.get_num_threads()
-            torch.set_num_threads(1)
-            try:
-                with ThreadPoolExecutor(min(self.threads, len(todo))) as pool:
-                    done = list(pool.map(self._evaluate, todo))
-            finally:
-                torch.set_num_threads(before)
-        for setting, (result, seconds) in zip(todo, done, strict=True):
-            self.cache[setting] = result
-            self.log(
-                f"    {_describe(setting)}: mIoU {100 * result.miou(crf=False):.1f}, "
-                f"+ CRF {100 * result.miou():.1f} ({seconds:.1f} s)"
-            )
+            for setting in todo:
+                self._store(setting, *self._evaluate(setting))
+            return
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with ThreadPoolExecutor(min(self.threads, len(todo))) as pool:
+                for setting, done in zip(todo, pool.map(self._evaluate, todo), strict=True):
+                    self._store(setting, *done)
+        finally:
+            torch.set_num_threads(before)
+
+    def _store(self, setting: Setting, result: Evaluation, seconds: float) -> None:
+        self.cache[setting] = result
+        self.log(
+            f"    {_describe(setting)}: mIoU {100 * result.miou(crf=False):.1f}, "
+            f"+ CRF {100 * result.miou():.1f} ({seconds:.1f} s)"
+        )
 
     def log(self, line: str) -> None:
         """Pass ``line`` to ``progress`` (if any)."""
