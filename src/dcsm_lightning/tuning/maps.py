@@ -249,12 +249,12 @@ class GainMaps(StrategyMaps):
         out = []
         for index, stored in enumerate(self._before_gain(top_up)):
             candidates = self.candidates(index, top_up)
-            slots = CandidateSlots.from_mask(candidates)
+            image = self.images.batches[index].image  # the stored maps' device and size
+            slots = CandidateSlots.from_mask(candidates.to(image.device))
             if slots.num_slots == 0:
-                size = tuple(self.images.batches[index].image.shape[-2:])
+                size = tuple(image.shape[-2:])
                 out.append((torch.zeros(len(candidates), slots.num_classes, *size), candidates))
                 continue
-            slots = CandidateSlots.from_mask(candidates.to(stored[self.scales[0]].device))
             total = None
             for scale in strategy.scales:
                 part = strategy.gain(stored[scale], slots)
