@@ -180,9 +180,13 @@ def main(argv: list[str] | None = None) -> None:
             f"| {count} | {len(picks)} | {statistics.mean(crf_scores):.1f}{_spread(crf_scores)} | "
             f"{statistics.mean(plain):.1f}{_spread(plain)} |"
         )
-    lines += ["", "Chosen settings:", ""]
+    lines += ["", "Chosen settings (val DCSM + CRF / without, %):", ""]
     for count, picks in chosen.items():
-        lines += [f"- {count}: {_describe(s)}" for s in picks]
+        lines += [
+            f"- {count}: {_describe(s)} ({100 * scored_val[s].miou():.1f} / "
+            f"{100 * scored_val[s].miou(crf=False):.1f})"
+            for s in picks
+        ]
     cores = len(os.sched_getaffinity(0))
     lines += ["", f"Time: {(time.perf_counter() - start_time) / 60:.1f} min on {cores} cores:", ""]
     lines += [f"- {phase}" for phase in phases]

@@ -29,8 +29,9 @@ from dcsm_lightning.tuning import (
     tuned_config,
 )
 from dcsm_lightning.tuning.cross_validation import fold_indices
-from dcsm_lightning.tuning.grid import Grid, Knob, extended, layer_groups
+from dcsm_lightning.tuning.grid import Grid, Knob, default_grid, extended, layer_groups
 from dcsm_lightning.tuning.maps import GainMaps, LayerMaps, TuningImages, map_source
+from dcsm_lightning.tuning.report import edge_notes
 
 K = 3  # classes
 GRID = {
@@ -185,6 +186,26 @@ def test_grid_edges_are_extended_past_the_chosen_value():
     assert grown == ["alpha", "iterations"]
     assert bigger.knob("alpha").values == (1.0, 2.0, 4.0, 8.0)
     assert bigger.knob("iterations").values == (0, 5, 10, 20)
+
+
+def test_a_budget_knob_grows_down_but_never_up():
+    """The CRF's iterations (a budget: more only costs time) are not grown past the largest
+    value, even at that edge; below the smallest they grow as any knob."""
+    knob = default_grid(Simonyan(), 3, CRFSettings()).knob("iterations")
+    assert knob.values == (5, 10, 20) and not knob.grows_up
+    grid = Grid((Knob("alpha", (1.0, 2.0, 4.0), "strategy"), knob), (("alpha", "iterations"),))
+    assert grid.edges({"alpha": 2.0, "iterations": 20}) == ["iterations"]  # still reported
+    assert extended(grid, {"alpha": 2.0, "iterations": 20}) == (grid, [])
+    bigger, grown = extended(grid, {"alpha": 4.0, "iterations": 5})
+    assert grown == ["alpha", "iterations"]
+    assert bigger.knob("iterations") == Knob("iterations", (0, 5, 10, 20), "crf", grows_up=False)
+    # the table says which edge may hide a better value and which is a budget
+    notes = edge_notes(grid, (("alpha", 4.0), ("iterations", 20)))
+    assert notes[0].startswith("STILL AT THE GRID'S EDGE: alpha (")
+    assert notes[1].startswith("iterations at the largest value (a budget")
+    assert edge_notes(grid, (("alpha", 2.0), ("iterations", 5)))[0].endswith(
+        "iterations (the best may lie beyond)"
+    )
 
 
 def test_folds_cover_every_image_once():

@@ -17,7 +17,7 @@ Knobs act on one of three things:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, Literal
 
 from dcsm_lightning.crf import CRFSettings
@@ -31,11 +31,13 @@ from dcsm_lightning.saliency import (
 )
 from dcsm_lightning.saliency.options import strategy_options
 
-__all__ = ["CRF_KNOBS", "Grid", "Knob", "Setting", "default_grid", "layer_groups"]
+__all__ = ["BUDGET_KNOBS", "CRF_KNOBS", "Grid", "Knob", "Setting", "default_grid", "layer_groups"]
 
 Target = Literal["strategy", "candidates", "crf"]
 #: The CRF fields a grid may search.
 CRF_KNOBS = tuple(f.name for f in fields(CRFSettings))
+#: Knobs never grown above their largest value (:attr:`Knob.grows_up`).
+BUDGET_KNOBS = ("iterations",)
 
 #: Values of the default grid (fixed before looking at validation results; docs/tuning.md).
 ALPHAS = (1.0, 2.0, 3.0, 4.0, 6.0)
@@ -59,11 +61,15 @@ class Knob:
         name: the argument or field name.
         values: the grid's values, in order (the edges are the first and the last).
         target: ``"strategy"``, ``"candidates"`` or ``"crf"``.
+        grows_up: whether :func:`extended` may add a value above the largest (False for a
+            budget such as the CRF's ``iterations``: more of it costs time linearly and only
+            takes mean-field inference further towards its fixed point).
     """
 
     name: str
     values: tuple[Any, ...]
     target: Target
+    grows_up: bool = True
 
 
 Setting = tuple[tuple[str, Any], ...]  # sorted (knob name, value) pairs, hashable
@@ -179,6 +185,7 @@ def default_grid(
     Groups: ``(alpha, bilateral_compat)`` jointly (the gain and the CRF weight trade off),
     then ``layers``, ``scales``, ``min_candidates``, ``(bilateral_sxy, bilateral_srgb)``,
     ``iterations``; a strategy without ``alpha`` searches ``bilateral_compat`` alone.
+    The knobs of :data:`BUDGET_KNOBS` (``iterations``) do not grow above their largest value.
     """
     current = strategy_options(strategy)
     specs: list[tuple[str, Sequence[Any], Target, Any]] = [
@@ -200,6 +207,7 @@ def default_grid(
         Knob(name, _with_current(given.get(name, grid_values), now), target)
         for name, grid_values, target, now in specs
     ]
+    knobs = [replace(k, grows_up=False) if k.name in BUDGET_KNOBS else k for k in knobs]
     names = {k.name for k in knobs}
     order = [
         ("alpha", "bilateral_compat"),
@@ -232,7 +240,7 @@ def start_setting(
 def fixed(grid: Grid, values: Mapping[str, Any]) -> Grid:
     """``grid`` with the knobs in ``values`` held at that single value."""
     knobs = tuple(
-        Knob(k.name, (values[k.name],), k.target) if k.name in values else k for k in grid.knobs
+        replace(k, values=(values[k.name],)) if k.name in values else k for k in grid.knobs
     )
     return Grid(knobs, grid.groups)
 
@@ -240,7 +248,8 @@ def fixed(grid: Grid, values: Mapping[str, Any]) -> Grid:
 def extended(grid: Grid, setting: Mapping[str, Any]) -> tuple[Grid, list[str]]:
     """``grid`` with one more value beyond each edge the setting sits on (:meth:`Grid.edges`):
     the last step repeated (geometric for floats: 16 after 4, 8; integers by their step, not
-    below 0). Returns the new grid and the knobs extended."""
+    below 0; never above the largest value of a knob that does not grow up). Returns the new
+    grid and the knobs extended."""
     knobs, grown = [], []
     for knob in grid.knobs:
         values = sorted(knob.values) if knob.name in grid.edges(setting) else None
@@ -248,6 +257,9 @@ def extended(grid: Grid, setting: Mapping[str, Any]) -> tuple[Grid, list[str]]:
             knobs.append(knob)
             continue
         low = setting[knob.name] == values[0]
+        if not (low or knob.grows_up):
+            knobs.append(knob)
+            continue
         a, b = (values[1], values[0]) if low else (values[-2], values[-1])
         if isinstance(b, int) and not isinstance(b, bool):
             new: Any = b + (b - a)
@@ -256,6 +268,6 @@ def extended(grid: Grid, setting: Mapping[str, Any]) -> tuple[Grid, list[str]]:
         if new < 0 or new == b:
             knobs.append(knob)
             continue
-        knobs.append(Knob(knob.name, tuple(sorted((*knob.values, new))), knob.target))
+        knobs.append(replace(knob, values=tuple(sorted((*knob.values, new)))))
         grown.append(knob.name)
     return Grid(tuple(knobs), grid.groups), grown

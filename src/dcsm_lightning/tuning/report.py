@@ -20,11 +20,11 @@ from dcsm_lightning.crf import CRFSettings, DenseCRF
 from dcsm_lightning.files import save_text
 from dcsm_lightning.saliency.options import strategy_config, with_options
 from dcsm_lightning.segmentation.callback import SaliencySegmentation
-from dcsm_lightning.tuning.grid import Setting
+from dcsm_lightning.tuning.grid import Grid, Setting
 from dcsm_lightning.tuning.search import _describe
 from dcsm_lightning.tuning.tune import Tuning
 
-__all__ = ["table_lines", "tuned_config", "write_tuning"]
+__all__ = ["edge_notes", "table_lines", "tuned_config", "write_tuning"]
 
 
 def tuned_config(tuning: Tuning, suffix: str = "") -> dict[str, Any]:
@@ -65,6 +65,29 @@ def _changes(setting: Setting, default: Setting) -> str:
     return _describe(changed) if changed else "(as configured)"
 
 
+def edge_notes(grid: Grid, best: Setting) -> list[str]:
+    """What the table says of the knobs whose chosen value is at the grid's edge
+    (:meth:`~dcsm_lightning.tuning.grid.Grid.edges`): a knob that may grow was grown as far
+    as the search grows it, a budget (:attr:`~dcsm_lightning.tuning.grid.Knob.grows_up`
+    False) at its largest value was never grown."""
+    values = dict(best)
+    budget = [
+        name
+        for name in grid.edges(values)
+        if not grid.knob(name).grows_up and values[name] == max(grid.knob(name).values)
+    ]
+    edges = [name for name in grid.edges(values) if name not in budget]
+    notes = []
+    if edges:
+        notes.append(f"STILL AT THE GRID'S EDGE: {', '.join(edges)} (the best may lie beyond)")
+    if budget:
+        notes.append(
+            f"{', '.join(budget)} at the largest value (a budget, never grown: configure a "
+            "larger value to try it)"
+        )
+    return notes
+
+
 def table_lines(tuning: Tuning, source: str) -> list[str]:
     """The Markdown table (mIoU % on the tuning images, default vs tuned, with the
     cross-validated estimate) and the notes on the grid's edges."""
@@ -92,9 +115,7 @@ def table_lines(tuning: Tuning, source: str) -> list[str]:
         note = f"{item.name}: {len(item.search.scored)} settings scored"
         if item.extended:
             note += f"; grid extended past its edge for {', '.join(item.extended)}"
-        if item.edges:
-            note += f"; STILL AT THE GRID'S EDGE: {', '.join(item.edges)} (the best may lie beyond)"
-        lines.append(f"- {note}")
+        lines.append("; ".join([f"- {note}", *edge_notes(item.grid, item.search.best)]))
     first = tuning.strategies[0].name if tuning.strategies else "-"
     lines += [
         f"- N (min_candidates) and the CRF were chosen for {first} and are shared by every "
