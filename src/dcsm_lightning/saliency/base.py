@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import ClassVar, Literal
 
@@ -180,12 +180,8 @@ class SaliencyStrategy(ABC):
                 with torch.no_grad():
                     checked_forward(model, image, slots.num_classes)
                 return image.new_zeros(image.shape[0], slots.num_classes, *size)
-            total = None
-            for scale in self.scales:
-                part = self.scale_maps(model, rescale(image, scale), slots, size)
-                total = part if total is None else total + part
-            maps = self.combine_scales(total, len(self.scales)).clamp(0, 1)
-            return slots.scatter(maps.detach())
+            parts = (self.scale_maps(model, rescale(image, s), slots, size) for s in self.scales)
+            return self.scatter_scales(parts, slots).detach()
 
     def pick_candidates(self, model: nn.Module, image: torch.Tensor) -> torch.Tensor:
         """Candidates bool B x K from one forward at scale 1.0 (``threshold``, ``min_candidates``).
@@ -244,6 +240,24 @@ class SaliencyStrategy(ABC):
     def combine_scales(self, total: torch.Tensor, num_scales: int) -> torch.Tensor:
         """Combine the sum B x N x H x W of the scales' :meth:`scale_maps`; default: their mean."""
         return total / num_scales
+
+    def scatter_scales(self, parts: Iterable[torch.Tensor], slots: CandidateSlots) -> torch.Tensor:
+        """The strategy's maps from each scale's slot maps: their sum, :meth:`combine_scales`,
+        clamped to [0, 1] and scattered to the classes.
+
+        Args:
+            parts: one float B x N x H x W per scale of :attr:`scales` (:meth:`scale_maps`).
+            slots: the candidates' slots the parts are packed in.
+
+        Returns:
+            float B x K x H x W in [0, 1], 0 for the classes that are not candidates.
+        """
+        total = None
+        for part in parts:
+            total = part if total is None else total + part
+        if total is None:
+            raise ValueError("scatter_scales needs one part per scale, got none")
+        return slots.scatter(self.combine_scales(total, len(self.scales)).clamp(0, 1))
 
     @contextmanager
     def session(self, model: nn.Module) -> Iterator[None]:

@@ -8,11 +8,11 @@ B x K x S x S in [0, 1] for a setting of its init arguments and a candidate top-
   computed once per image and scale, at the layers' own resolution, for every class any
   setting may need; each setting (``alpha``, ``layers``, ``scales``, N) is then composed from
   them by the strategy's own :meth:`~dcsm_lightning.saliency.LayerGradient.combine_layers` and
-  ``combine_scales`` (no second implementation of Eq. 4-5).
+  ``scatter_scales`` (no second implementation of Eq. 4-5).
 - :class:`GainMaps` (Simonyan, Captum attributions, Distinct: ``SeparateGain`` strategies):
   each scale's maps before the tanh gain are computed once per image and N; each setting of
   ``alpha`` and ``scales`` applies the strategy's own
-  :meth:`~dcsm_lightning.saliency.gain.SeparateGain.gain` to them.
+  :meth:`~dcsm_lightning.saliency.gain.SeparateGain.gain` and ``scatter_scales`` to them.
 - :class:`StrategyMaps` (any other strategy): the strategy with the setting's arguments, called
   on each batch.
 """
@@ -189,13 +189,15 @@ class LayerMaps(StrategyMaps):
             if slots.num_slots == 0:
                 out.append((torch.zeros(len(candidates), slots.num_classes, *size), candidates))
                 continue
-            total = None
-            for scale in strategy.scales:
-                layer_maps = [slots.gather(self.stored[index][scale][n]) for n in strategy.layers]
-                part = strategy.combine_layers(layer_maps, slots.valid, size)
-                total = part if total is None else total + part
-            maps = strategy.combine_scales(total, len(strategy.scales)).clamp(0, 1)
-            out.append((slots.scatter(maps), candidates))
+            parts = (
+                strategy.combine_layers(
+                    [slots.gather(self.stored[index][scale][n]) for n in strategy.layers],
+                    slots.valid,
+                    size,
+                )
+                for scale in strategy.scales
+            )
+            out.append((strategy.scatter_scales(parts, slots), candidates))
         return out
 
 
@@ -255,12 +257,8 @@ class GainMaps(StrategyMaps):
                 size = tuple(image.shape[-2:])
                 out.append((torch.zeros(len(candidates), slots.num_classes, *size), candidates))
                 continue
-            total = None
-            for scale in strategy.scales:
-                part = strategy.gain(stored[scale], slots)
-                total = part if total is None else total + part
-            maps = strategy.combine_scales(total, len(strategy.scales)).clamp(0, 1)
-            out.append((slots.scatter(maps).cpu(), candidates))
+            parts = (strategy.gain(stored[scale], slots) for scale in strategy.scales)
+            out.append((strategy.scatter_scales(parts, slots).cpu(), candidates))
         return out
 
 
