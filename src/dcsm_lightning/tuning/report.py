@@ -71,12 +71,13 @@ def edge_notes(grid: Grid, best: Setting) -> list[str]:
     as the search grows it, a budget (:attr:`~dcsm_lightning.tuning.grid.Knob.grows_up`
     False) at its largest value was never grown."""
     values = dict(best)
+    found = grid.edges(values)
     budget = [
         name
-        for name in grid.edges(values)
+        for name in found
         if not grid.knob(name).grows_up and values[name] == max(grid.knob(name).values)
     ]
-    edges = [name for name in grid.edges(values) if name not in budget]
+    edges = [name for name in found if name not in budget]
     notes = []
     if edges:
         notes.append(f"STILL AT THE GRID'S EDGE: {', '.join(edges)} (the best may lie beyond)")
